@@ -1,0 +1,201 @@
+"""The `fkp` command line: wires data -> folds -> cv -> blend; each step lives in its own module."""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter out of the logs
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from . import data as data_module
+from .config import load_config
+from .errors import InputError
+from .folds import folds_for, folds_path, make_folds, save_folds
+
+app = typer.Typer(
+    help="Kaggle Facial Keypoints Detection: folds, specialist CNNs, tuning, blending, submission.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+console = Console(soft_wrap=True)
+
+DataOption = Annotated[
+    Optional[Path],
+    typer.Option("--data", help="Folder with training/test (zip or csv) and IdLookupTable.csv "
+                 "[default: ./data if it has them, else the bundled sample]"),
+]
+FoldsDirOption = Annotated[Path, typer.Option("--folds-dir", help="Where fold assignments are stored.")]
+RunsDirOption = Annotated[Path, typer.Option("--runs-dir", help="Where runs are written.")]
+SAMPLE_CONFIG = "smoke"  # cheap settings picked when running on the bundled sample
+
+
+def one_line_errors(command):
+    """Bad input ends the command with its one-line message and exit status 2, no traceback."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except InputError as error:
+            print(f"fkp: {error}", file=sys.stderr)
+            raise typer.Exit(2) from None
+
+    return wrapper
+
+
+def _data(data: Path | None) -> tuple[Path, bool]:
+    folder, is_sample = data_module.resolve_data_dir(data)
+    if is_sample:
+        console.print(f"No --data given and no competition files in ./data: using the bundled sample ({folder}).")
+    return folder, is_sample
+
+
+def _dataset_name(folder: Path, is_sample: bool) -> str:
+    return "sample" if is_sample else folder.resolve().name
+
+
+@app.command()
+@one_line_errors
+def check(data: DataOption = None):
+    """Validate a data folder and summarise it."""
+    folder, _ = _data(data)
+    started = time.perf_counter()
+    training = data_module.load_training(folder)
+    test = data_module.load_test(folder)
+    lookup = data_module.load_lookup(folder, test)
+    full = int(training.is_full_label.sum())
+    console.print(
+        f"{folder}: {len(training)} training faces ({full} full-label, {len(training) - full} partial-label), "
+        f"{len(test)} test faces, {len(lookup)} lookup rows; loaded in {time.perf_counter() - started:.2f}s"
+    )
+
+
+@app.command()
+@one_line_errors
+def folds(
+    data: DataOption = None,
+    k: Annotated[int, typer.Option("--folds", help="Number of folds.")] = 5,
+    seed: Annotated[int, typer.Option(help="Shuffle seed.")] = 42,
+    folds_dir: FoldsDirOption = Path("folds"),
+    overwrite: Annotated[bool, typer.Option(help="Replace stored folds.")] = False,
+):
+    """Build the K-fold split (stratified by annotation style) and store it."""
+    folder, is_sample = _data(data)
+    training = data_module.load_training(folder)
+    path = folds_path(folds_dir, _dataset_name(folder, is_sample))
+    if path.exists() and not overwrite:
+        raise InputError(path, "folds already stored: pass --overwrite to replace them")
+    built = make_folds(training, k, seed)
+    save_folds(built, training, path)
+    console.print(f"{path}: {k} folds of {len(training)} faces, seed {seed}")
+
+
+def _print_table(table, title: str) -> None:
+    shown = Table(title=title)
+    shown.add_column("keypoint")
+    for column in table.columns:
+        shown.add_column(column, justify="right")
+    for keypoint, row in table.iterrows():
+        shown.add_row(str(keypoint), *(f"{v:.4f}" if isinstance(v, float) else str(v) for v in row))
+    console.print(shown)
+
+
+@app.command()
+@one_line_errors
+def cv(
+    data: DataOption = None,
+    k: Annotated[Optional[int], typer.Option("--folds", help="Number of folds [default: stored, else 5].")] = None,
+    config_name: Annotated[Optional[str], typer.Option(
+        "--config", help="Config name in configs/ or a TOML path [default: default; smoke on the sample].")] = None,
+    epochs: Annotated[Optional[int], typer.Option(help="Override train.epochs.")] = None,
+    limit: Annotated[Optional[int], typer.Option(help="Use only the first N training faces (smoke runs).")] = None,
+    fold: Annotated[Optional[int], typer.Option(help="Train only this fold (0-based).")] = None,
+    run: Annotated[Optional[str], typer.Option(help="Run name [default: the config's name].")] = None,
+    runs_dir: RunsDirOption = Path("runs"),
+    folds_dir: FoldsDirOption = Path("folds"),
+    seed: Annotated[int, typer.Option(help="Fold seed when folds are built.")] = 42,
+    overrides: Annotated[Optional[list[str]], typer.Option(
+        "--set", help="Override a config key, e.g. --set full.model.dropout=0.2 (repeatable).")] = None,
+):
+    """Train both specialists on every fold and print the cross-validated RMSE."""
+    if k is not None and k < 2:
+        raise InputError("--folds", f"need at least 2 folds, got {k}")
+    if limit is not None and limit < 2:
+        raise InputError("--limit", f"need at least 2 faces, got {limit}")
+    folder, is_sample = _data(data)
+    settings = list(overrides or []) + ([f"train.epochs={epochs}"] if epochs is not None else [])
+    config = load_config(config_name or (SAMPLE_CONFIG if is_sample else "default"), settings)
+    run_dir = runs_dir / (run or ("sample" if is_sample and config_name is None else config.name))
+    if fold is not None and k is not None and not 0 <= fold < k:
+        raise InputError("--fold", f"fold {fold} does not exist with --folds {k}: folds are 0..{k - 1}")
+
+    training = data_module.load_training(folder)
+    test = data_module.load_test(folder)
+    path = folds_path(folds_dir, _dataset_name(folder, is_sample))
+    split, built = folds_for(training, path, k, seed)
+    if built:
+        console.print(f"{path}: built {split.k} folds (seed {split.seed})")
+    training, split = training.head(limit), split.head(limit)
+
+    from .cv import run_cv, score  # imports Keras: only when training
+
+    console.print(f"run {run_dir}: config {config.name}, {len(training)} faces, {split.k} folds, "
+                  f"{len(test)} test faces")
+    started = time.perf_counter()
+    run_cv(config, training, test, split, run_dir, only_fold=fold, limit=limit, log=console.print)
+    console.print(f"trained in {time.perf_counter() - started:.0f}s")
+    plain, faces = score(run_dir, training, tta=False)
+    flipped, _ = score(run_dir, training, tta=True)
+    _print_table(plain, f"OOF RMSE per keypoint ({faces} faces, no TTA)")
+    use_tta = config.full.train.tta
+    console.print(f"OOF RMSE without TTA {plain.loc['overall', 'leaderboard']:.4f}, "
+                  f"with flip TTA {flipped.loc['overall', 'leaderboard']:.4f} (blend uses "
+                  f"{'TTA' if use_tta else 'no TTA'})")
+    if faces < len(training):
+        console.print(f"{faces} of {len(training)} faces have out-of-fold predictions so far (missing folds).")
+    print(f"cv_rmse={(flipped if use_tta else plain).loc['overall', 'leaderboard']:.5f}")
+
+
+@app.command()
+@one_line_errors
+def blend(
+    data: DataOption = None,
+    run: Annotated[Optional[str], typer.Option(help="Run to blend [default: default; sample on the sample].")] = None,
+    runs_dir: RunsDirOption = Path("runs"),
+    out: Annotated[Path, typer.Option(help="Submission file.")] = Path("submissions/submission.csv"),
+    allow_partial: Annotated[bool, typer.Option(help="Blend a run with missing folds.")] = False,
+):
+    """Average the fold models' test predictions into a Kaggle submission."""
+    from .blend import blend_run
+
+    folder, is_sample = _data(data)
+    run_dir = runs_dir / (run or ("sample" if is_sample else "default"))
+    test = data_module.load_test(folder)
+    lookup = data_module.load_lookup(folder, test)
+    result = blend_run(run_dir, lookup, out, allow_partial=allow_partial)
+    console.print(f"{out}: {len(result)} rows from run {run_dir}")
+
+
+@app.command()
+@one_line_errors
+def sample(
+    data: Annotated[Path, typer.Option("--data", help="The full competition folder.")],
+    out: Annotated[Path, typer.Option(help="Where to write the sample.")],
+    train: Annotated[int, typer.Option(help="Training faces.")] = 300,
+    test_faces: Annotated[int, typer.Option("--test", help="Test faces (the first N ImageIds).")] = 60,
+    seed: Annotated[int, typer.Option(help="Which training faces.")] = 0,
+):
+    """Cut a small real sample (zips + matching IdLookupTable rows) from a competition folder."""
+    from .data import write_sample
+
+    write_sample(data, out, train, test_faces, seed)
+    console.print(f"{out}: {train} training faces, {test_faces} test faces")

@@ -1,0 +1,185 @@
+"""Experiment configs: TOML files in configs/, validated against these dataclasses.
+
+A file's [model], [augment] and [train] tables apply to both specialists; [full.<table>] and
+[partial.<table>] override them for one. ``--set full.model.dropout=0.2`` overrides from the CLI.
+Every run writes the resolved config (both specialists spelt out) beside its artifacts.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import tomllib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import InputError
+from .schema import SPECIALISTS
+
+PROJECT_CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+@dataclass
+class ModelConfig:
+    filters: list[int] = field(default_factory=lambda: [32, 64, 128, 256])  # one conv block each
+    convs_per_block: int = 2
+    kernel_size: int = 3
+    batch_norm: bool = True
+    dropout: float = 0.3
+    dense_units: int = 512
+
+
+@dataclass
+class AugmentConfig:
+    flip: float = 0.5  # probability of a mirrored face (labels swapped left/right)
+    rotate: float = 12.0  # degrees, either way
+    scale: float = 0.08  # relative, either way
+    shift: float = 0.05  # fraction of the image, either way
+    brightness: float = 0.2  # relative, either way
+    contrast: float = 0.2  # relative, either way
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 200
+    batch_size: int = 64
+    learning_rate: float = 1e-3
+    patience: int = 25  # epochs without a better validation RMSE before stopping
+    lr_patience: int = 8  # epochs without improvement before the learning rate halves
+    min_learning_rate: float = 1e-5
+    workers: int = 1  # PyDataset workers preparing augmented batches
+    tta: bool = True  # average each prediction with its mirror's
+
+
+@dataclass
+class SpecialistConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+@dataclass
+class Config:
+    name: str = "default"
+    seed: int = 42
+    full: SpecialistConfig = field(default_factory=SpecialistConfig)
+    partial: SpecialistConfig = field(default_factory=SpecialistConfig)
+
+    def specialist(self, name: str) -> SpecialistConfig:
+        return getattr(self, name)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+_SECTIONS = {f.name for f in dataclasses.fields(SpecialistConfig)}
+
+
+def find_config(name_or_path: str) -> Path:
+    """A config file by path, or by name in ./configs or the project's configs/."""
+    path = Path(name_or_path)
+    if path.suffix == ".toml" or len(path.parts) > 1:
+        if not path.is_file():
+            raise InputError(path, "config file not found")
+        return path
+    for folder in (Path("configs"), PROJECT_CONFIGS):
+        if (folder / f"{name_or_path}.toml").is_file():
+            return folder / f"{name_or_path}.toml"
+    known = sorted(p.stem for p in PROJECT_CONFIGS.glob("*.toml"))
+    raise InputError(f"configs/{name_or_path}.toml", f"config not found (known: {', '.join(known)})")
+
+
+def _check(value, expected, key: str, source: str):
+    """``value`` if it fits the annotation ``expected`` (ints widen to float), else an InputError."""
+    origin = typing.get_origin(expected)
+    if origin is list:
+        (item,) = typing.get_args(expected)
+        if isinstance(value, list):
+            return [_check(v, item, key, source) for v in value]
+    elif expected is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    elif isinstance(value, expected) and not (expected is int and isinstance(value, bool)):
+        return value
+    name = expected.__name__ if isinstance(expected, type) else str(expected)
+    raise InputError(source, f"key {key!r} must be {name}, got {type(value).__name__} {value!r}")
+
+
+def _apply(target, table: dict, prefix: str, source: str) -> None:
+    """Set dataclass ``target``'s fields from ``table``, refusing unknown keys and wrong types."""
+    hints = typing.get_type_hints(type(target))
+    for key, value in table.items():
+        dotted = f"{prefix}{key}"
+        if key not in hints:
+            known = ", ".join(hints)
+            raise InputError(source, f"unknown key {dotted!r} (known here: {known})")
+        expected = hints[key]
+        if dataclasses.is_dataclass(expected):
+            if not isinstance(value, dict):
+                raise InputError(source, f"key {dotted!r} must be a table")
+            _apply(getattr(target, key), value, f"{dotted}.", source)
+        else:
+            setattr(target, key, _check(value, expected, dotted, source))
+
+
+def resolve(raw: dict, source: str) -> Config:
+    """A Config from a parsed TOML document (shared tables first, then per-specialist ones)."""
+    raw = copy.deepcopy(raw)
+    config = Config()
+    shared = {key: raw.pop(key) for key in list(raw) if key in _SECTIONS}
+    per_specialist = {key: raw.pop(key) for key in list(raw) if key in SPECIALISTS}
+    _apply(config, raw, "", source)
+    for name in SPECIALISTS:
+        _apply(config.specialist(name), shared, "", source)
+        table = per_specialist.get(name, {})
+        if not isinstance(table, dict):
+            raise InputError(source, f"key {name!r} must be a table")
+        _apply(config.specialist(name), table, f"{name}.", source)
+    return config
+
+
+def parse_override(assignment: str) -> dict:
+    """``a.b.c=VALUE`` (VALUE in TOML syntax; bare words are strings) -> nested dict."""
+    key, sep, value = assignment.partition("=")
+    if not sep or not key.strip():
+        raise InputError("--set", f"expected KEY=VALUE, got {assignment!r}")
+    try:
+        parsed = tomllib.loads(f"v = {value}")["v"]
+    except tomllib.TOMLDecodeError:
+        parsed = value
+    nested: dict = parsed
+    for part in reversed(key.strip().split(".")):
+        nested = {part: nested}
+    return nested
+
+
+def _merge(base: dict, update: dict) -> dict:
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            _merge(base[key], value)
+        else:
+            base[key] = value
+    return base
+
+
+def load_config(name_or_path: str, overrides: list[str] = ()) -> Config:
+    path = find_config(name_or_path)
+    try:
+        raw = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as error:
+        raise InputError(path, f"not valid TOML: {error}") from None
+    raw.setdefault("name", path.stem)
+    config = resolve(raw, str(path))
+    if overrides:
+        # Overrides land on the resolved config, so a shared key reaches both specialists.
+        resolved = config.to_dict()
+        for assignment in overrides:
+            update = parse_override(assignment)
+            for section in set(update) & _SECTIONS:
+                for name in SPECIALISTS:
+                    update.setdefault(name, {}).setdefault(section, {})
+                    _merge(update[name][section], update[section])
+                del update[section]
+            _merge(resolved, update)
+        config = resolve(resolved, "--set")
+    return config

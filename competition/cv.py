@@ -1,0 +1,87 @@
+"""`fkp cv`: train both specialists on every fold (or one), then score out-of-fold like Kaggle."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from .config import Config
+from .data import TestSet, TrainingSet
+from .errors import InputError
+from .evaluate import cv_table, load_oof
+from .folds import Folds
+from .io import atomic_path, write_toml
+from .schema import SPECIALISTS
+from .train import FoldResult, fold_dir, train_fold
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """What makes a run's folds comparable: same data, same folds, same config, same subset."""
+
+    fingerprint: str
+    folds: int
+    fold_seed: int
+    limit: int | None
+    config: dict
+
+    @classmethod
+    def read(cls, run_dir: Path) -> RunSpec:
+        path = run_dir / "run.json"
+        if not path.exists():
+            raise InputError(run_dir, "not a run folder (no run.json): run `fkp cv` first")
+        return cls(**json.loads(path.read_text()))
+
+    def claim(self, run_dir: Path) -> None:
+        """Record this spec for a new run; refuse to add folds to a run made with another one."""
+        path = run_dir / "run.json"
+        if path.exists():
+            existing = json.loads(path.read_text())
+            differs = [key for key, value in self.__dict__.items() if existing.get(key) != value]
+            if differs:
+                raise InputError(
+                    path, f"this run was made with other {', '.join(differs)}: pick another --run or delete the run"
+                )
+            return
+        with atomic_path(path) as tmp:
+            tmp.write_text(json.dumps(self.__dict__, indent=2))
+        write_toml(self.config, run_dir / "config.toml")
+
+
+def run_cv(
+    config: Config,
+    training: TrainingSet,
+    test: TestSet,
+    folds: Folds,
+    run_dir: Path,
+    *,
+    only_fold: int | None = None,
+    limit: int | None = None,
+    log=print,
+) -> list[FoldResult]:
+    if only_fold is not None and not 0 <= only_fold < folds.k:
+        raise InputError("--fold", f"fold {only_fold} does not exist: folds are 0..{folds.k - 1}")
+    RunSpec(training.fingerprint, folds.k, folds.seed, limit, config.to_dict()).claim(run_dir)
+    results = []
+    for name in SPECIALISTS:
+        for fold in range(folds.k) if only_fold is None else [only_fold]:
+            if fold_dir(run_dir, name, fold).exists():
+                log(f"[{name} fold {fold}] already complete: skipped")
+                continue
+            result = train_fold(name, fold, config, training, test, folds, run_dir)
+            log(
+                f"[{name} fold {fold}] best val_rmse {result.best_val_rmse:.4f} after {result.epochs} epochs, "
+                f"{result.seconds:.0f}s, {result.faces_per_second:.0f} faces/s"
+            )
+            results.append(result)
+    return results
+
+
+def score(run_dir: Path, training: TrainingSet, tta: bool) -> tuple[pd.DataFrame, int]:
+    """The per-keypoint CV table of a run, and how many faces it covers."""
+    rows, full, partial = load_oof(run_dir, tta)
+    return cv_table(training.keypoints[rows], full, partial), len(rows)
+

@@ -1,0 +1,98 @@
+"""K-fold splits, built once and stored, reused by every command.
+
+Stratified by annotation style (full- vs partial-label) so each fold holds both specialists'
+faces in the data's proportion, and grouped by identical pixels so a face repeated in the
+download never sits on both sides of a split.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import StratifiedGroupKFold
+
+from .data import TrainingSet
+from .errors import InputError
+from .io import atomic_path, write_csv
+
+
+@dataclass(frozen=True)
+class Folds:
+    fold: np.ndarray  # (N,) fold of each training row
+    k: int
+    seed: int
+    fingerprint: str  # of the training set they were built for
+
+    def validation_rows(self, k: int) -> np.ndarray:
+        return np.flatnonzero(self.fold == k)
+
+    def training_rows(self, k: int) -> np.ndarray:
+        return np.flatnonzero(self.fold != k)
+
+    def head(self, n: int | None) -> Folds:
+        """The folds of the first ``n`` rows (for --limit smoke runs): same assignment, fewer rows."""
+        return self if n is None else Folds(self.fold[:n], self.k, self.seed, self.fingerprint)
+
+
+def make_folds(training: TrainingSet, k: int, seed: int) -> Folds:
+    if k < 2:
+        raise InputError("--folds", f"need at least 2 folds, got {k}")
+    _, groups = np.unique(training.images.reshape(len(training), -1), axis=0, return_inverse=True)
+    splitter = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
+    fold = np.empty(len(training), np.int64)
+    for index, (_, validation) in enumerate(splitter.split(training.images, training.is_full_label, groups.ravel())):
+        fold[validation] = index
+    return Folds(fold, k, seed, training.fingerprint)
+
+
+def folds_path(folds_dir: Path, dataset: str) -> Path:
+    return folds_dir / f"{dataset}.csv"
+
+
+def save_folds(folds: Folds, training: TrainingSet, path: Path) -> None:
+    """The CSV (training row -> fold, with its style) and a JSON of what it was built from."""
+    style = np.where(training.is_full_label, "full", "partial")
+    write_csv(pd.DataFrame({"row": np.arange(len(folds.fold)), "fold": folds.fold, "style": style}), path)
+    with atomic_path(path.with_suffix(".json")) as tmp:
+        tmp.write_text(json.dumps({"k": folds.k, "seed": folds.seed, "faces": len(folds.fold),
+                                   "fingerprint": folds.fingerprint}, indent=2))
+
+
+def load_folds(path: Path, training: TrainingSet) -> Folds:
+    """Stored folds, refused with the reason when they were built for other data."""
+    meta_path = path.with_suffix(".json")
+    if not path.exists() or not meta_path.exists():
+        raise InputError(path, "no stored folds: run `fkp folds`")
+    meta = json.loads(meta_path.read_text())
+    frame = pd.read_csv(path)
+    if list(frame.columns) != ["row", "fold", "style"] or len(frame) != meta["faces"]:
+        raise InputError(path, "damaged: expected columns row,fold,style and one row per training face")
+    if meta["fingerprint"] != training.fingerprint or meta["faces"] != len(training):
+        raise InputError(
+            path,
+            f"built for another training set ({meta['faces']} faces, fingerprint {meta['fingerprint']}); "
+            f"this one has {len(training)} faces, fingerprint {training.fingerprint}: "
+            "rebuild with `fkp folds --overwrite` or pick another --folds-dir",
+        )
+    return Folds(frame["fold"].to_numpy(), int(meta["k"]), int(meta["seed"]), meta["fingerprint"])
+
+
+def folds_for(training: TrainingSet, path: Path, k: int | None, seed: int) -> tuple[Folds, bool]:
+    """The stored folds at ``path`` (built and saved first if missing); True if just built.
+
+    ``k`` None means "whatever is stored" (5 if nothing is); a stored K other than ``k`` is refused.
+    """
+    if path.exists():
+        folds = load_folds(path, training)
+        if k is not None and folds.k != k:
+            raise InputError(
+                path, f"holds {folds.k} folds but --folds {k} was asked: run `fkp folds --folds {k} --overwrite`"
+            )
+        return folds, False
+    folds = make_folds(training, 5 if k is None else k, seed)
+    save_folds(folds, training, path)
+    return folds, True

@@ -1,0 +1,28 @@
+"""Predicting keypoints in pixels, with optional flip test-time augmentation."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+
+from .augment import mirror
+from .schema import Specialist
+
+
+def predict_pixels(model: keras.Model, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """(N, 96, 96) uint8 faces -> (N, 2K) keypoints in pixels."""
+    x = images[..., None].astype(np.float32)
+    return model.predict(x, batch_size=batch_size, verbose=0)
+
+
+def predict_with_flip(
+    model: keras.Model, images: np.ndarray, specialist: Specialist, batch_size: int = 256
+) -> tuple[np.ndarray, np.ndarray]:
+    """Plain predictions and flip-TTA ones: the mean of the face's and its mirror's mapped back."""
+    plain = predict_pixels(model, images, batch_size)
+    permutation = specialist.flip_permutation
+    k = len(specialist.keypoints)
+    mirrored_images, _ = mirror(images, np.zeros((len(images), k, 2)), permutation)
+    on_mirror = predict_pixels(model, np.ascontiguousarray(mirrored_images), batch_size)
+    _, mapped_back = mirror(mirrored_images, on_mirror.reshape(-1, k, 2), permutation)
+    return plain, (plain + mapped_back.reshape(len(images), -1)) / 2

@@ -1,0 +1,63 @@
+"""The keypoint schema (names, flip pairs, specialist subsets), read once from keypoints.toml."""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from importlib import resources
+
+import numpy as np
+
+_SPEC = tomllib.loads(resources.files(__package__).joinpath("keypoints.toml").read_text())
+
+IMAGE_SIZE: int = _SPEC["image_size"]
+KEYPOINTS: tuple[str, ...] = tuple(_SPEC["keypoints"])
+COORDINATES: tuple[str, ...] = tuple(f"{k}_{axis}" for k in KEYPOINTS for axis in "xy")
+FLIP_PAIRS: tuple[tuple[str, str], ...] = tuple(tuple(p) for p in _SPEC["flip_pairs"])
+# Kaggle coordinates put pixel i's centre at i, so a mirror maps x to (IMAGE_SIZE - 1) - x.
+MIRROR_AXIS: float = IMAGE_SIZE - 1
+
+
+@dataclass(frozen=True)
+class Specialist:
+    """A subset of keypoints that one CNN predicts."""
+
+    name: str
+    keypoints: tuple[str, ...]
+
+    @property
+    def coordinates(self) -> tuple[str, ...]:
+        return tuple(f"{k}_{axis}" for k in self.keypoints for axis in "xy")
+
+    @property
+    def columns(self) -> np.ndarray:
+        """Indices of this specialist's coordinates among the 30 COORDINATES."""
+        return np.array([COORDINATES.index(c) for c in self.coordinates])
+
+    @property
+    def flip_permutation(self) -> np.ndarray:
+        """For each output keypoint, the index of its mirror partner (itself if unpaired)."""
+        partner = {k: k for k in self.keypoints}
+        for a, b in FLIP_PAIRS:
+            if a in partner and b in partner:
+                partner[a], partner[b] = b, a
+        return np.array([self.keypoints.index(partner[k]) for k in self.keypoints])
+
+
+def _specialist(name: str, keypoints: str | list[str]) -> Specialist:
+    chosen = KEYPOINTS if keypoints == "all" else tuple(keypoints)
+    unknown = set(chosen) - set(KEYPOINTS)
+    if unknown:
+        raise ValueError(f"keypoints.toml: specialist {name!r} names unknown keypoints {sorted(unknown)}")
+    return Specialist(name, tuple(k for k in KEYPOINTS if k in chosen))
+
+
+SPECIALISTS: dict[str, Specialist] = {
+    name: _specialist(name, kps) for name, kps in _SPEC["specialists"].items()
+}
+PARTIAL_COORDINATES: tuple[str, ...] = SPECIALISTS["partial"].coordinates
+
+
+def specialist_for(coordinate: str) -> str:
+    """The specialist whose prediction is used for a coordinate: partial for its 8, full otherwise."""
+    return "partial" if coordinate in PARTIAL_COORDINATES else "full"

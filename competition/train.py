@@ -1,0 +1,147 @@
+"""Train one specialist on one fold; write its model, predictions and history atomically.
+
+``runs/<run>/<specialist>/fold<k>/`` is made in a temporary folder and renamed when complete,
+so a folder that exists is a finished fold and a killed run resumes at the next one.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+import pandas as pd
+import tomli_w
+
+from .augment import Augmenter
+from .config import Config
+from .data import TestSet, TrainingSet
+from .dataset import FaceBatches
+from .folds import Folds
+from .errors import InputError
+from .io import atomic_path
+from .model import build_model, target_statistics
+from .predict import predict_with_flip
+from .schema import SPECIALISTS, Specialist
+
+PREDICTIONS = {"oof": "oof.csv", "oof_tta": "oof_tta.csv", "test": "test.csv", "test_tta": "test_tta.csv"}
+
+
+@dataclass(frozen=True)
+class FoldResult:
+    specialist: str
+    fold: int
+    best_val_rmse: float
+    epochs: int
+    seconds: float
+    faces_per_second: float
+
+
+def fold_dir(run_dir: Path, specialist: str, fold: int) -> Path:
+    return run_dir / specialist / f"fold{fold}"
+
+
+def labelled_rows(keypoints: np.ndarray, rows: np.ndarray, specialist: Specialist) -> np.ndarray:
+    """The rows among ``rows`` with any of the specialist's coordinates labelled."""
+    return rows[~np.isnan(keypoints[np.ix_(rows, specialist.columns)]).all(axis=1)]
+
+
+class _EpochLog(keras.callbacks.Callback):
+    """One line per epoch, prefixed with what is training."""
+
+    def __init__(self, prefix: str, epochs: int):
+        super().__init__()
+        self.prefix, self.epochs = prefix, epochs
+        self.started = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        lr = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+        print(
+            f"{self.prefix} epoch {epoch + 1}/{self.epochs}  rmse {logs.get('rmse', float('nan')):.3f}  "
+            f"val_rmse {logs.get('val_rmse', float('nan')):.3f}  lr {lr:.2g}  "
+            f"{time.perf_counter() - self.started:.0f}s",
+            flush=True,
+        )
+
+
+def train_fold(
+    name: str,
+    fold: int,
+    config: Config,
+    training: TrainingSet,
+    test: TestSet,
+    folds: Folds,
+    run_dir: Path,
+) -> FoldResult:
+    specialist = SPECIALISTS[name]
+    settings = config.specialist(name)
+    columns = specialist.columns
+    train_rows = labelled_rows(training.keypoints, folds.training_rows(fold), specialist)
+    val_rows = labelled_rows(training.keypoints, folds.validation_rows(fold), specialist)
+    if len(train_rows) == 0 or len(val_rows) == 0:
+        raise InputError(
+            "--limit", f"fold {fold} has {len(train_rows)} training and {len(val_rows)} validation faces "
+            f"labelled for the {name} specialist: use more faces or fewer folds"
+        )
+    seed = config.seed * 1000 + fold
+    keras.utils.set_random_seed(seed)
+
+    batch = settings.train.batch_size
+    train_batches = FaceBatches(
+        training.images[train_rows], training.keypoints[np.ix_(train_rows, columns)], batch,
+        augmenter=Augmenter(settings.augment, specialist.flip_permutation), shuffle=True, seed=seed,
+        workers=settings.train.workers, use_multiprocessing=False,
+    )
+    val_batches = FaceBatches(training.images[val_rows], training.keypoints[np.ix_(val_rows, columns)], 256)
+    model = build_model(*target_statistics(train_batches.targets), settings.model, settings.train.learning_rate, name=f"{name}_fold{fold}")
+    epochs = settings.train.epochs
+    started = time.perf_counter()
+    history = model.fit(
+        train_batches,
+        validation_data=val_batches,
+        epochs=epochs,
+        verbose=0,
+        callbacks=[
+            keras.callbacks.EarlyStopping(
+                monitor="val_rmse", mode="min", patience=settings.train.patience, restore_best_weights=True
+            ),
+            keras.callbacks.ReduceLROnPlateau(
+                monitor="val_rmse", mode="min", factor=0.5, patience=settings.train.lr_patience,
+                min_lr=settings.train.min_learning_rate,
+            ),
+            _EpochLog(f"[{name} fold {fold}]", epochs),
+        ],
+    )
+    seconds = time.perf_counter() - started
+    trained_epochs = len(history.history["loss"])
+
+    # Out-of-fold predictions for every validation face (labelled or not), and the test set's.
+    oof_rows = folds.validation_rows(fold)
+    oof, oof_tta = predict_with_flip(model, training.images[oof_rows], specialist)
+    test_plain, test_tta = predict_with_flip(model, test.images, specialist)
+    coordinates = list(specialist.coordinates)
+    frames = {
+        "oof": pd.DataFrame(oof, columns=coordinates).assign(row=oof_rows),
+        "oof_tta": pd.DataFrame(oof_tta, columns=coordinates).assign(row=oof_rows),
+        "test": pd.DataFrame(test_plain, columns=coordinates).assign(ImageId=test.image_ids),
+        "test_tta": pd.DataFrame(test_tta, columns=coordinates).assign(ImageId=test.image_ids),
+    }
+    val_rmse = history.history.get("val_rmse", [np.nan])
+    result = FoldResult(
+        name, fold, float(np.nanmin(val_rmse)), trained_epochs, seconds,
+        trained_epochs * len(train_rows) / seconds,
+    )
+    with atomic_path(fold_dir(run_dir, name, fold), directory=True) as tmp:
+        model.save(tmp / "model.keras")
+        for key, frame in frames.items():
+            key_column = frame.columns[-1]
+            frame[[key_column, *coordinates]].to_csv(tmp / PREDICTIONS[key], index=False)
+        pd.DataFrame(history.history).rename_axis("epoch").to_csv(tmp / "history.csv")
+        (tmp / "config.toml").write_text(tomli_w.dumps(config.to_dict()))
+        (tmp / "fold.json").write_text(json.dumps({**result.__dict__, "train_faces": len(train_rows),
+                                                   "val_faces": len(val_rows)}, indent=2))
+    return result
