@@ -104,8 +104,8 @@ def _print_table(table, title: str) -> None:
     shown.add_column("keypoint")
     for column in table.columns:
         shown.add_column(column, justify="right")
-    for keypoint, row in table.iterrows():
-        shown.add_row(str(keypoint), *(f"{v:.4f}" if isinstance(v, float) else str(v) for v in row))
+    for keypoint, *values in table.itertuples():
+        shown.add_row(str(keypoint), *(f"{v:.4f}" if isinstance(v, float) else str(v) for v in values))
     console.print(shown)
 
 

@@ -75,4 +75,4 @@ def cv_table(truth: np.ndarray, full_oof: np.ndarray, partial_oof: np.ndarray) -
     )
     table.loc["overall"] = [rmse(truth, full_oof), rmse(partial_only, combined), rmse(truth, combined),
                             len(truth)]
-    return table
+    return table.astype({"labelled faces": int})

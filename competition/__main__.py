@@ -1,0 +1,3 @@
+from competition.cli import app
+
+app(prog_name="fkp")

@@ -1,0 +1,47 @@
+"""Shared fixtures: real data (the competition folder when present, else the bundled sample)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from competition import data  # noqa: E402
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "fkp-data"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def cache(tmp_path_factory):
+    """One parsed-array cache for the whole session, away from the user's."""
+    folder = tmp_path_factory.mktemp("cache")
+    os.environ["FKP_CACHE_DIR"] = str(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    """The competition download when it is beside the repo, else the bundled sample."""
+    return SHARED if (SHARED / "training.zip").exists() else data.bundled_sample()
+
+
+@pytest.fixture(scope="session")
+def sample_dir() -> Path:
+    return data.bundled_sample()
+
+
+@pytest.fixture(scope="session")
+def training(sample_dir):
+    return data.load_training(sample_dir)
+
+
+@pytest.fixture
+def sample_copy(tmp_path, sample_dir) -> Path:
+    """A writable copy of the bundled sample, to damage."""
+    target = tmp_path / "data"
+    shutil.copytree(sample_dir, target)
+    return target

@@ -1,0 +1,84 @@
+import numpy as np
+import pytest
+
+from competition.augment import Augmenter, imgaug_flip, mirror
+from competition.config import AugmentConfig
+from competition.schema import COORDINATES, SPECIALISTS
+
+
+@pytest.fixture(params=["full", "partial"])
+def faces(request, training):
+    specialist = SPECIALISTS[request.param]
+    rows = np.flatnonzero(training.is_full_label)[:6] if request.param == "full" else np.arange(6)
+    points = training.keypoints[np.ix_(rows, specialist.columns)].reshape(len(rows), -1, 2)
+    return training.images[rows], points, specialist
+
+
+def test_imgaug_flip_twice_returns_the_original(faces):
+    images, points, specialist = faces
+    once_images, once_points = imgaug_flip(images, points, specialist.flip_permutation)
+    twice_images, twice_points = imgaug_flip(once_images, once_points, specialist.flip_permutation)
+    assert not np.array_equal(once_images, images)
+    assert np.array_equal(twice_images, images)
+    np.testing.assert_allclose(twice_points, points, atol=1e-4)
+
+
+def test_after_one_flip_the_left_eye_is_again_on_the_image_right(faces):
+    images, points, specialist = faces
+    assert (points[:, 0, 0] > 48).all()  # left_eye_center_x: the subject's left, the image's right
+    _, flipped = imgaug_flip(images, points, specialist.flip_permutation)
+    assert (flipped[:, 0, 0] > 48).all()
+    # and it is the mirrored right eye
+    np.testing.assert_allclose(flipped[:, 0, 0], 95 - points[:, 1, 0], atol=1e-4)
+
+
+def test_imgaug_flip_matches_the_exact_mirror_and_keeps_missing_missing(faces):
+    images, points, specialist = faces
+    points = points.copy()
+    points[0, -1] = np.nan
+    ia_images, ia_points = imgaug_flip(images, points, specialist.flip_permutation)
+    np_images, np_points = mirror(images, points, specialist.flip_permutation)
+    assert np.array_equal(ia_images, np_images)
+    np.testing.assert_allclose(ia_points, np_points, atol=1e-4)
+    assert np.isnan(ia_points[0, specialist.flip_permutation[-1]]).all()
+
+
+def test_mirrored_pixels_follow_their_keypoint(training):
+    """A keypoint's pixel lands where the flipped label says: x -> 95 - x on the pixel grid."""
+    image = np.zeros((1, 96, 96), np.uint8)
+    image[0, 40, 70] = 255
+    points = np.full((1, 15, 2), np.nan)
+    points[0, 0] = (70, 40)  # left_eye_center on the bright pixel
+    flipped_image, flipped_points = imgaug_flip(image, points, SPECIALISTS["full"].flip_permutation)
+    x, y = flipped_points[0, 1]  # now labelled right_eye_center
+    assert flipped_image[0, int(y), int(round(x))] == 255
+
+
+def test_augmenter_is_deterministic_per_seed_and_changes_faces(faces):
+    images, points, specialist = faces
+    augmenter = Augmenter(AugmentConfig(), specialist.flip_permutation)
+    a = augmenter(images, points, seed=7)
+    b = augmenter(images, points, seed=7)
+    c = augmenter(images, points, seed=8)
+    assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1], equal_nan=True)
+    assert not np.array_equal(a[0], c[0])
+    assert np.isnan(a[1]).sum() == np.isnan(points).sum()
+
+
+def test_augmenter_with_zero_strength_changes_nothing(faces):
+    images, points, specialist = faces
+    still = AugmentConfig(flip=0, rotate=0, scale=0, shift=0, brightness=0, contrast=0)
+    out_images, out_points = Augmenter(still, specialist.flip_permutation)(images, points, seed=1)
+    assert np.array_equal(out_images, images)
+    np.testing.assert_allclose(out_points, points, atol=1e-4)
+
+
+def test_augmenter_always_flipping_swaps_labels(training):
+    specialist = SPECIALISTS["full"]
+    rows = np.flatnonzero(training.is_full_label)[:4]
+    points = training.keypoints[rows].reshape(4, 15, 2)
+    flip_only = AugmentConfig(flip=1.0, rotate=0, scale=0, shift=0, brightness=0, contrast=0)
+    _, out = Augmenter(flip_only, specialist.flip_permutation)(training.images[rows], points, seed=3)
+    left_eye = COORDINATES.index("left_eye_center_x") // 2
+    assert (out[:, left_eye, 0] > 48).all()
+    np.testing.assert_allclose(out[:, left_eye, 0], 95 - points[:, 1, 0], atol=1e-4)

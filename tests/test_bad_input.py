@@ -1,0 +1,166 @@
+"""Every bad input ends with one line naming the file (line, column), exit status 2, no traceback."""
+
+import zipfile
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from competition.cli import app
+
+
+@pytest.fixture
+def small(tmp_path, sample_dir):
+    """A small extracted copy of the sample, as CSVs that tests can damage."""
+    folder = tmp_path / "small"
+    folder.mkdir()
+    pd.read_csv(sample_dir / "training.zip", dtype=str).iloc[:20].to_csv(folder / "training.csv", index=False)
+    pd.read_csv(sample_dir / "test.zip", dtype=str).iloc[:5].to_csv(folder / "test.csv", index=False)
+    lookup = pd.read_csv(sample_dir / "IdLookupTable.csv")
+    lookup[lookup.ImageId <= 5].to_csv(folder / "IdLookupTable.csv", index=False)
+    return folder
+
+
+def fkp(*args):
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def assert_one_line_error(result, *fragments):
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.output
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+def damage(path, row, column, value):
+    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    frame.loc[row, column] = value
+    frame.to_csv(path, index=False)
+
+
+def test_the_small_copy_is_valid(small):
+    result = fkp("check", "--data", small)
+    assert result.exit_code == 0, result.output
+    assert "20 training faces" in result.stdout
+
+
+def test_missing_data_folder(tmp_path):
+    assert_one_line_error(fkp("check", "--data", tmp_path / "nope"), "nope", "data folder not found")
+
+
+def test_missing_file(small):
+    (small / "test.csv").unlink()
+    assert_one_line_error(fkp("check", "--data", small), "test.csv", "missing")
+
+
+def test_zip_without_the_expected_csv(small):
+    with zipfile.ZipFile(small / "training.zip", "w") as archive:
+        archive.writestr("other.csv", "a,b\n1,2\n")
+    (small / "training.csv").unlink()
+    assert_one_line_error(fkp("check", "--data", small), "training.zip", "does not hold training.csv")
+
+
+def test_renamed_column(small):
+    frame = pd.read_csv(small / "training.csv", dtype=str)
+    frame.rename(columns={"nose_tip_x": "nose_x"}).to_csv(small / "training.csv", index=False)
+    assert_one_line_error(fkp("check", "--data", small), "training.csv", "nose_tip_x", "nose_x")
+
+
+def test_pixel_string_of_the_wrong_length(small):
+    frame = pd.read_csv(small / "training.csv", dtype=str)
+    damage(small / "training.csv", 6, "Image", frame.loc[6, "Image"].rsplit(" ", 1)[0])
+    assert_one_line_error(fkp("check", "--data", small), "training.csv", "line 8", "column Image", "9215 pixels")
+
+
+def test_non_numeric_pixel(small):
+    frame = pd.read_csv(small / "test.csv", dtype=str)
+    damage(small / "test.csv", 2, "Image", frame.loc[2, "Image"].replace(" ", " 1x ", 1).rsplit(" ", 1)[0])
+    assert_one_line_error(fkp("check", "--data", small), "test.csv", "line 4", "column Image", "'1x'")
+
+
+def test_pixel_outside_0_255(small):
+    frame = pd.read_csv(small / "training.csv", dtype=str)
+    damage(small / "training.csv", 3, "Image", "256 " + frame.loc[3, "Image"].split(" ", 1)[1])
+    assert_one_line_error(fkp("check", "--data", small), "line 5", "column Image", "256", "0..255")
+
+
+def test_coordinate_outside_the_image(small):
+    damage(small / "training.csv", 9, "nose_tip_y", "101.5")
+    assert_one_line_error(fkp("check", "--data", small), "training.csv", "line 11", "column nose_tip_y", "101.5")
+
+
+def test_non_numeric_coordinate(small):
+    damage(small / "training.csv", 1, "left_eye_center_x", "abc")
+    assert_one_line_error(fkp("check", "--data", small), "line 3", "column left_eye_center_x", "'abc'")
+
+
+def test_empty_file(small):
+    (small / "IdLookupTable.csv").write_text("")
+    assert_one_line_error(fkp("check", "--data", small), "IdLookupTable.csv", "empty")
+
+
+def test_header_only_file(small):
+    (small / "test.csv").write_text("ImageId,Image\n")
+    assert_one_line_error(fkp("check", "--data", small), "test.csv", "no rows")
+
+
+def test_lookup_with_unknown_image_id(small):
+    damage(small / "IdLookupTable.csv", 4, "ImageId", "999")
+    assert_one_line_error(fkp("check", "--data", small), "IdLookupTable.csv", "line 6", "column ImageId", "999")
+
+
+def test_lookup_with_unknown_feature_name(small):
+    damage(small / "IdLookupTable.csv", 0, "FeatureName", "left_ear_x")
+    assert_one_line_error(fkp("check", "--data", small), "line 2", "column FeatureName", "left_ear_x")
+
+
+def test_config_with_unknown_key(small, tmp_path):
+    (tmp_path / "bad.toml").write_text("[train]\nepoks = 3\n")
+    result = fkp("cv", "--data", small, "--config", tmp_path / "bad.toml", "--runs-dir", tmp_path / "runs")
+    assert_one_line_error(result, "bad.toml", "unknown key 'train.epoks'")
+    assert not (tmp_path / "runs").exists()
+
+
+def test_config_with_wrong_type(small, tmp_path):
+    (tmp_path / "bad.toml").write_text("[model]\ndropout = 'lots'\n")
+    result = fkp("cv", "--data", small, "--config", tmp_path / "bad.toml")
+    assert_one_line_error(result, "bad.toml", "model.dropout", "float")
+
+
+def test_one_fold(small, tmp_path):
+    result = fkp("cv", "--data", small, "--folds", 1, "--folds-dir", tmp_path)
+    assert_one_line_error(result, "--folds", "at least 2")
+    assert_one_line_error(fkp("folds", "--data", small, "--folds", 1, "--folds-dir", tmp_path), "--folds")
+    assert not list(tmp_path.glob("*.csv"))
+
+
+def test_fold_beyond_folds(small, tmp_path):
+    result = fkp("cv", "--data", small, "--folds", 3, "--fold", 3, "--folds-dir", tmp_path)
+    assert_one_line_error(result, "--fold", "0..2")
+
+
+def test_fold_beyond_stored_folds(small, tmp_path):
+    assert fkp("folds", "--data", small, "--folds", 2, "--folds-dir", tmp_path).exit_code == 0
+    result = fkp("cv", "--data", small, "--fold", 4, "--folds-dir", tmp_path, "--runs-dir", tmp_path / "runs")
+    assert_one_line_error(result, "--fold", "0..1")
+
+
+def test_stored_folds_are_not_overwritten_silently(small, tmp_path):
+    assert fkp("folds", "--data", small, "--folds", 2, "--folds-dir", tmp_path).exit_code == 0
+    before = (tmp_path / "small.csv").read_bytes()
+    assert_one_line_error(fkp("folds", "--data", small, "--folds", 3, "--folds-dir", tmp_path), "--overwrite")
+    assert (tmp_path / "small.csv").read_bytes() == before
+
+
+def test_bad_lookup_leaves_an_existing_submission_alone(small, tmp_path):
+    out = tmp_path / "submission.csv"
+    out.write_text("RowId,Location\n1,42\n")
+    damage(small / "IdLookupTable.csv", 2, "FeatureName", "chin_x")
+    assert_one_line_error(fkp("blend", "--data", small, "--out", out, "--runs-dir", tmp_path), "chin_x")
+    assert out.read_text() == "RowId,Location\n1,42\n"
+
+
+def test_blend_of_a_missing_run(small, tmp_path):
+    assert_one_line_error(fkp("blend", "--data", small, "--run", "ghost", "--runs-dir", tmp_path), "ghost", "run.json")

@@ -1,0 +1,60 @@
+import zipfile
+
+import numpy as np
+import pandas as pd
+
+from competition import data
+from competition.schema import COORDINATES
+
+
+def test_vectorised_parse_matches_a_plain_split_on_real_rows(sample_dir):
+    frame = pd.read_csv(sample_dir / "training.zip")
+    strings = frame["Image"].to_numpy()[:40]
+    expected = np.stack([np.array(s.split(), dtype=np.uint8) for s in strings]).reshape(-1, 96, 96)
+    assert np.array_equal(data.parse_pixels(strings, "x"), expected)
+
+
+def test_training_set_matches_the_csv(sample_dir, training):
+    frame = pd.read_csv(sample_dir / "training.zip")
+    np.testing.assert_array_equal(training.keypoints, frame[list(COORDINATES)].to_numpy(np.float32))
+    assert training.images.shape == (300, 96, 96) and training.images.dtype == np.uint8
+    full = frame[list(COORDINATES)].notna().sum(axis=1) > 8
+    assert (training.is_full_label == full.to_numpy()).all()
+
+
+def test_extracted_csvs_load_like_the_zips(tmp_path, sample_dir, training):
+    for stem in ("training", "test"):
+        with zipfile.ZipFile(sample_dir / f"{stem}.zip") as archive:
+            archive.extract(f"{stem}.csv", tmp_path)
+    (tmp_path / "IdLookupTable.csv").write_bytes((sample_dir / "IdLookupTable.csv").read_bytes())
+    from_csv = data.load_training(tmp_path)
+    assert np.array_equal(from_csv.images, training.images)
+    assert from_csv.fingerprint == training.fingerprint
+    test = data.load_test(tmp_path)
+    assert len(data.load_lookup(tmp_path, test)) == 1800
+
+
+def test_second_load_comes_from_the_cache(sample_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("FKP_CACHE_DIR", str(tmp_path))
+    first = data.load_training(sample_dir)
+    assert len(list(tmp_path.glob("training-*.npz"))) == 1
+
+    def no_parsing(*args, **kwargs):
+        raise AssertionError("parsed again")
+
+    monkeypatch.setattr(data, "parse_pixels", no_parsing)
+    again = data.load_training(sample_dir)
+    assert np.array_equal(first.images, again.images) and first.fingerprint == again.fingerprint
+
+
+def test_changed_file_is_parsed_again(sample_copy, cache):
+    frame = pd.read_csv(sample_copy / "training.zip").iloc[:20]
+    (sample_copy / "training.zip").unlink()
+    frame.to_csv(sample_copy / "training.csv", index=False)
+    assert len(data.load_training(sample_copy)) == 20
+
+
+def test_resolve_data_dir_falls_back_to_the_sample(tmp_path):
+    folder, is_sample = data.resolve_data_dir(None, default=tmp_path / "nothing")
+    assert is_sample and (folder / "training.zip").exists()
+    assert data.resolve_data_dir(tmp_path, default=tmp_path) == (tmp_path, False)

@@ -1,0 +1,91 @@
+"""The product as a user runs it: `fkp cv` then `fkp blend`, through the installed entry point."""
+
+import os
+import shutil
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+FKP = [sys.executable, "-m", "competition"]
+
+
+def fkp(*args, cwd):
+    return subprocess.run([*FKP, *map(str, args)], cwd=cwd, capture_output=True, text=True, env=os.environ.copy())
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory, data_dir):
+    """`fkp cv --folds 2 --epochs 1 --limit 200` on real data, then `fkp blend`."""
+    work = tmp_path_factory.mktemp("work")
+    cv = fkp("cv", "--data", data_dir, "--folds", 2, "--epochs", 1, "--limit", 200, "--config", "smoke",
+             "--run", "smoke", cwd=work)
+    assert cv.returncode == 0, cv.stdout + cv.stderr
+    blend = fkp("blend", "--data", data_dir, "--run", "smoke", cwd=work)
+    assert blend.returncode == 0, blend.stdout + blend.stderr
+    return work, cv.stdout
+
+
+def test_cv_ends_with_the_leaderboard_rmse(smoke_run):
+    _, out = smoke_run
+    last = out.strip().splitlines()[-1]
+    assert last.startswith("cv_rmse=")
+    assert 0 < float(last.removeprefix("cv_rmse=")) < 30
+    assert "OOF RMSE per keypoint" in out
+
+
+def test_cv_writes_every_fold_artifact(smoke_run):
+    work, _ = smoke_run
+    for specialist in ("full", "partial"):
+        for fold in (0, 1):
+            folder = work / "runs" / "smoke" / specialist / f"fold{fold}"
+            names = {p.name for p in folder.iterdir()}
+            assert {"model.keras", "oof.csv", "oof_tta.csv", "test.csv", "test_tta.csv", "history.csv",
+                    "config.toml", "fold.json"} <= names
+    assert (work / "folds").is_dir() and list((work / "folds").glob("*.csv"))
+    assert not list((work / "runs").rglob("*.tmp"))
+
+
+def test_submission_has_the_lookup_tables_rows_in_order(smoke_run, data_dir):
+    work, _ = smoke_run
+    submission = pd.read_csv(work / "submissions" / "submission.csv")
+    sample = pd.read_csv(data_dir / "SampleSubmission.csv")
+    lookup = pd.read_csv(data_dir / "IdLookupTable.csv")
+    assert list(submission.columns) == ["RowId", "Location"]
+    assert len(submission) == len(sample) == len(lookup)
+    assert (submission["RowId"] == sample["RowId"]).all()
+    assert submission["Location"].between(0, 96).all()
+    # Each location is in the right place: x coordinates of left-side keypoints sit on the image's right.
+    left_x = lookup["FeatureName"].eq("left_eye_center_x").to_numpy()
+    right_x = lookup["FeatureName"].eq("right_eye_center_x").to_numpy()
+    assert submission["Location"][left_x].mean() > 48 > submission["Location"][right_x].mean()
+
+
+def test_rerun_resumes_by_skipping_finished_folds(smoke_run, data_dir):
+    work, _ = smoke_run
+    again = fkp("cv", "--data", data_dir, "--folds", 2, "--epochs", 1, "--limit", 200, "--config", "smoke",
+                "--run", "smoke", cwd=work)
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.count("already complete: skipped") == 4
+    assert again.stdout.strip().splitlines()[-1] == smoke_run[1].strip().splitlines()[-1]
+
+
+def test_a_run_cannot_take_folds_made_with_other_settings(smoke_run, data_dir):
+    work, _ = smoke_run
+    other = fkp("cv", "--data", data_dir, "--folds", 2, "--epochs", 2, "--limit", 200, "--config", "smoke",
+                "--run", "smoke", cwd=work)
+    assert other.returncode == 2
+    assert "run.json" in other.stderr and "config" in other.stderr
+
+
+def test_blend_refuses_a_run_with_missing_folds_unless_asked(smoke_run, data_dir):
+    work, _ = smoke_run
+    shutil.copytree(work / "runs" / "smoke", work / "runs" / "half")
+    shutil.rmtree(work / "runs" / "half" / "full" / "fold1")
+    refused = fkp("blend", "--data", data_dir, "--run", "half", "--out", "half.csv", cwd=work)
+    assert refused.returncode == 2 and "folds [1] of 2 are missing" in refused.stderr
+    assert not (work / "half.csv").exists()
+    allowed = fkp("blend", "--data", data_dir, "--run", "half", "--out", "half.csv", "--allow-partial", cwd=work)
+    assert allowed.returncode == 0, allowed.stderr
+    assert len(pd.read_csv(work / "half.csv")) == len(pd.read_csv(data_dir / "IdLookupTable.csv"))

@@ -1,0 +1,52 @@
+import keras
+import numpy as np
+
+from competition.config import ModelConfig
+from competition.evaluate import combine, rmse
+from competition.model import MaskedMeanSquaredError, PixelRMSE, build_model, target_statistics
+
+SMALL = ModelConfig(filters=[4, 8], convs_per_block=1, dense_units=8, dropout=0.0)
+
+
+def test_masked_loss_ignores_missing_labels():
+    y_true = np.array([[1.0, np.nan, 3.0], [np.nan, np.nan, 0.0]], np.float32)
+    y_pred = np.array([[2.0, 100.0, 1.0], [50.0, -7.0, 3.0]], np.float32)
+    # labelled errors: 1, -2, 3 -> (1 + 4 + 9) / 3
+    loss = MaskedMeanSquaredError()(y_true, y_pred)
+    assert np.isclose(float(keras.ops.convert_to_numpy(loss)), 14 / 3)
+
+
+def test_pixel_rmse_pools_over_batches():
+    metric = PixelRMSE()
+    metric.update_state(np.array([[1.0, np.nan]], np.float32), np.array([[4.0, 0.0]], np.float32))
+    metric.update_state(np.array([[0.0, 0.0]], np.float32), np.array([[0.0, 4.0]], np.float32))
+    # squared errors 9, 0, 16 over three labelled coordinates
+    assert np.isclose(float(keras.ops.convert_to_numpy(metric.result())), np.sqrt(25 / 3))
+
+
+def test_rmse_hand_computed_case():
+    truth = np.array([[10.0, np.nan], [20.0, 30.0]])
+    prediction = np.array([[13.0, 50.0], [16.0, 30.0]])
+    assert np.isclose(rmse(truth, prediction), np.sqrt((9 + 16 + 0) / 3))
+
+
+def test_combine_takes_the_partial_specialists_eight_coordinates():
+    full = np.zeros((2, 30))
+    partial = np.ones((2, 8))
+    combined = combine(full, partial)
+    assert combined.sum() == 16
+    assert (combined[:, [0, 1, 2, 3, 20, 21, 28, 29]] == 1).all()
+
+
+def test_untrained_model_predicts_the_mean_face_and_survives_save_load(tmp_path):
+    targets = np.array([[30.0, 40.0], [34.0, np.nan], [32.0, 44.0]])
+    mean, spread = target_statistics(targets)
+    np.testing.assert_allclose(mean, [32.0, 42.0])
+    model = build_model(mean, spread, SMALL, 1e-3)
+    faces = np.random.default_rng(0).integers(0, 255, (3, 96, 96, 1)).astype(np.float32)
+    predicted = model.predict(faces, verbose=0)
+    np.testing.assert_allclose(predicted, np.tile(mean, (3, 1)), atol=1e-5)
+    model.fit(faces, targets.astype(np.float32), epochs=1, verbose=0)
+    model.save(tmp_path / "m.keras")
+    loaded = keras.saving.load_model(tmp_path / "m.keras")
+    np.testing.assert_allclose(loaded.predict(faces, verbose=0), model.predict(faces, verbose=0), atol=1e-5)
