@@ -11,14 +11,14 @@ import numpy as np
 
 from .config import AugmentConfig
 from .imgaug_compat import iaa
-from .schema import MIRROR_AXIS
+from .schema import FIRST_PIXEL_CENTRE, MIRROR_AXIS
 
-# imgaug puts pixel i's centre at i + 0.5; Kaggle's coordinates put it at i.
-_IMGAUG_OFFSET = 0.5
+# imgaug puts pixel i's centre at i + 0.5; the labels put it at i + FIRST_PIXEL_CENTRE.
+_IMGAUG_OFFSET = 0.5 - FIRST_PIXEL_CENTRE
 
 
 def mirror(images: np.ndarray, points: np.ndarray, permutation: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The exact mirror of faces (N, H, W) and their keypoints (N, K, 2): x -> 95 - x, pairs swapped."""
+    """The exact mirror of faces (N, H, W) and their keypoints (N, K, 2): x -> MIRROR_AXIS - x, pairs swapped."""
     flipped = points[:, permutation].copy()
     flipped[..., 0] = MIRROR_AXIS - flipped[..., 0]
     return images[:, :, ::-1], flipped

@@ -14,8 +14,9 @@ IMAGE_SIZE: int = _SPEC["image_size"]
 KEYPOINTS: tuple[str, ...] = tuple(_SPEC["keypoints"])
 COORDINATES: tuple[str, ...] = tuple(f"{k}_{axis}" for k in KEYPOINTS for axis in "xy")
 FLIP_PAIRS: tuple[tuple[str, str], ...] = tuple(tuple(p) for p in _SPEC["flip_pairs"])
-# Kaggle coordinates put pixel i's centre at i, so a mirror maps x to (IMAGE_SIZE - 1) - x.
-MIRROR_AXIS: float = IMAGE_SIZE - 1
+# Labels put pixel column i's centre at i + FIRST_PIXEL_CENTRE, so a mirror maps x to MIRROR_AXIS - x.
+FIRST_PIXEL_CENTRE: float = _SPEC["first_pixel_centre"]
+MIRROR_AXIS: float = IMAGE_SIZE - 1 + 2 * FIRST_PIXEL_CENTRE
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ def test_after_one_flip_the_left_eye_is_again_on_the_image_right(faces):
     _, flipped = imgaug_flip(images, points, specialist.flip_permutation)
     assert (flipped[:, 0, 0] > 48).all()
     # and it is the mirrored right eye
-    np.testing.assert_allclose(flipped[:, 0, 0], 95 - points[:, 1, 0], atol=1e-4)
+    np.testing.assert_allclose(flipped[:, 0, 0], 97 - points[:, 1, 0], atol=1e-4)
 
 
 def test_imgaug_flip_matches_the_exact_mirror_and_keeps_missing_missing(faces):
@@ -44,14 +44,15 @@ def test_imgaug_flip_matches_the_exact_mirror_and_keeps_missing_missing(faces):
 
 
 def test_mirrored_pixels_follow_their_keypoint(training):
-    """A keypoint's pixel lands where the flipped label says: x -> 95 - x on the pixel grid."""
+    """A keypoint's pixel lands where the flipped label says (labels: pixel (row, col) at (col + 1, row + 1))."""
     image = np.zeros((1, 96, 96), np.uint8)
     image[0, 40, 70] = 255
     points = np.full((1, 15, 2), np.nan)
-    points[0, 0] = (70, 40)  # left_eye_center on the bright pixel
+    points[0, 0] = (71, 41)  # left_eye_center on the bright pixel
     flipped_image, flipped_points = imgaug_flip(image, points, SPECIALISTS["full"].flip_permutation)
     x, y = flipped_points[0, 1]  # now labelled right_eye_center
-    assert flipped_image[0, int(y), int(round(x))] == 255
+    assert (x, y) == pytest.approx((26, 41), abs=1e-4)
+    assert flipped_image[0, 40, 25] == 255
 
 
 def test_augmenter_is_deterministic_per_seed_and_changes_faces(faces):
@@ -81,4 +82,4 @@ def test_augmenter_always_flipping_swaps_labels(training):
     _, out = Augmenter(flip_only, specialist.flip_permutation)(training.images[rows], points, seed=3)
     left_eye = COORDINATES.index("left_eye_center_x") // 2
     assert (out[:, left_eye, 0] > 48).all()
-    np.testing.assert_allclose(out[:, left_eye, 0], 95 - points[:, 1, 0], atol=1e-4)
+    np.testing.assert_allclose(out[:, left_eye, 0], 97 - points[:, 1, 0], atol=1e-4)
