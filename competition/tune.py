@@ -9,7 +9,6 @@ reloads the oracle and continues; Keras Tuner's chief/worker mode spreads trials
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import json
 import os
@@ -45,7 +44,7 @@ CHIEF = "chief"  # Keras Tuner's tuner id for the process that runs the oracle
 DERIVED = {"model.blocks": int, "model.base_filters": int, "augment.strength": float}
 AUGMENT_RANGES = ("rotate", "scale", "shift", "brightness", "contrast")  # what augment.strength scales
 _SPEC_KEYS = {"values", "min", "max", "step", "sampling", "default"}
-_SECTIONS = {f.name: f.type for f in dataclasses.fields(SpecialistConfig)}
+_SECTIONS = {f.name for f in dataclasses.fields(SpecialistConfig)}
 
 
 @dataclass(frozen=True)
@@ -147,7 +146,7 @@ def declare(hp: kt.HyperParameters, space: SearchSpace) -> dict:
 
 def tuned_section(base: SpecialistConfig, values: dict) -> dict:
     """A specialist's config table ({model, augment, train}): the base config with ``values`` applied."""
-    section = copy.deepcopy(dataclasses.asdict(base))
+    section = dataclasses.asdict(base)  # a deep copy
     model, augment = section["model"], section["augment"]
     if "model.blocks" in values or "model.base_filters" in values:
         blocks = values.get("model.blocks", len(model["filters"]))
