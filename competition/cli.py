@@ -174,15 +174,15 @@ def tune(
     tuner: Annotated[str, typer.Option(help="Search algorithm: bayesian, random or hyperband.")] = "bayesian",
     max_trials: Annotated[int, typer.Option(help="Trials in the whole search, earlier runs included.")] = 30,
     epochs: Annotated[Optional[int], typer.Option(
-        help="Epochs per trial (Hyperband: the most) [default: the base config's train.epochs].")] = None,
+        help="Epochs per trial (Hyperband: the most) (default: the base config's train.epochs).")] = None,
     fold: Annotated[int, typer.Option(help="Search on this fold's training/validation split.")] = 0,
-    k: Annotated[Optional[int], typer.Option("--folds", help="Number of folds [default: stored, else 5].")] = None,
+    k: Annotated[Optional[int], typer.Option("--folds", help="Number of folds (default: stored, else 5).")] = None,
     limit: Annotated[Optional[int], typer.Option(help="Use only the first N training faces (smoke runs).")] = None,
     project: Annotated[Optional[str], typer.Option(
-        help="Search name: trials go to runs/tune/<project>/<specialist>/ [default: the base config's name].")] = None,
+        help="Search name: trials go to runs/tune/<project>/<specialist>/ (default: the base config's name).")] = None,
     config_name: Annotated[Optional[str], typer.Option(
-        "--config", help="Base config: the settings the search does not vary [default: default; smoke on the "
-        "sample].")] = None,
+        "--config", help="Base config: the settings the search does not vary (default: default; smoke on the "
+        "sample).")] = None,
     space: Annotated[str, typer.Option(help="Search space name in configs/search/ or a TOML path.")] = "default",
     out: Annotated[str, typer.Option(
         help="Config to write the best settings to: a name in ./configs or a TOML path.")] = "tuned",
