@@ -27,6 +27,7 @@ app = typer.Typer(
     add_completion=False,
 )
 console = Console(soft_wrap=True)
+log = functools.partial(console.print, markup=False)  # progress lines start with "[name ...]", not markup
 
 DataOption = Annotated[
     Optional[Path],
@@ -99,9 +100,9 @@ def folds(
     console.print(f"{path}: {k} folds of {len(training)} faces, seed {seed}")
 
 
-def _print_table(table, title: str) -> None:
+def _print_table(table, title: str, index_label: str = "keypoint") -> None:
     shown = Table(title=title)
-    shown.add_column("keypoint")
+    shown.add_column(index_label)
     for column in table.columns:
         shown.add_column(column, justify="right")
     for keypoint, *values in table.itertuples():
@@ -151,7 +152,7 @@ def cv(
     console.print(f"run {run_dir}: config {config.name}, {len(training)} faces, {split.k} folds, "
                   f"{len(test)} test faces")
     started = time.perf_counter()
-    run_cv(config, training, test, split, run_dir, only_fold=fold, limit=limit, log=console.print)
+    run_cv(config, training, test, split, run_dir, only_fold=fold, limit=limit, log=log)
     console.print(f"trained in {time.perf_counter() - started:.0f}s")
     plain, faces = score(run_dir, training, tta=False)
     flipped, _ = score(run_dir, training, tta=True)
@@ -163,6 +164,72 @@ def cv(
     if faces < len(training):
         console.print(f"{faces} of {len(training)} faces have out-of-fold predictions so far (missing folds).")
     print(f"cv_rmse={(flipped if use_tta else plain).loc['overall', 'leaderboard']:.5f}")
+
+
+@app.command()
+@one_line_errors
+def tune(
+    specialist: Annotated[str, typer.Option(help="The specialist to tune: full or partial.")],
+    data: DataOption = None,
+    tuner: Annotated[str, typer.Option(help="Search algorithm: bayesian, random or hyperband.")] = "bayesian",
+    max_trials: Annotated[int, typer.Option(help="Trials in the whole search, earlier runs included.")] = 30,
+    epochs: Annotated[Optional[int], typer.Option(
+        help="Epochs per trial (Hyperband: the most) (default: the base config's train.epochs).")] = None,
+    fold: Annotated[int, typer.Option(help="Search on this fold's training/validation split.")] = 0,
+    k: Annotated[Optional[int], typer.Option("--folds", help="Number of folds (default: stored, else 5).")] = None,
+    limit: Annotated[Optional[int], typer.Option(help="Use only the first N training faces (smoke runs).")] = None,
+    project: Annotated[Optional[str], typer.Option(
+        help="Search name: trials go to runs/tune/<project>/<specialist>/ (default: the base config's name).")] = None,
+    config_name: Annotated[Optional[str], typer.Option(
+        "--config", help="Base config: the settings the search does not vary (default: default; smoke on the "
+        "sample).")] = None,
+    space: Annotated[str, typer.Option(help="Search space name in configs/search/ or a TOML path.")] = "default",
+    out: Annotated[str, typer.Option(
+        help="Config to write the best settings to: a name in ./configs or a TOML path.")] = "tuned",
+    overwrite: Annotated[bool, typer.Option(help="Start the search over instead of continuing it.")] = False,
+    chief: Annotated[Optional[str], typer.Option(
+        help="HOST:PORT of the chief's oracle; alone, this process is the chief.")] = None,
+    worker: Annotated[Optional[str], typer.Option(help="Run trials for the chief at --chief, as worker ID.")] = None,
+    runs_dir: RunsDirOption = Path("runs"),
+    folds_dir: FoldsDirOption = Path("folds"),
+    seed: Annotated[int, typer.Option(help="Fold seed when folds are built.")] = 42,
+    overrides: Annotated[Optional[list[str]], typer.Option(
+        "--set", help="Override a base config key, e.g. --set train.patience=5 (repeatable).")] = None,
+):
+    """Search one specialist's hyperparameters with Keras Tuner; write the best as a config for `fkp cv`."""
+    if limit is not None and limit < 2:
+        raise InputError("--limit", f"need at least 2 faces, got {limit}")
+    folder, is_sample = _data(data)
+    config = load_config(config_name or (SAMPLE_CONFIG if is_sample else "default"), overrides or [])
+
+    from . import tune as tune_module  # imports Keras and Keras Tuner: only when tuning
+
+    search_space = tune_module.load_search_space(space)
+    distribution = tune_module.distribution_env(chief, worker)
+    training = data_module.load_training(folder)
+    path = folds_path(folds_dir, _dataset_name(folder, is_sample))
+    split, built = folds_for(training, path, k, seed)
+    if built:
+        console.print(f"{path}: built {split.k} folds (seed {split.seed})")
+    training, split = training.head(limit), split.head(limit)
+    directory = tune_module.project_dir(runs_dir, project or config.name, specialist)
+    started = time.perf_counter()
+    searcher = tune_module.run_search(
+        specialist, config, search_space, training, split, fold=fold, tuner=tuner, max_trials=max_trials,
+        epochs=epochs,
+        directory=directory, limit=limit, overwrite=overwrite, distribution=distribution, log=log,
+    )
+    console.print(f"searched in {time.perf_counter() - started:.0f}s")
+    if worker is not None:
+        console.print(f"worker {worker} done: the chief at {chief} writes the config")
+        return
+    best = tune_module.best_trials(searcher, search_space)
+    _print_table(best, f"Best trials of {directory} (validation RMSE in pixels, fold {fold})", index_label="")
+    target = tune_module.tuned_config_path(out)
+    tune_module.save_best(searcher, search_space, specialist, config, target)
+    log(f"{target}: [{specialist}] set to the settings of {best.columns[0]}; train with them: "
+        f"fkp cv --config {target.stem if target.parent == Path('configs') else target}")
+    print(f"best_val_rmse={best.loc['val_rmse'].iloc[0]:.5f}")
 
 
 @app.command()

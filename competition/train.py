@@ -17,7 +17,7 @@ import pandas as pd
 import tomli_w
 
 from .augment import Augmenter
-from .config import Config
+from .config import Config, SpecialistConfig, TrainConfig
 from .data import TestSet, TrainingSet
 from .dataset import FaceBatches
 from .folds import Folds
@@ -68,6 +68,65 @@ class _EpochLog(keras.callbacks.Callback):
         )
 
 
+def fold_seed(config: Config, fold: int) -> int:
+    """The seed of one fold's weights, shuffling and augmentation."""
+    return config.seed * 1000 + fold
+
+
+def fold_rows(name: str, fold: int, training: TrainingSet, folds: Folds) -> tuple[np.ndarray, np.ndarray]:
+    """A fold's training and validation rows that hold any of the specialist's keypoints."""
+    specialist = SPECIALISTS[name]
+    train_rows = labelled_rows(training.keypoints, folds.training_rows(fold), specialist)
+    val_rows = labelled_rows(training.keypoints, folds.validation_rows(fold), specialist)
+    if len(train_rows) == 0 or len(val_rows) == 0:
+        raise InputError(
+            "--limit", f"fold {fold} has {len(train_rows)} training and {len(val_rows)} validation faces "
+            f"labelled for the {name} specialist: use more faces or fewer folds"
+        )
+    return train_rows, val_rows
+
+
+def face_batches(
+    name: str, settings: SpecialistConfig, training: TrainingSet, train_rows: np.ndarray, val_rows: np.ndarray,
+    seed: int,
+) -> tuple[FaceBatches, FaceBatches]:
+    """Augmented, shuffled training batches and plain validation batches of one specialist's coordinates."""
+    specialist = SPECIALISTS[name]
+    columns = specialist.columns
+    train_batches = FaceBatches(
+        training.images[train_rows], training.keypoints[np.ix_(train_rows, columns)], settings.train.batch_size,
+        augmenter=Augmenter(settings.augment, specialist.flip_permutation), shuffle=True, seed=seed,
+        workers=settings.train.workers, use_multiprocessing=False,
+    )
+    val_batches = FaceBatches(training.images[val_rows], training.keypoints[np.ix_(val_rows, columns)], 256)
+    return train_batches, val_batches
+
+
+def fit(
+    model: keras.Model, train_batches: FaceBatches, val_batches: FaceBatches, train: TrainConfig, *,
+    epochs: int, log_prefix: str, callbacks=(), initial_epoch: int = 0,
+) -> keras.callbacks.History:
+    """Fit with the validation-RMSE schedule every specialist trains with: early stopping, LR halving."""
+    return model.fit(
+        train_batches,
+        validation_data=val_batches,
+        epochs=epochs,
+        initial_epoch=initial_epoch,
+        verbose=0,
+        callbacks=[
+            keras.callbacks.EarlyStopping(
+                monitor="val_rmse", mode="min", patience=train.patience, restore_best_weights=True
+            ),
+            keras.callbacks.ReduceLROnPlateau(
+                monitor="val_rmse", mode="min", factor=0.5, patience=train.lr_patience,
+                min_lr=train.min_learning_rate,
+            ),
+            _EpochLog(log_prefix, epochs),
+            *callbacks,
+        ],
+    )
+
+
 def train_fold(
     name: str,
     fold: int,
@@ -79,43 +138,17 @@ def train_fold(
 ) -> FoldResult:
     specialist = SPECIALISTS[name]
     settings = config.specialist(name)
-    columns = specialist.columns
-    train_rows = labelled_rows(training.keypoints, folds.training_rows(fold), specialist)
-    val_rows = labelled_rows(training.keypoints, folds.validation_rows(fold), specialist)
-    if len(train_rows) == 0 or len(val_rows) == 0:
-        raise InputError(
-            "--limit", f"fold {fold} has {len(train_rows)} training and {len(val_rows)} validation faces "
-            f"labelled for the {name} specialist: use more faces or fewer folds"
-        )
-    seed = config.seed * 1000 + fold
+    train_rows, val_rows = fold_rows(name, fold, training, folds)
+    seed = fold_seed(config, fold)
     keras.utils.set_random_seed(seed)
-
-    batch = settings.train.batch_size
-    train_batches = FaceBatches(
-        training.images[train_rows], training.keypoints[np.ix_(train_rows, columns)], batch,
-        augmenter=Augmenter(settings.augment, specialist.flip_permutation), shuffle=True, seed=seed,
-        workers=settings.train.workers, use_multiprocessing=False,
+    train_batches, val_batches = face_batches(name, settings, training, train_rows, val_rows, seed)
+    model = build_model(
+        *target_statistics(train_batches.targets), settings.model, settings.train.learning_rate,
+        name=f"{name}_fold{fold}",
     )
-    val_batches = FaceBatches(training.images[val_rows], training.keypoints[np.ix_(val_rows, columns)], 256)
-    model = build_model(*target_statistics(train_batches.targets), settings.model, settings.train.learning_rate, name=f"{name}_fold{fold}")
-    epochs = settings.train.epochs
     started = time.perf_counter()
-    history = model.fit(
-        train_batches,
-        validation_data=val_batches,
-        epochs=epochs,
-        verbose=0,
-        callbacks=[
-            keras.callbacks.EarlyStopping(
-                monitor="val_rmse", mode="min", patience=settings.train.patience, restore_best_weights=True
-            ),
-            keras.callbacks.ReduceLROnPlateau(
-                monitor="val_rmse", mode="min", factor=0.5, patience=settings.train.lr_patience,
-                min_lr=settings.train.min_learning_rate,
-            ),
-            _EpochLog(f"[{name} fold {fold}]", epochs),
-        ],
-    )
+    history = fit(model, train_batches, val_batches, settings.train, epochs=settings.train.epochs,
+                  log_prefix=f"[{name} fold {fold}]")
     seconds = time.perf_counter() - started
     trained_epochs = len(history.history["loss"])
 
