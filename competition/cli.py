@@ -92,7 +92,7 @@ def folds(
     """Build the K-fold split (stratified by annotation style) and store it."""
     folder, is_sample = _data(data)
     training = data_module.load_training(folder)
-    path = folds_path(folds_dir, _dataset_name(folder, is_sample))
+    path = folds_path(folds_dir, _dataset_name(folder, is_sample), k)
     if path.exists() and not overwrite:
         raise InputError(path, "folds already stored: pass --overwrite to replace them")
     built = make_folds(training, k, seed)
@@ -114,7 +114,7 @@ def _print_table(table, title: str, index_label: str = "keypoint") -> None:
 @one_line_errors
 def cv(
     data: DataOption = None,
-    k: Annotated[Optional[int], typer.Option("--folds", help="Number of folds [default: stored, else 5].")] = None,
+    k: Annotated[int, typer.Option("--folds", help="Number of folds (stored once per K in --folds-dir).")] = 5,
     config_name: Annotated[Optional[str], typer.Option(
         "--config", help="Config name in configs/ or a TOML path [default: default; smoke on the sample].")] = None,
     epochs: Annotated[Optional[int], typer.Option(help="Override train.epochs.")] = None,
@@ -128,7 +128,7 @@ def cv(
         "--set", help="Override a config key, e.g. --set full.model.dropout=0.2 (repeatable).")] = None,
 ):
     """Train both specialists on every fold and print the cross-validated RMSE."""
-    if k is not None and k < 2:
+    if k < 2:
         raise InputError("--folds", f"need at least 2 folds, got {k}")
     if limit is not None and limit < 2:
         raise InputError("--limit", f"need at least 2 faces, got {limit}")
@@ -136,12 +136,12 @@ def cv(
     settings = list(overrides or []) + ([f"train.epochs={epochs}"] if epochs is not None else [])
     config = load_config(config_name or (SAMPLE_CONFIG if is_sample else "default"), settings)
     run_dir = runs_dir / (run or ("sample" if is_sample and config_name is None else config.name))
-    if fold is not None and k is not None and not 0 <= fold < k:
+    if fold is not None and not 0 <= fold < k:
         raise InputError("--fold", f"fold {fold} does not exist with --folds {k}: folds are 0..{k - 1}")
 
     training = data_module.load_training(folder)
     test = data_module.load_test(folder)
-    path = folds_path(folds_dir, _dataset_name(folder, is_sample))
+    path = folds_path(folds_dir, _dataset_name(folder, is_sample), k)
     split, built = folds_for(training, path, k, seed)
     if built:
         console.print(f"{path}: built {split.k} folds (seed {split.seed})")
@@ -176,7 +176,7 @@ def tune(
     epochs: Annotated[Optional[int], typer.Option(
         help="Epochs per trial (Hyperband: the most) (default: the base config's train.epochs).")] = None,
     fold: Annotated[int, typer.Option(help="Search on this fold's training/validation split.")] = 0,
-    k: Annotated[Optional[int], typer.Option("--folds", help="Number of folds (default: stored, else 5).")] = None,
+    k: Annotated[int, typer.Option("--folds", help="Number of folds (stored once per K in --folds-dir).")] = 5,
     limit: Annotated[Optional[int], typer.Option(help="Use only the first N training faces (smoke runs).")] = None,
     project: Annotated[Optional[str], typer.Option(
         help="Search name: trials go to runs/tune/<project>/<specialist>/ (default: the base config's name).")] = None,
@@ -207,7 +207,7 @@ def tune(
     search_space = tune_module.load_search_space(space)
     distribution = tune_module.distribution_env(chief, worker)
     training = data_module.load_training(folder)
-    path = folds_path(folds_dir, _dataset_name(folder, is_sample))
+    path = folds_path(folds_dir, _dataset_name(folder, is_sample), k)
     split, built = folds_for(training, path, k, seed)
     if built:
         console.print(f"{path}: built {split.k} folds (seed {split.seed})")

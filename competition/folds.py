@@ -49,8 +49,9 @@ def make_folds(training: TrainingSet, k: int, seed: int) -> Folds:
     return Folds(fold, k, seed, training.fingerprint)
 
 
-def folds_path(folds_dir: Path, dataset: str) -> Path:
-    return folds_dir / f"{dataset}.csv"
+def folds_path(folds_dir: Path, dataset: str, k: int) -> Path:
+    """One stored split per data folder and K: ``folds/<data folder>-k<K>.csv``."""
+    return folds_dir / f"{dataset}-k{k}.csv"
 
 
 def save_folds(folds: Folds, training: TrainingSet, path: Path) -> None:
@@ -81,18 +82,13 @@ def load_folds(path: Path, training: TrainingSet) -> Folds:
     return Folds(frame["fold"].to_numpy(), int(meta["k"]), int(meta["seed"]), meta["fingerprint"])
 
 
-def folds_for(training: TrainingSet, path: Path, k: int | None, seed: int) -> tuple[Folds, bool]:
-    """The stored folds at ``path`` (built and saved first if missing); True if just built.
-
-    ``k`` None means "whatever is stored" (5 if nothing is); a stored K other than ``k`` is refused.
-    """
+def folds_for(training: TrainingSet, path: Path, k: int, seed: int) -> tuple[Folds, bool]:
+    """The stored folds at ``path``, built and saved first if missing; True if just built."""
     if path.exists():
         folds = load_folds(path, training)
-        if k is not None and folds.k != k:
-            raise InputError(
-                path, f"holds {folds.k} folds but --folds {k} was asked: run `fkp folds --folds {k} --overwrite`"
-            )
+        if folds.k != k:
+            raise InputError(path, f"holds {folds.k} folds, not {k}: rebuild with `fkp folds --folds {k} --overwrite`")
         return folds, False
-    folds = make_folds(training, 5 if k is None else k, seed)
+    folds = make_folds(training, k, seed)
     save_folds(folds, training, path)
     return folds, True

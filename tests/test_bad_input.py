@@ -141,17 +141,19 @@ def test_fold_beyond_folds(small, tmp_path):
     assert_one_line_error(result, "--fold", "0..2")
 
 
-def test_fold_beyond_stored_folds(small, tmp_path):
-    assert fkp("folds", "--data", small, "--folds", 2, "--folds-dir", tmp_path).exit_code == 0
-    result = fkp("cv", "--data", small, "--fold", 4, "--folds-dir", tmp_path, "--runs-dir", tmp_path / "runs")
-    assert_one_line_error(result, "--fold", "0..1")
+def test_fold_beyond_default_folds(small, tmp_path):
+    result = fkp("cv", "--data", small, "--fold", 5, "--folds-dir", tmp_path, "--runs-dir", tmp_path / "runs")
+    assert_one_line_error(result, "--fold", "0..4")
 
 
 def test_stored_folds_are_not_overwritten_silently(small, tmp_path):
     assert fkp("folds", "--data", small, "--folds", 2, "--folds-dir", tmp_path).exit_code == 0
-    before = (tmp_path / "small.csv").read_bytes()
-    assert_one_line_error(fkp("folds", "--data", small, "--folds", 3, "--folds-dir", tmp_path), "--overwrite")
-    assert (tmp_path / "small.csv").read_bytes() == before
+    before = (tmp_path / "small-k2.csv").read_bytes()
+    assert_one_line_error(fkp("folds", "--data", small, "--folds", 2, "--seed", 3, "--folds-dir", tmp_path),
+                          "--overwrite")
+    assert (tmp_path / "small-k2.csv").read_bytes() == before
+    assert fkp("folds", "--data", small, "--folds", 2, "--seed", 3, "--overwrite", "--folds-dir", tmp_path).exit_code == 0
+    assert (tmp_path / "small-k2.csv").read_bytes() != before
 
 
 def test_bad_lookup_leaves_an_existing_submission_alone(small, tmp_path):

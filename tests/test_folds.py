@@ -36,12 +36,12 @@ def test_identical_faces_share_a_fold(training):
 
 
 def test_stored_folds_round_trip_and_refuse_other_data(tmp_path, training):
-    path = tmp_path / "sample.csv"
+    path = tmp_path / "sample-k3.csv"
     folds, built = folds_for(training, path, 3, seed=4)
     assert built and path.exists()
-    again, built = folds_for(training, path, None, seed=99)
+    again, built = folds_for(training, path, 3, seed=99)
     assert not built and np.array_equal(again.fold, folds.fold) and again.seed == 4
-    with pytest.raises(InputError, match="holds 3 folds but --folds 5"):
+    with pytest.raises(InputError, match="holds 3 folds, not 5"):
         folds_for(training, path, 5, seed=4)
     other = TrainingSet(training.images[:100], training.keypoints[:100], "other")
     with pytest.raises(InputError, match="built for another training set"):
