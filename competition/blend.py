@@ -57,6 +57,9 @@ def leaderboard_oof(run_dir: Path, tta: dict[str, bool]) -> pd.DataFrame:
     frames = {
         name: read_predictions(run_dir / name, "oof_tta.csv" if tta[name] else "oof.csv", "row") for name in SPECIALISTS
     }
+    for name, frame in frames.items():
+        if frame.empty:
+            raise InputError(run_dir / name, "no finished fold: run `fkp cv` first")
     oof = _leaderboard(frames)
     return oof.assign(fold=frames["full"].loc[oof.index, "fold"])
 
@@ -136,7 +139,7 @@ def blend_runs(
         for frame in frames.values():
             rows = rows.intersection(frame.index)
     if rows.empty:
-        raise InputError(dirs[names[0]], "no out-of-fold predictions to blend: run `fkp cv` first")
+        raise InputError("--runs", "the runs share no out-of-fold face: finish their folds with `fkp cv`")
     truth = truth_all[rows.to_numpy()]
     fold = oof["used"][names[0]].loc[rows, "fold"].to_numpy()
     members = {column: np.stack([frames[n].loc[rows, list(COORDINATES)].to_numpy() for n in names])

@@ -36,7 +36,7 @@ DataOption = Annotated[
 FoldsDirOption = Annotated[Path, typer.Option("--folds-dir", help="Where fold assignments are stored.")]
 RunsDirOption = Annotated[Path, typer.Option("--runs-dir", help="Where runs are written.")]
 TTAOption = Annotated[
-    Optional[bool], typer.Option("--tta/--no-tta", help="Use flip-TTA predictions [default: the run's train.tta].")
+    Optional[bool], typer.Option("--tta/--no-tta", help="Use flip-TTA predictions (default: the run's train.tta).")
 ]
 SAMPLE_CONFIG = "smoke"  # cheap settings picked when running on the bundled sample
 
@@ -177,7 +177,7 @@ def blend(
     runs: Annotated[Optional[list[str]], typer.Option(
         "--runs", help="Runs to blend: --runs A B C (weights fitted on their out-of-fold predictions).")] = None,
     run: Annotated[Optional[str], typer.Option(
-        help="One run to blend [default: default; sample on the sample].")] = None,
+        help="One run to blend (default: default; sample on the sample).")] = None,
     runs_dir: RunsDirOption = Path("runs"),
     out: Annotated[Path, typer.Option(help="Submission file; weights, faces PNG and report are written beside it.")]
     = Path("submissions/submission.csv"),
@@ -221,7 +221,7 @@ def blend(
 @one_line_errors
 def show(
     data: DataOption = None,
-    run: Annotated[Optional[str], typer.Option(help="Run to picture [default: default; sample on the sample].")] = None,
+    run: Annotated[Optional[str], typer.Option(help="Run to picture (default: default; sample on the sample).")] = None,
     runs_dir: RunsDirOption = Path("runs"),
     tta: TTAOption = None,
 ):

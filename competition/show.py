@@ -9,6 +9,7 @@ import pandas as pd
 
 from .blend import leaderboard_oof, read_run, tta_choice, tta_words
 from .data import TrainingSet
+from .errors import InputError
 from .evaluate import per_keypoint_rmse, rmse
 from .io import atomic_path
 from .plots import FacePanel, face_grid, keypoint_bars, learning_curves, save_png
@@ -54,6 +55,8 @@ def show_run(run_dir: Path, training: TrainingSet, *, tta: bool | None = None, f
     training = training.head(spec.limit)
     used = tta_choice(spec, tta)
     oof = leaderboard_oof(run_dir, used)
+    if oof.empty:
+        raise InputError(run_dir, "no face has out-of-fold predictions from both specialists: finish a fold")
     rows = oof.index.to_numpy()
     predicted, truth = oof[list(COORDINATES)].to_numpy(), training.keypoints[rows]
     errors = face_errors(truth, predicted)

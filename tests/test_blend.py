@@ -11,7 +11,8 @@ from competition import data
 from competition.blend import blend_runs
 from competition.blender import fit, out_of_fold
 from competition.cli import app
-from competition.config import PROJECT_CONFIGS, BlendConfig, load_blend_config
+from competition.config import PROJECT_CONFIGS, BlendConfig, Config, load_blend_config
+from competition.cv import RunSpec
 from competition.errors import InputError
 from competition.evaluate import rmse
 from competition.folds import make_folds
@@ -232,3 +233,13 @@ def test_runs_on_other_folds_are_refused_with_one_line(runs, sample_dir, tmp_pat
 def test_runs_must_follow_the_runs_option(runs, sample_dir):
     result = fkp("blend", "good", "--runs-dir", runs, "--data", sample_dir)
     assert result.exit_code == 2 and "name runs after --runs" in result.stderr
+
+
+@pytest.mark.parametrize("command", ["blend", "show"])
+def test_a_run_without_a_finished_fold_is_refused_with_one_line(tmp_path, sample, sample_dir, command):
+    training, _, folds = sample
+    RunSpec(training.fingerprint, folds.k, folds.seed, None, Config().to_dict()).claim(tmp_path / "empty")
+    result = fkp(command, "--run", "empty", "--runs-dir", tmp_path, "--data", sample_dir)
+    assert result.exit_code == 2, result.output
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "no finished fold" in result.stderr
