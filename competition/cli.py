@@ -36,6 +36,9 @@ DataOption = Annotated[
 ]
 FoldsDirOption = Annotated[Path, typer.Option("--folds-dir", help="Where fold assignments are stored.")]
 RunsDirOption = Annotated[Path, typer.Option("--runs-dir", help="Where runs are written.")]
+TTAOption = Annotated[
+    Optional[bool], typer.Option("--tta/--no-tta", help="Use flip-TTA predictions (default: the run's train.tta).")
+]
 SAMPLE_CONFIG = "smoke"  # cheap settings picked when running on the bundled sample
 
 
@@ -126,6 +129,7 @@ def cv(
     seed: Annotated[int, typer.Option(help="Fold seed when folds are built.")] = 42,
     overrides: Annotated[Optional[list[str]], typer.Option(
         "--set", help="Override a config key, e.g. --set full.model.dropout=0.2 (repeatable).")] = None,
+    tta: TTAOption = None,
 ):
     """Train both specialists on every fold and print the cross-validated RMSE."""
     if k < 2:
@@ -157,16 +161,16 @@ def cv(
     plain, faces = score(run_dir, training, tta=False)
     flipped, _ = score(run_dir, training, tta=True)
     _print_table(plain, f"OOF RMSE per keypoint ({faces} faces, no TTA)")
-    use_tta = config.full.train.tta
+    use_tta = config.full.train.tta if tta is None else tta
     console.print(f"OOF RMSE without TTA {plain.loc['overall', 'leaderboard']:.4f}, "
-                  f"with flip TTA {flipped.loc['overall', 'leaderboard']:.4f} (blend uses "
+                  f"with flip TTA {flipped.loc['overall', 'leaderboard']:.4f} (cv_rmse uses "
                   f"{'TTA' if use_tta else 'no TTA'})")
     if faces < len(training):
         console.print(f"{faces} of {len(training)} faces have out-of-fold predictions so far (missing folds).")
     print(f"cv_rmse={(flipped if use_tta else plain).loc['overall', 'leaderboard']:.5f}")
 
 
-@app.command()
+@app.command(context_settings={"allow_extra_args": True})
 @one_line_errors
 def tune(
     specialist: Annotated[str, typer.Option(help="The specialist to tune: full or partial.")],
@@ -235,21 +239,66 @@ def tune(
 @app.command()
 @one_line_errors
 def blend(
+    context: typer.Context,
     data: DataOption = None,
-    run: Annotated[Optional[str], typer.Option(help="Run to blend [default: default; sample on the sample].")] = None,
+    runs: Annotated[Optional[list[str]], typer.Option(
+        "--runs", help="Runs to blend: --runs A B C (weights fitted on their out-of-fold predictions).")] = None,
+    run: Annotated[Optional[str], typer.Option(
+        help="One run to blend (default: default; sample on the sample).")] = None,
     runs_dir: RunsDirOption = Path("runs"),
-    out: Annotated[Path, typer.Option(help="Submission file.")] = Path("submissions/submission.csv"),
-    allow_partial: Annotated[bool, typer.Option(help="Blend a run with missing folds.")] = False,
+    out: Annotated[Path, typer.Option(help="Submission file; weights, faces PNG and report are written beside it.")]
+    = Path("submissions/submission.csv"),
+    blend_config: Annotated[str, typer.Option(
+        "--blend-config", help="Blend config: a name in configs/blend/ (nnls, ridge, elasticnet) or a TOML path.")]
+    = "nnls",
+    tta: TTAOption = None,
+    allow_partial: Annotated[bool, typer.Option(help="Blend runs with missing folds.")] = False,
 ):
-    """Average the fold models' test predictions into a Kaggle submission."""
-    from .blend import blend_run
+    """Blend runs (or average one run's folds) into a Kaggle submission; print each one's OOF RMSE."""
+    if context.args and not runs:
+        raise InputError("blend", f"unexpected argument {context.args[0]!r}: name runs after --runs")
+    if runs and run:
+        raise InputError("--run", "give either --run NAME or --runs A B ..., not both")
+    from .blend import SCORE_COLUMNS, blend_runs, output_paths, tta_words, write_blend
+    from .config import load_blend_config
+
+    config = load_blend_config(blend_config)
+    folder, is_sample = _data(data)
+    names = [*runs, *context.args] if runs else [run or ("sample" if is_sample else "default")]
+    training = data_module.load_training(folder)
+    test = data_module.load_test(folder)
+    lookup = data_module.load_lookup(folder, test)
+    result = blend_runs([runs_dir / name for name in names], training, config, tta=tta, allow_partial=allow_partial)
+    write_blend(result, lookup, test, out)
+
+    shown = Table(title=f"Out-of-fold RMSE, leaderboard-style ({result.faces} faces)")
+    for column in ("", *SCORE_COLUMNS, "TTA used"):
+        shown.add_column(column, justify="left" if column in ("", "TTA used") else "right")
+    for name in result.runs:
+        shown.add_row(f"run {name}", *(f"{v:.4f}" for v in result.scores.loc[name]), tta_words(result.tta[name]))
+    shown.add_row(f"blend ({result.method})", *(f"{result.blend_scores[c]:.4f}" for c in SCORE_COLUMNS), "as runs")
+    console.print(shown)
+    paths = output_paths(out)
+    console.print(f"{out}: {len(lookup)} rows from run(s) {', '.join(result.runs)}; weights {paths['weights']}, "
+                  f"faces {paths['faces']}, report {paths['report']}")
+    print(f"blend_rmse={result.blend_scores['used']:.5f}")
+
+
+@app.command()
+@one_line_errors
+def show(
+    data: DataOption = None,
+    run: Annotated[Optional[str], typer.Option(help="Run to picture (default: default; sample on the sample).")] = None,
+    runs_dir: RunsDirOption = Path("runs"),
+    tta: TTAOption = None,
+):
+    """Draw a run's validation faces, learning curves and RMSE per keypoint; write its report.md."""
+    from .show import show_run
 
     folder, is_sample = _data(data)
     run_dir = runs_dir / (run or ("sample" if is_sample else "default"))
-    test = data_module.load_test(folder)
-    lookup = data_module.load_lookup(folder, test)
-    result = blend_run(run_dir, lookup, out, allow_partial=allow_partial)
-    console.print(f"{out}: {len(result)} rows from run {run_dir}")
+    for path in show_run(run_dir, data_module.load_training(folder), tta=tta):
+        console.print(str(path))
 
 
 @app.command()

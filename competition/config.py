@@ -76,18 +76,18 @@ class Config:
 _SECTIONS = {f.name for f in dataclasses.fields(SpecialistConfig)}
 
 
-def find_config(name_or_path: str) -> Path:
-    """A config file by path, or by name in ./configs or the project's configs/."""
+def find_config(name_or_path: str, kind: str = "") -> Path:
+    """A config file by path, or by name in ./configs/<kind> or the project's configs/<kind>."""
     path = Path(name_or_path)
     if path.suffix == ".toml" or len(path.parts) > 1:
         if not path.is_file():
             raise InputError(path, "config file not found")
         return path
-    for folder in (Path("configs"), PROJECT_CONFIGS):
+    for folder in (Path("configs") / kind, PROJECT_CONFIGS / kind):
         if (folder / f"{name_or_path}.toml").is_file():
             return folder / f"{name_or_path}.toml"
-    known = sorted(p.stem for p in PROJECT_CONFIGS.glob("*.toml"))
-    raise InputError(f"configs/{name_or_path}.toml", f"config not found (known: {', '.join(known)})")
+    known = sorted(p.stem for p in (PROJECT_CONFIGS / kind).glob("*.toml"))
+    raise InputError(Path("configs", kind, f"{name_or_path}.toml"), f"config not found (known: {', '.join(known)})")
 
 
 def _check(value, expected, key: str, source: str):
@@ -182,4 +182,35 @@ def load_config(name_or_path: str, overrides: list[str] = ()) -> Config:
                 del update[section]
             _merge(resolved, update)
         config = resolve(resolved, "--set")
+    return config
+
+
+BLEND_METHODS = ("nnls", "ridge", "elasticnet")
+
+
+@dataclass
+class BlendConfig:
+    """How `fkp blend` weighs its runs, per coordinate, on their out-of-fold predictions."""
+
+    method: str = "nnls"  # nnls: scipy's non-negative least squares, no intercept; ridge / elasticnet: scikit-learn's
+    alpha: float = 1.0  # ridge / elasticnet regularisation strength, as scikit-learn defines it
+    l1_ratio: float = 0.5  # elasticnet's share of L1 in the penalty
+    positive: bool = True  # ridge / elasticnet: keep the weights non-negative
+
+
+def load_blend_config(name_or_path: str) -> BlendConfig:
+    """A blend config by path or by name in configs/blend/, validated."""
+    path = find_config(name_or_path, "blend")
+    try:
+        raw = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as error:
+        raise InputError(path, f"not valid TOML: {error}") from None
+    config = BlendConfig()
+    _apply(config, raw, "", str(path))
+    if config.method not in BLEND_METHODS:
+        raise InputError(path, f"key 'method' must be one of {', '.join(BLEND_METHODS)}, got {config.method!r}")
+    if config.alpha < 0:
+        raise InputError(path, f"key 'alpha' must be at least 0, got {config.alpha}")
+    if not 0 <= config.l1_ratio <= 1:
+        raise InputError(path, f"key 'l1_ratio' must be within 0..1, got {config.l1_ratio}")
     return config

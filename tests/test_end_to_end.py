@@ -89,3 +89,27 @@ def test_blend_refuses_a_run_with_missing_folds_unless_asked(smoke_run, data_dir
     allowed = fkp("blend", "--data", data_dir, "--run", "half", "--out", "half.csv", "--allow-partial", cwd=work)
     assert allowed.returncode == 0, allowed.stderr
     assert len(pd.read_csv(work / "half.csv")) == len(pd.read_csv(data_dir / "IdLookupTable.csv"))
+
+
+def test_blend_of_two_real_runs_writes_weights_and_faces_and_prints_each_score(smoke_run, data_dir):
+    work, _ = smoke_run
+    shutil.copytree(work / "runs" / "smoke", work / "runs" / "twin")
+    both = fkp("blend", "--data", data_dir, "--runs", "smoke", "twin", "--out", "two/submission.csv", cwd=work)
+    assert both.returncode == 0, both.stderr
+    for row in ("run smoke", "run twin", "blend (nnls)"):
+        assert row in both.stdout
+    assert both.stdout.strip().splitlines()[-1].startswith("blend_rmse=")
+    lookup = pd.read_csv(data_dir / "IdLookupTable.csv")
+    assert pd.read_csv(work / "two" / "submission.csv")["RowId"].tolist() == lookup["RowId"].tolist()
+    weights = pd.read_csv(work / "two" / "submission_weights.csv")
+    assert len(weights) == 30 and list(weights.columns) == ["coordinate", "smoke", "twin", "intercept"]
+    assert (work / "two" / "submission_faces.png").stat().st_size > 10_000
+
+
+def test_show_pictures_a_real_run(smoke_run, data_dir):
+    work, _ = smoke_run
+    shown = fkp("show", "--data", data_dir, "--run", "smoke", cwd=work)
+    assert shown.returncode == 0, shown.stderr
+    for name in ("validation_faces.png", "learning_curves.png", "rmse_per_keypoint.png"):
+        assert (work / "runs" / "smoke" / "plots" / name).stat().st_size > 10_000
+    assert "plots/validation_faces.png" in (work / "runs" / "smoke" / "report.md").read_text()

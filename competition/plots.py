@@ -1,0 +1,131 @@
+"""Figures, drawn with matplotlib's object API (no pyplot state, no display needed), saved atomically.
+
+Keypoints are coloured by the subject's side, the same colour for truth and prediction, so a
+left/right mix-up shows at a glance: an orange dot inside a blue ring.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.ticker import LogFormatter, MaxNLocator
+
+from .io import atomic_path
+from .schema import IMAGE_SIZE, KEYPOINTS
+
+
+def keypoint_side(keypoint: str) -> str:
+    """"left", "right" (the subject's) or "centre", from the keypoint's name."""
+    words = keypoint.split("_")
+    return "left" if "left" in words else "right" if "right" in words else "centre"
+
+
+SIDE_COLOURS = {"left": "#ff8c00", "right": "#00b4ff", "centre": "#32cd32"}
+SIDE_LABELS = {
+    "left": "subject's left (image right)",
+    "right": "subject's right (image left)",
+    "centre": "centre line",
+}
+KEYPOINT_COLOURS = [SIDE_COLOURS[keypoint_side(k)] for k in KEYPOINTS]
+BAR_COLOURS = ("#8c8c8c", "#5e3c99", "#1b7837")  # clear of the side colours, which name the keypoints
+
+
+def save_png(figure: Figure, path: Path) -> Path:
+    """Write ``figure`` to ``path`` as a PNG, all at once or not at all."""
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, format="png")
+    return path
+
+
+@dataclass(frozen=True)
+class FacePanel:
+    image: np.ndarray  # (96, 96) uint8
+    predicted: np.ndarray  # (30,) pixels in COORDINATES order, NaN where not drawn
+    truth: np.ndarray | None  # (30,) NaN where unlabelled; None for test faces
+    title: str
+
+
+def _legend(with_truth: bool) -> list[Line2D]:
+    handles = [
+        Line2D([], [], ls="", marker="o", ms=5, color=colour, mec="black", mew=0.5, label=SIDE_LABELS[side])
+        for side, colour in SIDE_COLOURS.items()
+    ]
+    handles.append(Line2D([], [], ls="", marker="o", ms=4, color="white", mec="black", mew=0.5, label="dot: predicted"))
+    if with_truth:
+        handles.append(Line2D([], [], ls="", marker="o", ms=8, mfc="none", mec="black", mew=1.2, label="ring: truth"))
+    return handles
+
+
+def face_grid(panels: list[FacePanel], title: str, columns: int = 4) -> Figure:
+    """Faces with their keypoints: predicted as dots, truth (where given) as rings joined to them."""
+    rows = math.ceil(len(panels) / columns)
+    figure = Figure(figsize=(2.4 * columns, 2.55 * rows + 0.9), dpi=100, layout="constrained")
+    axes = figure.subplots(rows, columns, squeeze=False)
+    for ax in axes.flat:
+        ax.set_axis_off()
+    for ax, panel in zip(axes.flat, panels):
+        ax.imshow(panel.image, cmap="gray", vmin=0, vmax=255, interpolation="nearest")
+        predicted = panel.predicted.reshape(-1, 2)
+        if panel.truth is not None:
+            truth = panel.truth.reshape(-1, 2)
+            for (tx, ty), (px, py), colour in zip(truth, predicted, KEYPOINT_COLOURS):
+                ax.plot([tx, px], [ty, py], color=colour, lw=0.8)
+            ax.scatter(truth[:, 0], truth[:, 1], s=42, facecolors="none", edgecolors=KEYPOINT_COLOURS, linewidths=1.3)
+        ax.scatter(predicted[:, 0], predicted[:, 1], s=16, c=KEYPOINT_COLOURS, edgecolors="black", linewidths=0.5)
+        ax.set_xlim(-0.5, IMAGE_SIZE - 0.5)
+        ax.set_ylim(IMAGE_SIZE - 0.5, -0.5)
+        ax.set_title(panel.title, fontsize=8)
+    figure.suptitle(title, fontsize=11)
+    figure.legend(handles=_legend(any(p.truth is not None for p in panels)), loc="outside lower center",
+                  ncol=3, fontsize=8, frameon=False, facecolor="white")
+    return figure
+
+
+def learning_curves(histories: dict[str, dict[int, pd.DataFrame]]) -> Figure:
+    """Training (dashed) and validation (solid) RMSE per epoch, one panel per specialist, one colour per fold."""
+    figure = Figure(figsize=(5.5 * len(histories), 4), dpi=100, layout="constrained")
+    axes = figure.subplots(1, len(histories), squeeze=False)[0]
+    for ax, (name, folds) in zip(axes, histories.items()):
+        for colour, (fold, history) in enumerate(sorted(folds.items())):
+            epochs = np.arange(1, len(history) + 1)
+            ax.plot(epochs, history["rmse"], ls="--", marker=".", color=f"C{colour}", label=f"fold {fold} training")
+            ax.plot(epochs, history["val_rmse"], marker="o", ms=4, color=f"C{colour}", label=f"fold {fold} validation")
+        ax.set_yscale("log")
+        ax.yaxis.set_major_formatter(LogFormatter(labelOnlyBase=False))
+        ax.yaxis.set_minor_formatter(LogFormatter(labelOnlyBase=False, minor_thresholds=(2, 0.5)))
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set(title=f"{name} specialist", xlabel="epoch", ylabel="RMSE (pixels, log scale)")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7)
+    figure.suptitle("Learning curves", fontsize=11)
+    return figure
+
+
+def keypoint_bars(table: pd.DataFrame, title: str) -> Figure:
+    """Grouped horizontal bars: one row per keypoint (and overall), one bar per column of ``table``;
+    keypoint names in their side's colour."""
+    figure = Figure(figsize=(7.5, 0.42 * len(table) + 1.5), dpi=100, layout="constrained")
+    ax = figure.subplots()
+    positions = np.arange(len(table))[::-1]
+    height = 0.8 / len(table.columns)
+    for i, column in enumerate(table.columns):
+        offset = (len(table.columns) - 1) / 2 - i
+        bars = ax.barh(positions + offset * height, table[column], height, label=column,
+                       color=BAR_COLOURS[i % len(BAR_COLOURS)])
+        ax.bar_label(bars, fmt="%.2f", fontsize=6, padding=2)
+    ax.set_yticks(positions, table.index)
+    for label in ax.get_yticklabels():
+        name = label.get_text()
+        label.set_color(SIDE_COLOURS[keypoint_side(name)] if name in KEYPOINTS else "black")
+        label.set_fontweight("bold")
+    ax.set_xlabel("RMSE (pixels)")
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8, loc="lower right")
+    ax.grid(True, axis="x", alpha=0.3)
+    return figure

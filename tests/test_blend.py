@@ -1,0 +1,245 @@
+"""Blending runs: weights fitted on out-of-fold predictions, scored without leaking, same folds only."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.optimize import nnls
+from synthetic_runs import write_run
+from typer.testing import CliRunner
+
+from competition import data
+from competition.blend import blend_runs
+from competition.blender import fit, out_of_fold
+from competition.cli import app
+from competition.config import PROJECT_CONFIGS, BlendConfig, Config, load_blend_config
+from competition.cv import RunSpec
+from competition.errors import InputError
+from competition.evaluate import rmse
+from competition.folds import make_folds
+from competition.schema import COORDINATES, specialist_for
+
+MIXTURE = np.array([0.6, 0.0, 0.4])  # the third member's weight, the second one's zero
+
+
+@pytest.fixture
+def mixture():
+    """Three members of 30 coordinates; the truth is 0.6 x the first + 0.4 x the third, a third unlabelled."""
+    rng = np.random.default_rng(0)
+    members = rng.normal(48, 10, (3, 400, 30))
+    truth = np.einsum("mnc,m->nc", members, MIXTURE) + rng.normal(0, 0.01, (400, 30))
+    truth[rng.random(truth.shape) < 0.3] = np.nan
+    return members, truth
+
+
+@pytest.mark.parametrize("config", [
+    BlendConfig(method="nnls"),
+    BlendConfig(method="ridge", alpha=1e-6),
+    BlendConfig(method="elasticnet", alpha=1e-6),
+], ids=["nnls", "ridge", "elasticnet"])
+def test_weights_recover_a_known_mixture(mixture, config):
+    members, truth = mixture
+    weights = fit(members, truth, config)
+    np.testing.assert_allclose(weights.coef, np.tile(MIXTURE, (30, 1)), atol=0.01)
+    np.testing.assert_allclose(weights.intercept, 0, atol=0.5)
+    assert rmse(truth, weights.apply(members)) < 0.05
+
+
+def test_only_labelled_faces_count(mixture):
+    """Where a face is unlabelled the members may say anything: the weights must not notice."""
+    members, truth = mixture
+    members = members.copy()
+    members[:, np.isnan(truth)] = 1e4
+    weights = fit(members, truth, BlendConfig())
+    np.testing.assert_allclose(weights.coef, np.tile(MIXTURE, (30, 1)), atol=0.01)
+
+
+def test_nnls_gives_a_run_that_only_hurts_no_weight():
+    rng = np.random.default_rng(1)
+    truth = rng.normal(48, 5, (300, 2))
+    good = truth + rng.normal(0, 1, truth.shape)
+    contrary = -truth  # points the other way: least squares would weigh it negatively
+    weights = fit(np.stack([good, contrary]), truth, BlendConfig())
+    assert (weights.coef[:, 1] == 0).all()
+    assert (weights.coef[:, 0] > 0.9).all()
+
+
+def test_held_out_faces_are_predicted_by_weights_that_never_saw_them(mixture):
+    members, truth = mixture
+    fold = np.arange(len(truth)) % 4
+    blended = out_of_fold(members, truth, fold, BlendConfig())
+    changed = truth.copy()
+    changed[fold == 2] = np.random.default_rng(5).normal(48, 10, changed[fold == 2].shape)
+    again = out_of_fold(members, changed, fold, BlendConfig())
+    np.testing.assert_array_equal(again[fold == 2], blended[fold == 2])
+    assert not np.allclose(again[fold != 2], blended[fold != 2])
+
+
+def _in_sample_nnls(members, truth):
+    return np.stack([members[:, :, c].T @ nnls(members[:, :, c].T, truth[:, c])[0] for c in range(truth.shape[1])],
+                    axis=1)
+
+
+def _in_sample_least_squares(members, truth):
+    fitted = []
+    for c in range(truth.shape[1]):
+        design = np.column_stack([members[:, :, c].T, np.ones(len(truth))])
+        fitted.append(design @ np.linalg.lstsq(design, truth[:, c])[0])
+    return np.stack(fitted, axis=1)
+
+
+@pytest.mark.parametrize("runs, config, in_sample", [
+    (200, BlendConfig(method="nnls"), _in_sample_nnls),
+    (60, BlendConfig(method="ridge", alpha=1e-6, positive=False), _in_sample_least_squares),
+], ids=["nnls", "ridge"])
+def test_pure_noise_runs_cannot_buy_a_better_blend_score(runs, config, in_sample):
+    """Runs of pure noise, unrelated to the truth: weights fitted on the very faces they are scored
+    on would look far better than the truth's spread; scored out of fold, the blend must not."""
+    rng = np.random.default_rng(2)
+    truth = rng.normal(48, 3, (90, 6))
+    noise = rng.normal(48, 10, (runs, 90, 6))
+    fold = np.arange(90) % 3
+    spread = np.sqrt(np.mean((truth - truth.mean(axis=0)) ** 2))  # the best any honest noise blend can do
+    assert rmse(truth, in_sample(noise, truth)) < 0.7 * spread  # what a leaking score would report
+    assert rmse(truth, out_of_fold(noise, truth, fold, config)) > spread
+
+
+def test_every_shipped_blend_config_loads():
+    shipped = {path.stem: load_blend_config(str(path)) for path in (PROJECT_CONFIGS / "blend").glob("*.toml")}
+    assert {"nnls", "ridge", "elasticnet"} <= set(shipped)
+    assert all(config.method == name for name, config in shipped.items())
+    assert load_blend_config("elasticnet").alpha == shipped["elasticnet"].alpha
+
+
+@pytest.mark.parametrize("text, message", [
+    ('method = "average"\n', "key 'method' must be one of nnls, ridge, elasticnet"),
+    ("alpha = -1\n", "key 'alpha' must be at least 0"),
+    ("l1_ratio = 2\n", "key 'l1_ratio' must be within 0..1"),
+    ("alfa = 1\n", "unknown key 'alfa'"),
+    ('positive = "yes"\n', "key 'positive' must be bool"),
+])
+def test_bad_blend_configs_are_refused(tmp_path, text, message):
+    path = tmp_path / "mine.toml"
+    path.write_text(text)
+    with pytest.raises(InputError, match=message):
+        load_blend_config(str(path))
+
+
+# --- runs on disk, blended through the CLI ------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def sample(sample_dir):
+    training = data.load_training(sample_dir)
+    test = data.load_test(sample_dir)
+    return training, test, make_folds(training, 3, seed=42)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, sample):
+    """A good run (truth + 1 px noise), a worse one (3 px), and copies made on other folds."""
+    training, test, folds = sample
+    runs_dir = tmp_path_factory.mktemp("runs")
+    write_run(runs_dir / "good", training, test, folds, noise=1.0, tta_noise=0.8, seed=1)
+    write_run(runs_dir / "worse", training, test, folds, noise=3.0, tta_noise=2.5, seed=2)
+    write_run(runs_dir / "reseeded", training, test, make_folds(training, 3, seed=7), noise=1.0, tta_noise=1.0, seed=3)
+    write_run(runs_dir / "limited", training.head(200), test, folds.head(200), noise=1.0, tta_noise=1.0, seed=4,
+              limit=200)
+    return runs_dir
+
+
+def fkp(*args):
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def test_two_runs_blend_into_a_submission_beside_its_weights_picture_and_report(runs, sample_dir, tmp_path):
+    out = tmp_path / "subs" / "mine.csv"
+    result = fkp("blend", "--runs", "good", "worse", "--runs-dir", runs, "--data", sample_dir, "--out", out)
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    run_rows = {name: next(line for line in lines if f"run {name}" in line) for name in ("good", "worse")}
+    blend_row = next(line for line in lines if "blend (nnls)" in line)
+    blend_rmse = float(result.stdout.strip().splitlines()[-1].removeprefix("blend_rmse="))
+    good_used = float(run_rows["good"].split("│")[4])
+    assert f"{blend_rmse:.4f}" in blend_row
+    assert 0.5 < blend_rmse < good_used  # two independent error sources, weighed: better than the better one
+
+    lookup = pd.read_csv(sample_dir / "IdLookupTable.csv")
+    submission = pd.read_csv(out)
+    assert list(submission.columns) == ["RowId", "Location"]
+    assert submission["RowId"].tolist() == lookup["RowId"].tolist()
+    assert submission["Location"].between(0, 96).all()
+
+    weights = pd.read_csv(tmp_path / "subs" / "mine_weights.csv")
+    assert list(weights.columns) == ["coordinate", "good", "worse", "intercept"]
+    assert weights["coordinate"].tolist() == list(COORDINATES)
+    assert (weights["good"] > weights["worse"]).all()  # 1 px noise against 2.5 px (TTA files)
+    assert (weights["intercept"] == 0).all()
+
+    # The submission is the weighted sum of the runs' fold-averaged flip-TTA test predictions.
+    def fold_averaged(name):
+        frames = {s: pd.concat(pd.read_csv(p) for p in sorted((runs / name / s).glob("fold*/test_tta.csv")))
+                  .groupby("ImageId").mean() for s in ("full", "partial")}
+        return pd.DataFrame({c: frames[specialist_for(c)][c] for c in COORDINATES})
+
+    w = weights.set_index("coordinate")
+    expected = fold_averaged("good") * w["good"] + fold_averaged("worse") * w["worse"]
+    asked = expected.stack().reindex(pd.MultiIndex.from_frame(lookup[["ImageId", "FeatureName"]])).to_numpy()
+    np.testing.assert_allclose(submission["Location"], np.clip(asked, 0, 96), atol=1e-6)
+
+    faces = tmp_path / "subs" / "mine_faces.png"
+    assert faces.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    report = (tmp_path / "subs" / "mine_report.md").read_text()
+    assert "](mine_faces.png)" in report and "](mine_weights.csv)" in report
+    assert f"{blend_rmse:.4f}" in report
+
+
+def test_one_run_is_its_plain_fold_average(runs, sample_dir, tmp_path, sample):
+    training, _, _ = sample
+    blend = blend_runs([runs / "good"], training, BlendConfig())
+    assert blend.method == "fold average"
+    assert (blend.weights["good"] == 1).all() and (blend.weights["intercept"] == 0).all()
+    assert blend.blend_scores.equals(blend.scores.loc["good"])
+    result = fkp("blend", "--run", "good", "--runs-dir", runs, "--data", sample_dir, "--out", tmp_path / "one.csv")
+    assert result.exit_code == 0, result.output
+    assert "blend (fold average)" in result.stdout
+
+
+def test_tta_is_chosen_by_the_runs_config_or_the_flag(runs, sample):
+    training, _, _ = sample
+    by_config = blend_runs([runs / "good", runs / "worse"], training, BlendConfig())
+    plain = blend_runs([runs / "good", runs / "worse"], training, BlendConfig(), tta=False)
+    assert by_config.tta["good"] == {"full": True, "partial": True}
+    assert plain.tta["good"] == {"full": False, "partial": False}
+    assert by_config.scores["used"].equals(by_config.scores["flip TTA"])
+    assert plain.scores["used"].equals(plain.scores["no TTA"])
+    assert by_config.blend_scores["used"] == by_config.blend_scores["flip TTA"]
+    # the synthetic TTA files are the less noisy ones, and the scores say so
+    assert (by_config.scores["flip TTA"] < by_config.scores["no TTA"]).all()
+    # both are reported whichever is used
+    assert plain.scores.loc["good", "flip TTA"] == by_config.scores.loc["good", "flip TTA"]
+
+
+@pytest.mark.parametrize("other, differs", [("reseeded", "fold_seed 7 vs 42"), ("limited", "limit 200 vs None")])
+def test_runs_on_other_folds_are_refused_with_one_line(runs, sample_dir, tmp_path, other, differs):
+    out = tmp_path / "x.csv"
+    result = fkp("blend", "--runs", "good", other, "--runs-dir", runs, "--data", sample_dir, "--out", out)
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.output
+    assert f"{other}/run.json" in lines[0] and differs in lines[0] and "same folds" in lines[0]
+    assert not out.exists()
+
+
+def test_runs_must_follow_the_runs_option(runs, sample_dir):
+    result = fkp("blend", "good", "--runs-dir", runs, "--data", sample_dir)
+    assert result.exit_code == 2 and "name runs after --runs" in result.stderr
+
+
+@pytest.mark.parametrize("command", ["blend", "show"])
+def test_a_run_without_a_finished_fold_is_refused_with_one_line(tmp_path, sample, sample_dir, command):
+    training, _, folds = sample
+    RunSpec(training.fingerprint, folds.k, folds.seed, None, Config().to_dict()).claim(tmp_path / "empty")
+    result = fkp(command, "--run", "empty", "--runs-dir", tmp_path, "--data", sample_dir)
+    assert result.exit_code == 2, result.output
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "no finished fold" in result.stderr
