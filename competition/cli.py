@@ -170,7 +170,7 @@ def cv(
     print(f"cv_rmse={(flipped if use_tta else plain).loc['overall', 'leaderboard']:.5f}")
 
 
-@app.command(context_settings={"allow_extra_args": True})
+@app.command()
 @one_line_errors
 def tune(
     specialist: Annotated[str, typer.Option(help="The specialist to tune: full or partial.")],
@@ -236,7 +236,7 @@ def tune(
     print(f"best_val_rmse={best.loc['val_rmse'].iloc[0]:.5f}")
 
 
-@app.command()
+@app.command(context_settings={"allow_extra_args": True})
 @one_line_errors
 def blend(
     context: typer.Context,

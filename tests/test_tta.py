@@ -8,7 +8,7 @@ from keras import ops
 from competition.config import ModelConfig
 from competition.model import build_model
 from competition.predict import predict_pixels, predict_with_flip
-from competition.schema import FLIP_PAIRS, IMAGE_SIZE, MIRROR_AXIS, SPECIALISTS
+from competition.schema import FIRST_PIXEL_CENTRE, FLIP_PAIRS, IMAGE_SIZE, MIRROR_AXIS, SPECIALISTS
 
 
 class MirrorEquivariantCentroids(keras.Model):
@@ -33,7 +33,7 @@ class MirrorEquivariantCentroids(keras.Model):
                 mask = rng.random((IMAGE_SIZE, IMAGE_SIZE))
                 masks[keypoint] = mask + mask[:, ::-1]
         stacked = np.stack([masks[k] for k in specialist.keypoints]).reshape(len(specialist.keypoints), -1)
-        x, y = np.meshgrid(columns, columns)
+        x, y = np.meshgrid(columns + FIRST_PIXEL_CENTRE, columns + FIRST_PIXEL_CENTRE)  # label coordinates
         self.mass = stacked.T
         self.moment_x = (stacked * x.ravel()).T
         self.moment_y = (stacked * y.ravel()).T
@@ -77,6 +77,7 @@ def test_tta_of_a_constant_model_averages_each_point_with_its_mirror_partner(fac
     model = build_model(mean, np.ones(8), small, 1e-3)
     plain, with_tta = predict_with_flip(model, faces, specialist)
     np.testing.assert_allclose(plain, np.tile(mean, (len(faces), 1)), atol=1e-4)
-    # left eye x: (66 + (95 - 30)) / 2; y: (37 + 39) / 2; the nose mirrors onto itself: (48 + 47) / 2
-    expected = [65.5, 38.0, 29.5, 38.0, 47.5, 60.0, 47.5, 80.0]
+    # Mirror axis 97 (1-based pixel centres). Left eye x: (66 + (97 - 30)) / 2; y: (37 + 39) / 2;
+    # the nose and lip mirror onto themselves: (48 + (97 - 48)) / 2, (49 + (97 - 49)) / 2
+    expected = [66.5, 38.0, 30.5, 38.0, 48.5, 60.0, 48.5, 80.0]
     np.testing.assert_allclose(with_tta, np.tile(expected, (len(faces), 1)), atol=1e-4)
