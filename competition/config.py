@@ -48,6 +48,7 @@ class TrainConfig:
     patience: int = 25  # epochs without a better validation RMSE before stopping
     lr_patience: int = 8  # epochs without improvement before the learning rate halves
     min_learning_rate: float = 1e-5
+    max_minutes: float = 0.0  # wall-clock budget of one specialist's fold (0: none); best weights kept
     workers: int = 1  # PyDataset workers preparing augmented batches
     tta: bool = True  # average each prediction with its mirror's
 

@@ -68,6 +68,21 @@ class _EpochLog(keras.callbacks.Callback):
         )
 
 
+class _TimeBudget(keras.callbacks.Callback):
+    """Stops training after the epoch that exhausts a wall-clock budget (EarlyStopping keeps the best weights)."""
+
+    def __init__(self, minutes: float):
+        super().__init__()
+        self.seconds = minutes * 60
+
+    def on_train_begin(self, logs=None):
+        self.started = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        if time.perf_counter() - self.started >= self.seconds:
+            self.model.stop_training = True
+
+
 def fold_seed(config: Config, fold: int) -> int:
     """The seed of one fold's weights, shuffling and augmentation."""
     return config.seed * 1000 + fold
@@ -122,6 +137,7 @@ def fit(
                 min_lr=train.min_learning_rate,
             ),
             _EpochLog(log_prefix, epochs),
+            *([_TimeBudget(train.max_minutes)] if train.max_minutes > 0 else []),
             *callbacks,
         ],
     )
