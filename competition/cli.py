@@ -103,6 +103,16 @@ def folds(
     console.print(f"{path}: {k} folds of {len(training)} faces, seed {seed}")
 
 
+def _training_and_folds(folder: Path, is_sample: bool, folds_dir: Path, k: int, seed: int, limit: int | None):
+    """The training set and its stored K-fold split (built on first use), cut to the first ``limit`` faces."""
+    training = data_module.load_training(folder)
+    path = folds_path(folds_dir, _dataset_name(folder, is_sample), k)
+    split, built = folds_for(training, path, k, seed)
+    if built:
+        console.print(f"{path}: built {split.k} folds (seed {split.seed})")
+    return training.head(limit), split.head(limit)
+
+
 def _print_table(table, title: str, index_label: str = "keypoint") -> None:
     shown = Table(title=title)
     shown.add_column(index_label)
@@ -143,13 +153,8 @@ def cv(
     if fold is not None and not 0 <= fold < k:
         raise InputError("--fold", f"fold {fold} does not exist with --folds {k}: folds are 0..{k - 1}")
 
-    training = data_module.load_training(folder)
+    training, split = _training_and_folds(folder, is_sample, folds_dir, k, seed, limit)
     test = data_module.load_test(folder)
-    path = folds_path(folds_dir, _dataset_name(folder, is_sample), k)
-    split, built = folds_for(training, path, k, seed)
-    if built:
-        console.print(f"{path}: built {split.k} folds (seed {split.seed})")
-    training, split = training.head(limit), split.head(limit)
 
     from .cv import run_cv, score  # imports Keras: only when training
 
@@ -210,12 +215,7 @@ def tune(
 
     search_space = tune_module.load_search_space(space)
     distribution = tune_module.distribution_env(chief, worker)
-    training = data_module.load_training(folder)
-    path = folds_path(folds_dir, _dataset_name(folder, is_sample), k)
-    split, built = folds_for(training, path, k, seed)
-    if built:
-        console.print(f"{path}: built {split.k} folds (seed {split.seed})")
-    training, split = training.head(limit), split.head(limit)
+    training, split = _training_and_folds(folder, is_sample, folds_dir, k, seed, limit)
     directory = tune_module.project_dir(runs_dir, project or config.name, specialist)
     started = time.perf_counter()
     searcher = tune_module.run_search(
