@@ -23,7 +23,7 @@ from .schema import COORDINATES, IMAGE_SIZE, KEYPOINTS, PARTIAL_COORDINATES
 
 PIXELS = IMAGE_SIZE * IMAGE_SIZE
 TRAINING, TEST, LOOKUP = "training", "test", "IdLookupTable"
-_CHUNK_ROWS = 256  # rows parsed at once: bounds the parser's temporary arrays to ~100 MB
+_CHUNK_ROWS = 16  # rows parsed at once: ~0.5 MB of text, so the temporary arrays stay in cache
 _CACHE_FORMAT = 1  # bump when the cached arrays change meaning
 
 
@@ -83,6 +83,35 @@ def _source(data_dir: Path, stem: str) -> Path:
     raise InputError(data_dir / f"{stem}.csv", f"missing: put {stem}.csv or {stem}.zip in {data_dir}")
 
 
+def _pandas_csv(raw: bytes) -> pd.DataFrame:
+    return pd.read_csv(io.BytesIO(raw), dtype=str, keep_default_na=False, na_values=[""])
+
+
+def _parse_csv(raw: bytes) -> pd.DataFrame:
+    """All columns as strings, the empty ones NaN.
+
+    Kaggle's files are plain (no quotes, one row a line): then each line's last field (the long
+    pixel string) is cut off at its last comma by hand and only the short rest goes through
+    pandas, whose tokenizer would take longer over the pixels than parsing them does. Any other
+    file is read by pandas whole.
+    """
+    lines = raw.split(b"\n")
+    if not lines[-1]:
+        lines.pop()
+    if b'"' in raw or b"\r" in raw or len(lines) < 2 or not all(lines):
+        return _pandas_csv(raw)
+    heads, commas, lasts = zip(*(line.rpartition(b",") for line in lines))
+    fields = heads[0].count(b",")
+    if not all(commas) or not all(heads) or any(head.count(b",") != fields for head in heads):
+        return _pandas_csv(raw)
+    frame = _pandas_csv(b"\n".join(heads))
+    name = lasts[0].decode()
+    if name in frame.columns:
+        return _pandas_csv(raw)
+    frame[name] = [last.decode() if last else np.nan for last in lasts[1:]]
+    return frame
+
+
 def _read_csv(path: Path, stem: str) -> tuple[pd.DataFrame, str]:
     """All columns as strings; the name to use in messages (``x.zip:x.csv`` for a zip member)."""
     label = str(path)
@@ -98,9 +127,9 @@ def _read_csv(path: Path, stem: str) -> tuple[pd.DataFrame, str]:
             raw = path.read_bytes()
     except zipfile.BadZipFile:
         raise InputError(path, "not a valid zip file") from None
-    if not raw.strip():
+    if not raw or raw.isspace():  # isspace stops at the first other byte; strip() would copy
         raise InputError(label, "file is empty")
-    frame = pd.read_csv(io.BytesIO(raw), dtype=str, keep_default_na=False, na_values=[""])
+    frame = _parse_csv(raw)
     if frame.empty:
         raise InputError(label, "file has a header but no rows")
     return frame, label
@@ -129,52 +158,75 @@ def _numeric(frame: pd.DataFrame, label: str, column: str, *, integer: bool = Fa
     return values.to_numpy(dtype=np.float64)
 
 
+def _pixel_problem(text: str) -> str | None:
+    """What is wrong with one row's pixel string, in words; None if it is a valid face."""
+    tokens = [token for token in text.split(" ") if token]
+    bad = next((token for token in tokens if not (token.isascii() and token.isdigit())), None)
+    if bad is not None:
+        return f"pixel {bad!r} is not a whole number 0..255"
+    if len(tokens) != PIXELS:
+        return f"{len(tokens)} pixels, expected {PIXELS} (96x96)"
+    long = next((token for token in tokens if len(token) > 3), None)
+    if long is not None:
+        return f"pixel {long!r} has more than 3 digits: outside 0..255"
+    big = next((int(token) for token in tokens if int(token) > 255), None)
+    if big is not None:
+        return f"pixel {big} is outside 0..255"
+    return None
+
+
+def _parse_clean_chunk(chunk: np.ndarray) -> np.ndarray | None:
+    """Grey levels (rows, PIXELS) of rows made only of space-separated 1-3 digit numbers 0..255;
+    None if any row is not like that (the caller then finds and names the problem).
+
+    The rows are joined into one byte buffer. A token ends where a digit is followed by a
+    non-digit; the 4 bytes ending there, read as one little-endian uint32 through an overlapping
+    1-byte-stride view, hold the token's last 3 digits and tell a 4-digit token apart.
+    """
+    buf = np.frombuffer(("\n\n\n" + "\n".join(chunk) + "\n").encode(), np.uint8)  # 3 pad bytes: windows start >= 0
+    if buf.max() > ord("9"):
+        return None
+    separators = np.count_nonzero(buf < ord("0"))
+    newlines = np.count_nonzero(buf == ord("\n"))
+    if newlines != len(chunk) + 3 or separators != newlines + np.count_nonzero(buf == ord(" ")):
+        return None  # a character other than digit or space, or a newline inside a row
+    digit = buf >= ord("0")
+    ends = np.flatnonzero(digit[:-1] > digit[1:])  # last digit of each token
+    row_ends = np.flatnonzero(buf == ord("\n"))[3:]
+    if (np.diff(np.searchsorted(ends, row_ends), prepend=0) != PIXELS).any():
+        return None
+    windows = np.ndarray((len(buf) - 3,), dtype="<u4", buffer=buf, strides=(1,))
+    last4 = windows[ends - 3].view(np.uint8).reshape(-1, 4)  # bytes end-3 .. end
+    is_digit = last4 >= ord("0")
+    tens = is_digit[:, 2]
+    hundreds = tens & is_digit[:, 1]
+    if (hundreds & is_digit[:, 0]).any():
+        return None
+    values = (last4[:, 3] - ord("0")).astype(np.uint16)
+    values += (last4[:, 2] - ord("0")) * np.uint16(10) * tens
+    values += (last4[:, 1] - ord("0")) * np.uint16(100) * hundreds
+    if values.max() > 255:
+        return None
+    return values.reshape(len(chunk), PIXELS)
+
+
 def parse_pixels(strings: np.ndarray, label: str, column: str = "Image") -> np.ndarray:
     """Space-separated grey levels -> (N, 96, 96) uint8, vectorised over the bytes of many rows.
 
-    Each chunk of rows is joined into one byte buffer; digit runs are tokens, and a token's value
-    is the sum of its digits times powers of ten, gathered with one ``bincount``.
+    Valid rows take the vectorised path; the first row of a chunk that it refuses is
+    examined on its own to say what is wrong and where.
     """
-    images = np.empty((len(strings), PIXELS), np.uint8)
     missing = pd.isna(strings)
     if missing.any():
         raise InputError(label, "pixels missing", line=int(np.flatnonzero(missing)[0]) + 2, column=column)
+    images = np.empty((len(strings), PIXELS), np.uint8)
     for start in range(0, len(strings), _CHUNK_ROWS):
         chunk = strings[start : start + _CHUNK_ROWS]
-        buf = np.frombuffer(("\n".join(chunk) + "\n").encode(), np.uint8)
-        is_digit = (buf >= ord("0")) & (buf <= ord("9"))
-        newline = buf == ord("\n")
-        row_of = np.cumsum(newline) - newline  # row (within the chunk) of every byte
-
-        def fail(position: int, message: str) -> None:
-            row = start + int(row_of[position])
-            raise InputError(label, message, line=row + 2, column=column)
-
-        bad = ~(is_digit | newline | (buf == ord(" ")))
-        if bad.any():
-            position = int(np.flatnonzero(bad)[0])
-            token = chunk[row_of[position]].split()
-            token = next(t for t in token if not t.isdigit())
-            fail(position, f"pixel {token!r} is not a whole number 0..255")
-        first = is_digit & ~np.concatenate(([False], is_digit[:-1]))
-        last = is_digit & ~np.concatenate((is_digit[1:], [False]))
-        tokens_per_row = np.diff(np.concatenate(([0], np.cumsum(first)[newline])))
-        wrong = np.flatnonzero(tokens_per_row != PIXELS)
-        if wrong.size:
-            row = start + int(wrong[0])
-            raise InputError(
-                label, f"{tokens_per_row[wrong[0]]} pixels, expected {PIXELS} (96x96)", line=row + 2, column=column
-            )
-        digit_at = np.flatnonzero(is_digit)
-        token_of_digit = np.cumsum(first)[digit_at] - 1
-        power = np.flatnonzero(last)[token_of_digit] - digit_at
-        if power.max() > 2:
-            fail(int(digit_at[np.argmax(power > 2)]), "pixel has more than 3 digits: outside 0..255")
-        values = np.bincount(token_of_digit, weights=(buf[digit_at] - ord("0")) * 10.0**power)
-        if values.max() > 255:
-            token = int(np.argmax(values > 255))
-            fail(int(np.flatnonzero(first)[token]), f"pixel {int(values[token])} is outside 0..255")
-        images[start : start + len(chunk)] = values.reshape(-1, PIXELS)
+        values = _parse_clean_chunk(chunk)
+        if values is None:
+            row, problem = next((row, p) for row, text in enumerate(chunk) if (p := _pixel_problem(text)))
+            raise InputError(label, problem, line=start + row + 2, column=column)
+        images[start : start + len(chunk)] = values
     return images.reshape(-1, IMAGE_SIZE, IMAGE_SIZE)
 
 
