@@ -95,36 +95,45 @@ def _parse_csv(raw: bytes) -> pd.DataFrame:
     pandas, whose tokenizer would take longer over the pixels than parsing them does. Any other
     file is read by pandas whole.
     """
-    lines = raw.split(b"\n")
-    if not lines[-1]:
-        lines.pop()
-    if b'"' in raw or b"\r" in raw or len(lines) < 2 or not all(lines):
+    if b'"' in raw or b"\r" in raw:
         return _pandas_csv(raw)
-    heads, commas, lasts = zip(*(line.rpartition(b",") for line in lines))
+    ends = [-1]
+    while (end := raw.find(b"\n", ends[-1] + 1)) >= 0:
+        ends.append(end)
+    ends = ends[1:] if raw.endswith(b"\n") else [*ends[1:], len(raw)]
+    starts = [0, *(end + 1 for end in ends[:-1])]
+    commas = [raw.rfind(b",", start, end) for start, end in zip(starts, ends)]
+    heads = [raw[start:comma] for start, comma in zip(starts, commas)]
     fields = heads[0].count(b",")
-    if not all(commas) or not all(heads) or any(head.count(b",") != fields for head in heads):
-        return _pandas_csv(raw)
+    if len(ends) < 2 or min(commas) < 0 or not all(heads) or any(head.count(b",") != fields for head in heads):
+        return _pandas_csv(raw)  # a blank line, a line without a comma, or lines of other lengths
     frame = _pandas_csv(b"\n".join(heads))
-    name = lasts[0].decode()
+    name = raw[commas[0] + 1 : ends[0]].decode()
     if name in frame.columns:
         return _pandas_csv(raw)
-    frame[name] = [last.decode() if last else np.nan for last in lasts[1:]]
+    view = memoryview(raw)
+    frame[name] = [str(view[comma + 1 : end], "utf-8") if end > comma + 1 else np.nan
+                   for comma, end in zip(commas[1:], ends[1:])]
     return frame
 
 
-def _read_csv(path: Path, stem: str) -> tuple[pd.DataFrame, str]:
-    """All columns as strings; the name to use in messages (``x.zip:x.csv`` for a zip member)."""
+def _read_csv(path: Path, stem: str, content: bytes | None = None) -> tuple[pd.DataFrame, str]:
+    """All columns as strings; the name to use in messages (``x.zip:x.csv`` for a zip member).
+
+    ``content``: the file's bytes, when the caller has read them already.
+    """
     label = str(path)
+    content = path.read_bytes() if content is None else content
     try:
         if path.suffix == ".zip":
-            with zipfile.ZipFile(path) as archive:
+            with zipfile.ZipFile(io.BytesIO(content)) as archive:
                 member = f"{stem}.csv"
                 if member not in archive.namelist():
                     raise InputError(path, f"zip does not hold {member} (it holds {archive.namelist()})")
                 label = f"{path}:{member}"
                 raw = archive.read(member)
         else:
-            raw = path.read_bytes()
+            raw = content
     except zipfile.BadZipFile:
         raise InputError(path, "not a valid zip file") from None
     if not raw or raw.isspace():  # isspace stops at the first other byte; strip() would copy
@@ -175,36 +184,41 @@ def _pixel_problem(text: str) -> str | None:
     return None
 
 
-def _parse_clean_chunk(chunk: np.ndarray) -> np.ndarray | None:
-    """Grey levels (rows, PIXELS) of rows made only of space-separated 1-3 digit numbers 0..255;
-    None if any row is not like that (the caller then finds and names the problem).
+def _parse_row(text: str, label: str, row: int, column: str) -> np.ndarray:
+    problem = _pixel_problem(text)
+    if problem is not None:
+        raise InputError(label, problem, line=row + 2, column=column)
+    return np.array(text.split(), dtype=np.uint8)
 
-    The rows are joined into one byte buffer. A token ends where a digit is followed by a
-    non-digit; the 4 bytes ending there, read as one little-endian uint32 through an overlapping
-    1-byte-stride view, hold the token's last 3 digits and tell a 4-digit token apart.
+
+def _parse_clean_chunk(chunk: np.ndarray) -> np.ndarray | None:
+    """Grey levels (rows, PIXELS) of rows that are PIXELS numbers 0..255 of 1-3 digits, one space
+    apart; None if any row is not like that (the caller then finds and names the problem).
+
+    The rows are joined into one byte buffer, newline-separated, after 4 pad newlines. Every
+    token ends at a separator, so the separators' positions give each token's length and, by
+    gathers at offsets 1, 2 and 3 before them, its units, tens and hundreds.
     """
-    buf = np.frombuffer(("\n\n\n" + "\n".join(chunk) + "\n").encode(), np.uint8)  # 3 pad bytes: windows start >= 0
+    buf = np.frombuffer(("\n\n\n\n" + "\n".join(chunk) + "\n").encode(), np.uint8)
     if buf.max() > ord("9"):
         return None
-    separators = np.count_nonzero(buf < ord("0"))
-    newlines = np.count_nonzero(buf == ord("\n"))
-    if newlines != len(chunk) + 3 or separators != newlines + np.count_nonzero(buf == ord(" ")):
-        return None  # a character other than digit or space, or a newline inside a row
-    digit = buf >= ord("0")
-    ends = np.flatnonzero(digit[:-1] > digit[1:])  # last digit of each token
-    row_ends = np.flatnonzero(buf == ord("\n"))[3:]
-    if (np.diff(np.searchsorted(ends, row_ends), prepend=0) != PIXELS).any():
+    at = np.flatnonzero(buf[3:] < ord("0"))  # separators as offsets from buf[3], the last pad byte
+    if len(at) != len(chunk) * PIXELS + 1:
         return None
-    windows = np.ndarray((len(buf) - 3,), dtype="<u4", buffer=buf, strides=(1,))
-    last4 = windows[ends - 3].view(np.uint8).reshape(-1, 4)  # bytes end-3 .. end
-    is_digit = last4 >= ord("0")
-    tens = is_digit[:, 2]
-    hundreds = tens & is_digit[:, 1]
-    if (hundreds & is_digit[:, 0]).any():
+    step = np.diff(at)  # token length + 1
+    if step.min() < 2 or step.max() > 4:
         return None
-    values = (last4[:, 3] - ord("0")).astype(np.uint16)
-    values += (last4[:, 2] - ord("0")) * np.uint16(10) * tens
-    values += (last4[:, 1] - ord("0")) * np.uint16(100) * hundreds
+    at = at[1:]
+    separators = buf[3:][at]
+    if (separators[PIXELS - 1 :: PIXELS] != ord("\n")).any() or np.count_nonzero(
+        separators == ord(" ")
+    ) != len(at) - len(chunk):
+        return None  # a separator other than a space, or a row of another length
+    units, tens, hundreds = buf[2:][at], buf[1:][at], buf[at]
+    has_tens = tens >= ord("0")
+    values = (units - ord("0")).astype(np.uint16)
+    values += (tens - ord("0")) * np.uint16(10) * has_tens
+    values += (hundreds - ord("0")) * np.uint16(100) * (has_tens & (hundreds >= ord("0")))
     if values.max() > 255:
         return None
     return values.reshape(len(chunk), PIXELS)
@@ -213,8 +227,8 @@ def _parse_clean_chunk(chunk: np.ndarray) -> np.ndarray | None:
 def parse_pixels(strings: np.ndarray, label: str, column: str = "Image") -> np.ndarray:
     """Space-separated grey levels -> (N, 96, 96) uint8, vectorised over the bytes of many rows.
 
-    Valid rows take the vectorised path; the first row of a chunk that it refuses is
-    examined on its own to say what is wrong and where.
+    Chunks of plain rows take the vectorised path; the rows of a chunk that it refuses are
+    read one by one, which allows extra spaces and says what is wrong and where.
     """
     missing = pd.isna(strings)
     if missing.any():
@@ -224,20 +238,20 @@ def parse_pixels(strings: np.ndarray, label: str, column: str = "Image") -> np.n
         chunk = strings[start : start + _CHUNK_ROWS]
         values = _parse_clean_chunk(chunk)
         if values is None:
-            row, problem = next((row, p) for row, text in enumerate(chunk) if (p := _pixel_problem(text)))
-            raise InputError(label, problem, line=start + row + 2, column=column)
+            values = [_parse_row(text, label, start + row, column) for row, text in enumerate(chunk)]
         images[start : start + len(chunk)] = values
     return images.reshape(-1, IMAGE_SIZE, IMAGE_SIZE)
 
 
 def _cached(path: Path, kind: str, parse) -> dict[str, np.ndarray]:
-    """Arrays parsed from ``path``, from the cache when its content hash was seen before."""
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:20]
+    """Arrays ``parse(content)`` makes of ``path``'s bytes, from the cache when their hash was seen before."""
+    content = path.read_bytes()
+    digest = hashlib.sha256(content).hexdigest()[:20]
     cached = cache_dir() / f"{kind}-v{_CACHE_FORMAT}-{digest}.npz"
     if cached.exists():
         with np.load(cached) as arrays:
             return dict(arrays)
-    arrays = parse()
+    arrays = parse(content)
     cached.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(cached) as tmp, open(tmp, "wb") as f:
         np.savez(f, **arrays)
@@ -247,8 +261,8 @@ def _cached(path: Path, kind: str, parse) -> dict[str, np.ndarray]:
 def load_training(data_dir: Path) -> TrainingSet:
     path = _source(data_dir, TRAINING)
 
-    def parse() -> dict[str, np.ndarray]:
-        frame, label = _read_csv(path, TRAINING)
+    def parse(content: bytes) -> dict[str, np.ndarray]:
+        frame, label = _read_csv(path, TRAINING, content)
         _require_columns(frame, label, [*COORDINATES, "Image"])
         keypoints = np.stack([_numeric(frame, label, c) for c in COORDINATES], axis=1)
         outside = ~np.isnan(keypoints) & ((keypoints < 0) | (keypoints > IMAGE_SIZE))
@@ -262,7 +276,9 @@ def load_training(data_dir: Path) -> TrainingSet:
             )
         images = parse_pixels(frame["Image"].to_numpy(), label)
         keypoints = keypoints.astype(np.float32)
-        fingerprint = hashlib.sha256(images.tobytes() + keypoints.tobytes()).hexdigest()[:16]
+        digest = hashlib.sha256(images)  # then keypoints: the hash of both arrays' bytes, without copying them
+        digest.update(keypoints)
+        fingerprint = digest.hexdigest()[:16]
         return {"images": images, "keypoints": keypoints, "fingerprint": np.array(fingerprint)}
 
     arrays = _cached(path, TRAINING, parse)
@@ -272,8 +288,8 @@ def load_training(data_dir: Path) -> TrainingSet:
 def load_test(data_dir: Path) -> TestSet:
     path = _source(data_dir, TEST)
 
-    def parse() -> dict[str, np.ndarray]:
-        frame, label = _read_csv(path, TEST)
+    def parse(content: bytes) -> dict[str, np.ndarray]:
+        frame, label = _read_csv(path, TEST, content)
         _require_columns(frame, label, ["ImageId", "Image"])
         image_ids = _numeric(frame, label, "ImageId", integer=True).astype(np.int64)
         return {"image_ids": image_ids, "images": parse_pixels(frame["Image"].to_numpy(), label)}
