@@ -143,5 +143,6 @@ def train_fold(
         pd.DataFrame(history.history).rename_axis("epoch").to_csv(tmp / "history.csv")
         (tmp / "config.toml").write_text(tomli_w.dumps(config.to_dict()))
         (tmp / "fold.json").write_text(json.dumps({**result.__dict__, "train_faces": len(train_rows),
-                                                   "val_faces": len(val_rows)}, indent=2))
+                                                   "val_faces": len(val_rows), "backend": keras.backend.backend()},
+                                                  indent=2))
     return result
