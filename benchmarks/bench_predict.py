@@ -1,7 +1,7 @@
 """Prediction throughput with and without flip test-time augmentation, over batch sizes.
 
     python benchmarks/bench_predict.py [--data DIR] [--config default | --model runs/R/full/fold0/model.keras]
-                                       [--faces 256] [--batch-sizes 32,64,128,256] [--repeat 2]
+                                       [--faces 256] [--batch-sizes 32,64,128,256] [--repeat 3]
 
 Times `predict.predict_pixels` (plain) and `predict.predict_with_flip` (the plain pass, a pass on the
 mirrored faces, and the mapping back) on the first --faces test faces, for each batch size, after
@@ -33,7 +33,7 @@ def main() -> None:
     parser.add_argument("--model", type=Path, default=None, help="a trained model.keras instead")
     parser.add_argument("--faces", type=int, default=256, help="test faces predicted per timing")
     parser.add_argument("--batch-sizes", default="32,64,128,256")
-    parser.add_argument("--repeat", type=int, default=2, help="runs of each measurement; the best is shown")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each measurement; the best is shown")
     args = parser.parse_args()
 
     if args.model:
@@ -49,14 +49,17 @@ def main() -> None:
     print(f"bench_predict: {args.model or f'config {args.config}'} ({specialist.name} specialist), "
           f"{len(images)} test faces, backend {keras.backend.backend()}, {forward / 1e9:.3f} GFLOP per face "
           f"forward; {NOISE_NOTE.format(n=args.repeat)}")
-    print(f"{'batch':>5} {'plain faces/s':>14} {'GFLOP/s':>8} {'flip TTA faces/s':>17} {'TTA cost':>9}")
+    print(f"{'batch':>5} {'plain faces/s':>14} {'GFLOP/s':>8} {'cpu ms/face':>12} {'flip TTA faces/s':>17} "
+          f"{'cpu ms/face':>12} {'TTA cost wall':>14} {'by cpu':>7}")
     for batch_size in (int(b) for b in args.batch_sizes.split(",")):
         predict_with_flip(model, images[:batch_size], specialist, batch_size)  # traces this batch size
         plain, _ = measure(lambda: predict_pixels(model, images, batch_size), args.repeat)
         flipped, _ = measure(lambda: predict_with_flip(model, images, specialist, batch_size), args.repeat)
         rate = len(images) / plain.wall
-        print(f"{batch_size:5d} {rate:14.1f} {rate * forward / 1e9:8.1f} {len(images) / flipped.wall:17.1f} "
-              f"{flipped.wall / plain.wall:8.2f}x")
+        tta_by_wall, tta_by_cpu = plain.ratio(flipped)
+        print(f"{batch_size:5d} {rate:14.1f} {rate * forward / 1e9:8.1f} {plain.cpu / len(images) * 1e3:12.1f} "
+              f"{len(images) / flipped.wall:17.1f} {flipped.cpu / len(images) * 1e3:12.1f} "
+              f"{tta_by_wall:13.2f}x {tta_by_cpu:6.2f}x")
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ from competition.augment import Augmenter
 from competition.config import load_config
 from competition.dataset import FaceBatches
 from competition.model import build_model, target_statistics
+from competition.predict import PREDICT_BATCH
 from competition.schema import SPECIALISTS
 from competition.train import _EpochLog, labelled_rows
 
@@ -131,7 +132,7 @@ def main() -> None:
             workers=settings.train.workers, use_multiprocessing=False,
         )
 
-    val_batches = FaceBatches(training.images[val_rows], targets[val_rows], 256)
+    val_batches = FaceBatches(training.images[val_rows], targets[val_rows], PREDICT_BATCH)
     model = build_model(mean, spread, settings.model, settings.train.learning_rate)
     model.fit(batches(warm_rows), validation_data=val_batches, epochs=1, verbose=0)
 

@@ -24,7 +24,7 @@ from .folds import Folds
 from .errors import InputError
 from .io import atomic_path
 from .model import build_model, target_statistics
-from .predict import predict_with_flip
+from .predict import PREDICT_BATCH, predict_with_flip
 from .schema import SPECIALISTS, Specialist
 
 PREDICTIONS = {"oof": "oof.csv", "oof_tta": "oof_tta.csv", "test": "test.csv", "test_tta": "test_tta.csv"}
@@ -96,7 +96,7 @@ def train_fold(
         augmenter=Augmenter(settings.augment, specialist.flip_permutation), shuffle=True, seed=seed,
         workers=settings.train.workers, use_multiprocessing=False,
     )
-    val_batches = FaceBatches(training.images[val_rows], training.keypoints[np.ix_(val_rows, columns)], 256)
+    val_batches = FaceBatches(training.images[val_rows], training.keypoints[np.ix_(val_rows, columns)], PREDICT_BATCH)
     model = build_model(*target_statistics(train_batches.targets), settings.model, settings.train.learning_rate, name=f"{name}_fold{fold}")
     epochs = settings.train.epochs
     started = time.perf_counter()
