@@ -40,6 +40,7 @@ from competition.train import _EpochLog, labelled_rows
 
 RATIO_GOAL = 0.90
 WARM_UP_STEPS = 2
+VALIDATION_FACES = 256  # (b) validates on these each epoch
 
 
 class Clock(keras.callbacks.Callback):
@@ -102,11 +103,11 @@ def main() -> None:
     batch, steps_per_epoch = settings.train.batch_size, args.steps // args.epochs
     training = data.load_training(args.data or default_data_dir())
     rows = labelled_rows(training.keypoints, np.arange(len(training)), specialist)
-    needed = (steps_per_epoch + WARM_UP_STEPS) * batch
-    if len(rows) < needed + 1:
-        raise SystemExit(f"{len(rows)} labelled faces: need {needed + 1} for {steps_per_epoch} steps an epoch")
-    train_rows, warm_rows = rows[: steps_per_epoch * batch], rows[-WARM_UP_STEPS * batch :]
-    val_rows = rows[steps_per_epoch * batch : needed][:256]
+    train_rows, val_rows, warm_rows = np.split(rows, np.cumsum([steps_per_epoch * batch, VALIDATION_FACES,
+                                                                WARM_UP_STEPS * batch]))[:3]
+    if len(warm_rows) < WARM_UP_STEPS * batch:
+        raise SystemExit(f"{len(rows)} labelled faces are too few for {steps_per_epoch} steps an epoch: "
+                         "use fewer --steps or more --epochs")
     targets = training.keypoints[:, specialist.columns]
     mean, spread = target_statistics(targets[train_rows])
     faces = args.steps * batch
