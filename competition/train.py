@@ -24,7 +24,7 @@ from .folds import Folds
 from .errors import InputError
 from .io import atomic_path
 from .model import build_model, target_statistics
-from .predict import predict_with_flip
+from .predict import PREDICT_BATCH, predict_with_flip
 from .schema import SPECIALISTS, Specialist
 
 PREDICTIONS = {"oof": "oof.csv", "oof_tta": "oof_tta.csv", "test": "test.csv", "test_tta": "test_tta.csv"}
@@ -113,7 +113,7 @@ def face_batches(
         augmenter=Augmenter(settings.augment, specialist.flip_permutation), shuffle=True, seed=seed,
         workers=settings.train.workers, use_multiprocessing=False,
     )
-    val_batches = FaceBatches(training.images[val_rows], training.keypoints[np.ix_(val_rows, columns)], 256)
+    val_batches = FaceBatches(training.images[val_rows], training.keypoints[np.ix_(val_rows, columns)], PREDICT_BATCH)
     return train_batches, val_batches
 
 
@@ -192,5 +192,6 @@ def train_fold(
         pd.DataFrame(history.history).rename_axis("epoch").to_csv(tmp / "history.csv")
         (tmp / "config.toml").write_text(tomli_w.dumps(config.to_dict()))
         (tmp / "fold.json").write_text(json.dumps({**result.__dict__, "train_faces": len(train_rows),
-                                                   "val_faces": len(val_rows)}, indent=2))
+                                                   "val_faces": len(val_rows), "backend": keras.backend.backend()},
+                                                  indent=2))
     return result

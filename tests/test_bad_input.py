@@ -68,6 +68,13 @@ def test_renamed_column(small):
     assert_one_line_error(fkp("check", "--data", small), "training.csv", "nose_tip_x", "nose_x")
 
 
+def test_row_with_a_missing_field(small):
+    lines = (small / "test.csv").read_text().splitlines()
+    lines[3] = lines[3].split(",")[1]  # line 4 loses its ImageId
+    (small / "test.csv").write_text("\n".join(lines) + "\n")
+    assert_one_line_error(fkp("check", "--data", small), "test.csv", "line 4", "1 fields, expected 2")
+
+
 def test_pixel_string_of_the_wrong_length(small):
     frame = pd.read_csv(small / "training.csv", dtype=str)
     damage(small / "training.csv", 6, "Image", frame.loc[6, "Image"].rsplit(" ", 1)[0])

@@ -1,9 +1,12 @@
+import csv
 import zipfile
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from competition import data
+from competition.errors import InputError
 from competition.schema import COORDINATES
 
 
@@ -12,6 +15,31 @@ def test_vectorised_parse_matches_a_plain_split_on_real_rows(sample_dir):
     strings = frame["Image"].to_numpy()[:40]
     expected = np.stack([np.array(s.split(), dtype=np.uint8) for s in strings]).reshape(-1, 96, 96)
     assert np.array_equal(data.parse_pixels(strings, "x"), expected)
+
+
+def test_extra_spaces_between_pixels_are_allowed(sample_dir):
+    strings = pd.read_csv(sample_dir / "training.zip")["Image"].to_numpy()[:3]
+    expected = np.stack([np.array(s.split(), dtype=np.uint8) for s in strings]).reshape(-1, 96, 96)
+    spaced = np.array([" " + strings[0].replace(" ", "  "), strings[1] + "  ", strings[2]], dtype=object)
+    assert np.array_equal(data.parse_pixels(spaced, "x"), expected)
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (lambda s: "0012 " + s.split(" ", 1)[1], "pixel '0012' has more than 3 digits"),
+        (lambda s: s.replace(" ", "\t", 1), "is not a whole number 0..255"),
+        (lambda s: s.replace(" ", "\n", 1), "is not a whole number 0..255"),
+        (lambda s: s + " 7", "9217 pixels, expected 9216"),
+        (lambda s: "300 " + s.split(" ", 1)[1], "pixel 300 is outside 0..255"),
+    ],
+)
+def test_a_bad_row_past_the_first_chunk_is_named_by_its_line(sample_dir, damage, message):
+    strings = pd.read_csv(sample_dir / "training.zip")["Image"].to_numpy()[:40].copy()
+    strings[37] = damage(strings[37])
+    with pytest.raises(InputError) as raised:
+        data.parse_pixels(strings, "training.csv")
+    assert "line 39" in str(raised.value) and message in str(raised.value)
 
 
 def test_training_set_matches_the_csv(sample_dir, training):
@@ -32,6 +60,16 @@ def test_extracted_csvs_load_like_the_zips(tmp_path, sample_dir, training):
     assert from_csv.fingerprint == training.fingerprint
     test = data.load_test(tmp_path)
     assert len(data.load_lookup(tmp_path, test)) == 1800
+
+
+@pytest.mark.parametrize("dialect", [{"lineterminator": "\r\n"}, {"quoting": csv.QUOTE_ALL}])
+def test_csvs_pandas_has_to_read_whole_load_like_the_zips(tmp_path, sample_dir, training, dialect):
+    """Quoted fields or CRLF line ends take pandas' path, not the plain-file one, to the same arrays."""
+    frame = pd.read_csv(sample_dir / "training.zip", dtype=str)
+    frame.to_csv(tmp_path / "training.csv", index=False, **dialect)
+    loaded = data.load_training(tmp_path)
+    assert np.array_equal(loaded.images, training.images)
+    np.testing.assert_array_equal(loaded.keypoints, training.keypoints)
 
 
 def test_second_load_comes_from_the_cache(sample_dir, tmp_path, monkeypatch):

@@ -1,0 +1,66 @@
+"""Prediction throughput with and without flip test-time augmentation, over batch sizes.
+
+    python benchmarks/bench_predict.py [--data DIR] [--config default | --model runs/R/full/fold0/model.keras]
+                                       [--faces 256] [--batch-sizes 32,64,128,256] [--repeat 3]
+
+Times `predict.predict_pixels` (plain) and `predict.predict_with_flip` (the plain pass, a pass on the
+mirrored faces, and the mapping back) on the first --faces test faces, for each batch size, after
+one untimed call at that batch size. Without --model, the config's full-label network with fresh
+weights (the same arithmetic as a trained one).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from common import NOISE_NOTE, default_data_dir, flops_per_face, measure
+
+import keras
+
+from competition import data
+from competition.config import load_config
+from competition.model import build_model
+from competition.predict import predict_pixels, predict_with_flip
+from competition.schema import IMAGE_SIZE, SPECIALISTS
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, default=None,
+                        help="competition folder [default: ../shared/fkp-data, else the bundled sample]")
+    parser.add_argument("--config", default="default", help="config whose full-label network to build")
+    parser.add_argument("--model", type=Path, default=None, help="a trained model.keras instead")
+    parser.add_argument("--faces", type=int, default=256, help="test faces predicted per timing")
+    parser.add_argument("--batch-sizes", default="32,64,128,256")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each measurement; the best is shown")
+    args = parser.parse_args()
+
+    if args.model:
+        model = keras.saving.load_model(args.model)
+        specialist = next(s for s in SPECIALISTS.values() if len(s.coordinates) == model.output_shape[-1])
+    else:
+        specialist = SPECIALISTS["full"]
+        settings = load_config(args.config).specialist(specialist.name)
+        k = len(specialist.coordinates)
+        model = build_model([IMAGE_SIZE / 2] * k, [10.0] * k, settings.model, settings.train.learning_rate)
+    images = data.load_test(args.data or default_data_dir()).images[: args.faces]
+    forward, _ = flops_per_face(model)
+    print(f"bench_predict: {args.model or f'config {args.config}'} ({specialist.name} specialist), "
+          f"{len(images)} test faces, backend {keras.backend.backend()}, {forward / 1e9:.3f} GFLOP per face "
+          f"forward; {NOISE_NOTE.format(n=args.repeat)}")
+    print(f"{'batch':>5} {'plain faces/s':>14} {'GFLOP/s':>8} {'cpu ms/face':>12} {'flip TTA faces/s':>17} "
+          f"{'cpu ms/face':>12} {'TTA cost wall':>14} {'by cpu':>7}")
+    for batch_size in (int(b) for b in args.batch_sizes.split(",")):
+        predict_with_flip(model, images[:batch_size], specialist, batch_size)  # traces this batch size
+        plain, _ = measure(lambda: predict_pixels(model, images, batch_size), args.repeat)
+        flipped, _ = measure(lambda: predict_with_flip(model, images, specialist, batch_size), args.repeat)
+        rate = len(images) / plain.wall
+        tta_by_wall, tta_by_cpu = plain.ratio(flipped)
+        print(f"{batch_size:5d} {rate:14.1f} {rate * forward / 1e9:8.1f} {plain.cpu / len(images) * 1e3:12.1f} "
+              f"{len(images) / flipped.wall:17.1f} {flipped.cpu / len(images) * 1e3:12.1f} "
+              f"{tta_by_wall:13.2f}x {tta_by_cpu:6.2f}x")
+
+
+if __name__ == "__main__":
+    main()

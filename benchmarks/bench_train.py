@@ -1,0 +1,178 @@
+"""Training throughput: fkp's training path against plain `model.fit` on the same network.
+
+    python benchmarks/bench_train.py [--data DIR] [--config default] [--steps 16] [--epochs 2] [--rounds 2]
+
+One process trains the config's full-label network (fresh weights each way) for --steps batches
+in --epochs epochs, two ways, alternated for --rounds rounds (the best round of each is shown):
+  (a) the ceiling: plain `model.fit` on preloaded float32 arrays, plain MSE (missing targets filled
+      with the coordinate's mean), no augmentation, no validation, no callbacks;
+  (b) fkp's path, built as `train.train_fold` builds it: `FaceBatches` (a Keras PyDataset, the
+      config's workers) with the imgaug `Augmenter`, the masked loss and pixel-RMSE metric,
+      validation every epoch, and the early-stopping, learning-rate and log callbacks.
+Each way first runs 2 untimed warm-up steps (graph tracing). (b)'s validation passes are timed
+and taken out of its training time; its faces/s with them is printed too. Faces/s are also
+given from the median step time, which shrugs off other processes' bursts on a shared machine.
+Goal (issue 5): b/a >= 0.90.
+
+FLOPs per face: see `common.flops_per_face`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from pathlib import Path
+
+from common import default_data_dir, flops_per_face, verdict
+
+import keras
+import numpy as np
+
+from competition import data
+from competition.augment import Augmenter
+from competition.config import load_config
+from competition.dataset import FaceBatches
+from competition.model import build_model, target_statistics
+from competition.predict import PREDICT_BATCH
+from competition.schema import SPECIALISTS
+from competition.train import _EpochLog, labelled_rows
+
+RATIO_GOAL = 0.90
+WARM_UP_STEPS = 2
+VALIDATION_FACES = 256  # (b) validates on these each epoch
+
+
+class Clock(keras.callbacks.Callback):
+    """Step times, and the seconds fit spends validating."""
+
+    def __init__(self):
+        super().__init__()
+        self.steps: list[float] = []
+        self.validating = 0.0
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self.step_started = time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.steps.append(time.perf_counter() - self.step_started)
+
+    def on_test_begin(self, logs=None):
+        self.test_started = time.perf_counter()
+
+    def on_test_end(self, logs=None):
+        self.validating += time.perf_counter() - self.test_started
+
+
+def timed_fit(model: keras.Model, fit_args: dict, faces: int, batch: int) -> dict:
+    clock = Clock()
+    fit_args = {**fit_args, "callbacks": [*fit_args.get("callbacks", []), clock]}
+    cpu, wall = time.process_time(), time.perf_counter()
+    model.fit(verbose=0, **fit_args)
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    training = wall - clock.validating
+    return {"faces/s": faces / training, "faces/s with validation": faces / wall,
+            "faces/s by median step": batch / statistics.median(clock.steps),
+            "seconds": training, "validating": clock.validating, "cpu": cpu, "steps": len(clock.steps)}
+
+
+def augmentation_rate(batches: FaceBatches, count: int) -> float:
+    """Faces/s one thread makes augmented batches at."""
+    started = time.perf_counter()
+    for index in range(count):
+        batches[index % len(batches)]
+    return count * batches.batch_size / (time.perf_counter() - started)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, default=None,
+                        help="competition folder [default: ../shared/fkp-data, else the bundled sample]")
+    parser.add_argument("--config", default="default", help="config name or TOML path")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], help="config override KEY=VALUE")
+    parser.add_argument("--steps", type=int, default=16, help="timed training steps each way and round")
+    parser.add_argument("--epochs", type=int, default=2, help="epochs the steps are spread over")
+    parser.add_argument("--rounds", type=int, default=2, help="alternating rounds of (a) and (b); the best is shown")
+    args = parser.parse_args()
+    if args.steps % args.epochs:
+        parser.error("--steps must be a multiple of --epochs")
+
+    config = load_config(args.config, args.overrides)
+    specialist = SPECIALISTS["full"]
+    settings = config.specialist("full")
+    batch, steps_per_epoch = settings.train.batch_size, args.steps // args.epochs
+    training = data.load_training(args.data or default_data_dir())
+    rows = labelled_rows(training.keypoints, np.arange(len(training)), specialist)
+    train_rows, val_rows, warm_rows = np.split(rows, np.cumsum([steps_per_epoch * batch, VALIDATION_FACES,
+                                                                WARM_UP_STEPS * batch]))[:3]
+    if len(warm_rows) < WARM_UP_STEPS * batch:
+        raise SystemExit(f"{len(rows)} labelled faces are too few for {steps_per_epoch} steps an epoch: "
+                         "use fewer --steps or more --epochs")
+    targets = training.keypoints[:, specialist.columns]
+    mean, spread = target_statistics(targets[train_rows])
+    faces = args.steps * batch
+    print(f"bench_train: config {config.name} full-label network, batch {batch}, {args.steps} steps in "
+          f"{args.epochs} epochs ({faces} faces) each way, workers {settings.train.workers}, "
+          f"backend {keras.backend.backend()}; best of {args.rounds} alternating rounds")
+
+    # (a) the ceiling
+    keras.utils.set_random_seed(0)
+    plain = build_model(mean, spread, settings.model, settings.train.learning_rate)
+    plain.compile(optimizer=keras.optimizers.Adam(settings.train.learning_rate), loss="mse")
+    x = training.images[..., None].astype(np.float32)
+    y = np.where(np.isnan(targets), mean, targets).astype(np.float32)
+    plain.fit(x[warm_rows], y[warm_rows], batch_size=batch, epochs=1, verbose=0)
+
+    # (b) fkp's path, as train.train_fold builds it
+    keras.utils.set_random_seed(0)
+
+    def batches(chosen: np.ndarray) -> FaceBatches:
+        return FaceBatches(
+            training.images[chosen], targets[chosen], batch,
+            augmenter=Augmenter(settings.augment, specialist.flip_permutation), shuffle=True, seed=0,
+            workers=settings.train.workers, use_multiprocessing=False,
+        )
+
+    val_batches = FaceBatches(training.images[val_rows], targets[val_rows], PREDICT_BATCH)
+    model = build_model(mean, spread, settings.model, settings.train.learning_rate)
+    model.fit(batches(warm_rows), validation_data=val_batches, epochs=1, verbose=0)
+
+    def callbacks() -> list[keras.callbacks.Callback]:
+        return [
+            keras.callbacks.EarlyStopping(monitor="val_rmse", mode="min", patience=settings.train.patience,
+                                          restore_best_weights=True),
+            keras.callbacks.ReduceLROnPlateau(monitor="val_rmse", mode="min", factor=0.5,
+                                              patience=settings.train.lr_patience,
+                                              min_lr=settings.train.min_learning_rate),
+            _EpochLog("  (b)", args.epochs),
+        ]
+
+    rounds = {"a": [], "b": []}
+    for _ in range(args.rounds):  # alternated, so a burst of other work hits both ways alike
+        rounds["a"].append(timed_fit(plain, {"x": x[train_rows], "y": y[train_rows], "batch_size": batch,
+                                             "epochs": args.epochs, "shuffle": True}, faces, batch))
+        rounds["b"].append(timed_fit(model, {"x": batches(train_rows), "validation_data": val_batches,
+                                             "epochs": args.epochs, "callbacks": callbacks()}, faces, batch))
+    a, b = (max(results, key=lambda r: r["faces/s"]) for results in rounds.values())
+    augmenting = augmentation_rate(batches(train_rows), 8)
+
+    forward, backward = flops_per_face(model)
+    print(f"{'':<34} {'faces/s':>9} {'by median step':>15} {'with validation':>16} {'train s':>8} {'cpu s':>7}")
+    for name, result in (("(a) plain fit, preloaded arrays", a), ("(b) fkp: PyDataset+imgaug+masked", b)):
+        print(f"{name:<34} {result['faces/s']:9.1f} {result['faces/s by median step']:15.1f} "
+              f"{result['faces/s with validation']:16.1f} {result['seconds']:8.1f} {result['cpu']:7.1f}")
+    ratio = b["faces/s"] / a["faces/s"]
+    by_step = b["faces/s by median step"] / a["faces/s by median step"]
+    for name, results in rounds.items():
+        print(f"({name}) faces/s by round: " + ", ".join(f"{r['faces/s']:.1f}" for r in results))
+    print(f"ratio b/a {ratio:.3f} (by median step {by_step:.3f}); goal >= {RATIO_GOAL}: {verdict(ratio >= RATIO_GOAL)}")
+    print(f"FLOPs per face: forward {forward / 1e9:.3f} G, backward {backward / 1e9:.3f} G, "
+          f"forward+backward {(forward + backward) / 1e9:.3f} G")
+    for name, result in (("(a)", a), ("(b)", b)):
+        print(f"achieved {name}: {result['faces/s'] * (forward + backward) / 1e9:.1f} GFLOP/s")
+    print(f"augmentation alone (one thread, FaceBatches[i]): {augmenting:.0f} faces/s, "
+          f"{augmenting / a['faces/s']:.1f}x what the model takes in (a)")
+
+
+if __name__ == "__main__":
+    main()
