@@ -40,7 +40,7 @@ from competition.train import _EpochLog, labelled_rows
 
 RATIO_GOAL = 0.90
 WARM_UP_STEPS = 2
-VALIDATION_FACES = 256  # (b) validates on these each epoch
+VALIDATION_FACES = 256  # (b) validates on these each epoch (a quarter of the faces at most)
 
 
 class Clock(keras.callbacks.Callback):
@@ -103,11 +103,9 @@ def main() -> None:
     batch, steps_per_epoch = settings.train.batch_size, args.steps // args.epochs
     training = data.load_training(args.data or default_data_dir())
     rows = labelled_rows(training.keypoints, np.arange(len(training)), specialist)
-    train_rows, val_rows, warm_rows = np.split(rows, np.cumsum([steps_per_epoch * batch, VALIDATION_FACES,
-                                                                WARM_UP_STEPS * batch]))[:3]
-    if len(warm_rows) < WARM_UP_STEPS * batch:
-        raise SystemExit(f"{len(rows)} labelled faces are too few for {steps_per_epoch} steps an epoch: "
-                         "use fewer --steps or more --epochs")
+    val_rows, pool = np.split(rows, [min(VALIDATION_FACES, len(rows) // 4)])
+    train_rows = np.resize(pool, steps_per_epoch * batch)  # faces repeat when there are too few (the sample)
+    warm_rows = np.resize(pool[::-1], WARM_UP_STEPS * batch)
     targets = training.keypoints[:, specialist.columns]
     mean, spread = target_statistics(targets[train_rows])
     faces = args.steps * batch
