@@ -70,9 +70,18 @@ def test_renamed_column(small):
 
 def test_row_with_a_missing_field(small):
     lines = (small / "test.csv").read_text().splitlines()
-    lines[3] = lines[3].split(",")[1]  # line 4 loses its ImageId
+    lines[3] = lines[3].split(",")[1]  # line 4 loses its ImageId: its pixels land in ImageId
     (small / "test.csv").write_text("\n".join(lines) + "\n")
-    assert_one_line_error(fkp("check", "--data", small), "test.csv", "line 4", "1 fields, expected 2")
+    result = fkp("check", "--data", small)
+    assert_one_line_error(result, "test.csv", "line 4", "column ImageId", "is not a number")
+    assert len(result.stderr) < 300  # the pixel string is not echoed whole
+
+
+def test_row_with_an_extra_field(small):
+    lines = (small / "IdLookupTable.csv").read_text().splitlines()
+    lines[5] += ",7"
+    (small / "IdLookupTable.csv").write_text("\n".join(lines) + "\n")
+    assert_one_line_error(fkp("check", "--data", small), "IdLookupTable.csv", "line 6", "saw 5")
 
 
 def test_pixel_string_of_the_wrong_length(small):

@@ -96,3 +96,15 @@ def test_resolve_data_dir_falls_back_to_the_sample(tmp_path):
     folder, is_sample = data.resolve_data_dir(None, default=tmp_path / "nothing")
     assert is_sample and (folder / "training.zip").exists()
     assert data.resolve_data_dir(tmp_path, default=tmp_path) == (tmp_path, False)
+
+
+def test_lookup_rows_without_the_empty_trailing_location_load(sample_dir, tmp_path):
+    """Kaggle's IdLookupTable.csv writes "1,1,left_eye_center_x" under a 4-column header."""
+    rows = pd.read_csv(sample_dir / "IdLookupTable.csv")
+    lines = ["RowId,ImageId,FeatureName,Location"] + [f"{r.RowId},{r.ImageId},{r.FeatureName}" for r in rows.itertuples()]
+    (tmp_path / "IdLookupTable.csv").write_text("\n".join(lines) + "\n")
+    for name in ("training.zip", "test.zip"):
+        (tmp_path / name).write_bytes((sample_dir / name).read_bytes())
+    lookup = data.load_lookup(tmp_path, data.load_test(tmp_path))
+    assert lookup["RowId"].tolist() == rows["RowId"].tolist()
+    assert lookup["FeatureName"].tolist() == rows["FeatureName"].tolist()
