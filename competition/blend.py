@@ -19,13 +19,13 @@ from .config import BlendConfig
 from .cv import RunSpec
 from .data import TestSet, TrainingSet
 from .errors import InputError
-from .evaluate import read_predictions, rmse
+from .evaluate import OOF_VARIANTS, leaderboard_mix, oof_variants, read_predictions, rmse
 from .io import atomic_path, write_csv
 from .plots import FacePanel, face_grid, save_png
-from .schema import COORDINATES, IMAGE_SIZE, SPECIALISTS, specialist_for
+from .schema import COORDINATES, IMAGE_SIZE, SPECIALISTS
 
 FOLD_KEYS = ("fingerprint", "folds", "fold_seed", "limit")  # what makes two runs' folds the same
-SCORE_COLUMNS = ("no TTA", "flip TTA", "used")
+SCORE_COLUMNS = OOF_VARIANTS
 
 
 def read_run(run_dir: Path, training: TrainingSet) -> RunSpec:
@@ -44,45 +44,26 @@ def tta_choice(spec: RunSpec, tta: bool | None) -> dict[str, bool]:
     return {name: spec.config[name]["train"]["tta"] if tta is None else tta for name in SPECIALISTS}
 
 
-def _leaderboard(frames: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """All 30 coordinates, each from the specialist that owns it, on the keys every specialist has."""
-    keys = frames["full"].index
-    for frame in frames.values():
-        keys = keys.intersection(frame.index)
-    return pd.DataFrame({c: frames[specialist_for(c)].loc[keys, c] for c in COORDINATES}, index=keys)
-
-
-def leaderboard_oof(run_dir: Path, tta: dict[str, bool]) -> pd.DataFrame:
-    """A run's out-of-fold predictions (training row x 30 coordinates) and each row's fold."""
-    frames = {
-        name: read_predictions(run_dir / name, "oof_tta.csv" if tta[name] else "oof.csv", "row") for name in SPECIALISTS
-    }
-    for name, frame in frames.items():
-        if frame.empty:
-            raise InputError(run_dir / name, "no finished fold: run `fkp cv` first")
-    oof = _leaderboard(frames)
-    return oof.assign(fold=frames["full"].loc[oof.index, "fold"])
-
-
-def fold_average(run_dir: Path, name: str, tta: bool, allow_partial: bool) -> pd.DataFrame:
-    """One specialist's test predictions averaged over its finished folds, indexed by ImageId."""
-    spec = RunSpec.read(run_dir)
+def fold_average(run_dir: Path, name: str, folds: int, tta: bool, allow_partial: bool) -> pd.DataFrame:
+    """One specialist's test predictions averaged over its finished folds (of ``folds``), indexed by ImageId."""
     predictions = read_predictions(run_dir / name, "test_tta.csv" if tta else "test.csv", "ImageId")
-    missing = sorted(set(range(spec.folds)) - set(predictions["fold"]))
+    missing = sorted(set(range(folds)) - set(predictions["fold"]))
     if missing and not allow_partial:
         raise InputError(
             run_dir / name,
-            f"folds {missing} of {spec.folds} are missing: finish them with `fkp cv --fold K` "
+            f"folds {missing} of {folds} are missing: finish them with `fkp cv --fold K` "
             "or pass --allow-partial",
         )
-    if len(missing) == spec.folds:
+    if len(missing) == folds:
         raise InputError(run_dir / name, "no finished fold to blend")
     return predictions.drop(columns="fold").groupby(level=0).mean()
 
 
-def leaderboard_test(run_dir: Path, tta: dict[str, bool], allow_partial: bool) -> pd.DataFrame:
+def leaderboard_test(run_dir: Path, folds: int, tta: dict[str, bool], allow_partial: bool) -> pd.DataFrame:
     """A run's test predictions (ImageId x 30 coordinates), each specialist averaged over its folds."""
-    return _leaderboard({name: fold_average(run_dir, name, tta[name], allow_partial) for name in SPECIALISTS})
+    return leaderboard_mix(
+        {name: fold_average(run_dir, name, folds, tta[name], allow_partial) for name in SPECIALISTS}
+    )
 
 
 def submission(lookup: pd.DataFrame, keypoints: pd.DataFrame) -> pd.DataFrame:
@@ -131,9 +112,8 @@ def blend_runs(
     check_same_folds(specs, dirs)
     truth_all = training.head(specs[names[0]].limit).keypoints
     used = {name: tta_choice(spec, tta) for name, spec in specs.items()}
-    variants = {"no TTA": {n: tta_choice(specs[n], False) for n in names},
-                "flip TTA": {n: tta_choice(specs[n], True) for n in names}, "used": used}
-    oof = {column: {n: leaderboard_oof(dirs[n], choice[n]) for n in names} for column, choice in variants.items()}
+    per_run = {n: oof_variants(dirs[n], used[n]) for n in names}
+    oof = {column: {n: per_run[n][column] for n in names} for column in OOF_VARIANTS}
     rows = oof["used"][names[0]].index
     for frames in oof.values():
         for frame in frames.values():
@@ -158,7 +138,7 @@ def blend_runs(
                                   for column, stack in members.items()})
         weights = fit(members["used"], truth, config)
 
-    tests = [leaderboard_test(dirs[n], used[n], allow_partial) for n in names]
+    tests = [leaderboard_test(dirs[n], specs[n].folds, used[n], allow_partial) for n in names]
     image_ids = tests[0].index
     if any(not t.index.equals(image_ids) for t in tests):
         raise InputError("--runs", "the runs predicted different test faces: were they made on the same test set?")

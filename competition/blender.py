@@ -59,9 +59,9 @@ def fit(members: np.ndarray, truth: np.ndarray, config: BlendConfig) -> Weights:
 
 
 def out_of_fold(members: np.ndarray, truth: np.ndarray, fold: np.ndarray, config: BlendConfig) -> np.ndarray:
-    """(N, C) blended predictions where each face's weights were fitted on the other folds' faces."""
-    if len(np.unique(fold)) < 2:
-        raise ValueError("scoring a blend out of fold needs faces from at least two folds")
+    """(N, C) blended predictions where each face's weights were fitted on the other folds' faces.
+
+    ``fold`` must hold at least two folds (the caller refuses fewer, with a reason for the user)."""
     blended = np.empty(truth.shape)
     for held_out in np.unique(fold):
         held = fold == held_out

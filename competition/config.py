@@ -91,6 +91,14 @@ def find_config(name_or_path: str, kind: str = "") -> Path:
     raise InputError(Path("configs", kind, f"{name_or_path}.toml"), f"config not found (known: {', '.join(known)})")
 
 
+def read_toml(path: Path) -> dict:
+    """A TOML file's tables, or one line naming the file and the syntax error."""
+    try:
+        return tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as error:
+        raise InputError(path, f"not valid TOML: {error}") from None
+
+
 def _check(value, expected, key: str, source: str):
     """``value`` if it fits the annotation ``expected`` (ints widen to float), else an InputError."""
     origin = typing.get_origin(expected)
@@ -165,10 +173,7 @@ def _merge(base: dict, update: dict) -> dict:
 
 def load_config(name_or_path: str, overrides: list[str] = ()) -> Config:
     path = find_config(name_or_path)
-    try:
-        raw = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as error:
-        raise InputError(path, f"not valid TOML: {error}") from None
+    raw = read_toml(path)
     raw.setdefault("name", path.stem)
     config = resolve(raw, str(path))
     if overrides:
@@ -202,10 +207,7 @@ class BlendConfig:
 def load_blend_config(name_or_path: str) -> BlendConfig:
     """A blend config by path or by name in configs/blend/, validated."""
     path = find_config(name_or_path, "blend")
-    try:
-        raw = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as error:
-        raise InputError(path, f"not valid TOML: {error}") from None
+    raw = read_toml(path)
     config = BlendConfig()
     _apply(config, raw, "", str(path))
     if config.method not in BLEND_METHODS:

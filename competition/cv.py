@@ -11,9 +11,9 @@ import pandas as pd
 from .config import Config
 from .data import TestSet, TrainingSet
 from .errors import InputError
-from .evaluate import cv_table, load_oof
+from .evaluate import cv_table, leaderboard_mix, read_oof
 from .folds import Folds
-from .io import atomic_path, write_toml
+from .io import claim_record, write_toml
 from .schema import SPECIALISTS
 from .train import FoldResult, fold_dir, train_fold
 
@@ -37,19 +37,8 @@ class RunSpec:
 
     def claim(self, run_dir: Path) -> None:
         """Record this spec for a new run; refuse to add folds to a run made with another one."""
-        path = run_dir / "run.json"
-        if path.exists():
-            existing = json.loads(path.read_text())
-            differs = [key for key, value in self.__dict__.items() if existing.get(key) != value]
-            if differs:
-                raise InputError(
-                    path, f"this run was made with other {', '.join(differs)}: pick another --run or delete the run"
-                )
-            return
-        with atomic_path(path) as tmp:
-            tmp.write_text(json.dumps(self.__dict__, indent=2))
-        write_toml(self.config, run_dir / "config.toml")
-
+        if claim_record(run_dir / "run.json", self.__dict__, "pick another --run or delete the run"):
+            write_toml(self.config, run_dir / "config.toml")
 
 def run_cv(
     config: Config,
@@ -82,6 +71,8 @@ def run_cv(
 
 def score(run_dir: Path, training: TrainingSet, tta: bool) -> tuple[pd.DataFrame, int]:
     """The per-keypoint CV table of a run, and how many faces it covers."""
-    rows, full, partial = load_oof(run_dir, tta)
-    return cv_table(training.keypoints[rows], full, partial), len(rows)
+    frames = read_oof(run_dir, tta)
+    mixed = leaderboard_mix(frames)
+    full = frames["full"].loc[mixed.index, list(SPECIALISTS["full"].coordinates)]
+    return cv_table(training.keypoints[mixed.index], full.to_numpy(), mixed.to_numpy()), len(mixed)
 

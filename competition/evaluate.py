@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .schema import COORDINATES, KEYPOINTS, PARTIAL_COORDINATES, SPECIALISTS
+from .errors import InputError
+from .schema import COORDINATES, KEYPOINTS, PARTIAL_COORDINATES, SPECIALISTS, specialist_for
 
 PARTIAL_COLUMNS = np.array([COORDINATES.index(c) for c in PARTIAL_COORDINATES])
 
@@ -24,13 +25,6 @@ def rmse(truth: np.ndarray, prediction: np.ndarray) -> float:
     if not labelled.any():
         return float("nan")
     return float(np.sqrt(np.mean((prediction[labelled] - truth[labelled]) ** 2)))
-
-
-def combine(full: np.ndarray, partial: np.ndarray) -> np.ndarray:
-    """(N, 30) full-specialist predictions with the partial specialist's 8 coordinates put in."""
-    combined = full.copy()
-    combined[:, PARTIAL_COLUMNS] = partial
-    return combined
 
 
 def per_keypoint_rmse(truth: np.ndarray, prediction: np.ndarray) -> dict[str, float]:
@@ -47,22 +41,40 @@ def read_predictions(specialist_dir: Path, filename: str, key: str) -> pd.DataFr
     return pd.concat(frames).set_index(key).sort_index()
 
 
-def load_oof(run_dir: Path, tta: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Rows both specialists have out-of-fold predictions for; full (n, 30) and partial (n, 8) ones."""
-    filename = "oof_tta.csv" if tta else "oof.csv"
-    full = read_predictions(run_dir / "full", filename, "row")
-    partial = read_predictions(run_dir / "partial", filename, "row")
-    rows = np.intersect1d(full.index.to_numpy(), partial.index.to_numpy())
-    return (
-        rows,
-        full.loc[rows, list(SPECIALISTS["full"].coordinates)].to_numpy(),
-        partial.loc[rows, list(PARTIAL_COORDINATES)].to_numpy(),
-    )
+def read_oof(run_dir: Path, tta: bool) -> dict[str, pd.DataFrame]:
+    """Each specialist's out-of-fold predictions (flip-TTA ones if ``tta``), indexed by row."""
+    frames = {name: read_predictions(run_dir / name, "oof_tta.csv" if tta else "oof.csv", "row") for name in SPECIALISTS}
+    for name, frame in frames.items():
+        if frame.empty:
+            raise InputError(run_dir / name, "no finished fold: run `fkp cv` first")
+    return frames
 
 
-def cv_table(truth: np.ndarray, full_oof: np.ndarray, partial_oof: np.ndarray) -> pd.DataFrame:
+def leaderboard_mix(frames: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """All 30 coordinates, each from the specialist that owns it, on the keys every specialist has."""
+    keys = frames["full"].index
+    for frame in frames.values():
+        keys = keys.intersection(frame.index)
+    return pd.DataFrame({c: frames[specialist_for(c)].loc[keys, c] for c in COORDINATES}, index=keys)
+
+
+OOF_VARIANTS = ("no TTA", "flip TTA", "used")
+
+
+def oof_variants(run_dir: Path, used: dict[str, bool]) -> dict[str, pd.DataFrame]:
+    """A run's leaderboard-mixed out-of-fold predictions (row x 30 coordinates, plus each row's fold)
+    without TTA, with flip TTA, and as ``used`` per specialist; each prediction file read once."""
+    plain, flipped = read_oof(run_dir, tta=False), read_oof(run_dir, tta=True)
+    chosen = {name: flipped[name] if used[name] else plain[name] for name in SPECIALISTS}
+    variants = {}
+    for label, frames in zip(OOF_VARIANTS, (plain, flipped, chosen)):
+        mixed = leaderboard_mix(frames)
+        variants[label] = mixed.assign(fold=frames["full"].loc[mixed.index, "fold"])
+    return variants
+
+
+def cv_table(truth: np.ndarray, full_oof: np.ndarray, combined: np.ndarray) -> pd.DataFrame:
     """RMSE per keypoint: full specialist alone, partial specialist (its 4), and the leaderboard mix."""
-    combined = combine(full_oof, partial_oof)
     partial_only = np.full_like(truth, np.nan)
     partial_only[:, PARTIAL_COLUMNS] = truth[:, PARTIAL_COLUMNS]
     table = pd.DataFrame(

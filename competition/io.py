@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
@@ -11,6 +12,8 @@ from pathlib import Path
 
 import pandas as pd
 import tomli_w
+
+from .errors import InputError
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -45,3 +48,17 @@ def write_csv(frame: pd.DataFrame, target: Path) -> None:
 def write_toml(data: dict, target: Path) -> None:
     with atomic_path(target) as tmp:
         tmp.write_text(tomli_w.dumps(data))
+
+
+def claim_record(path: Path, record: dict, remedy: str) -> bool:
+    """Record what new work is made with (JSON at ``path``), or accept continuing work recorded with
+    the same; refuse, naming what differs, work recorded with another. True if newly recorded."""
+    if path.exists():
+        existing = json.loads(path.read_text())
+        differs = [key for key, value in record.items() if existing.get(key) != value]
+        if differs:
+            raise InputError(path, f"made with other {', '.join(differs)}: {remedy}")
+        return False
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(record, indent=2))
+    return True

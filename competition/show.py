@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .blend import leaderboard_oof, read_run, tta_choice, tta_words
+from .blend import read_run, tta_choice, tta_words
 from .data import TrainingSet
 from .errors import InputError
-from .evaluate import per_keypoint_rmse, rmse
+from .evaluate import oof_variants, per_keypoint_rmse, rmse
 from .io import atomic_path
 from .plots import FacePanel, face_grid, keypoint_bars, learning_curves, save_png
 from .schema import COORDINATES, SPECIALISTS
@@ -54,7 +54,8 @@ def show_run(run_dir: Path, training: TrainingSet, *, tta: bool | None = None, f
     spec = read_run(run_dir, training)
     training = training.head(spec.limit)
     used = tta_choice(spec, tta)
-    oof = leaderboard_oof(run_dir, used)
+    variants = oof_variants(run_dir, used)
+    oof = variants["used"]
     if oof.empty:
         raise InputError(run_dir, "no face has out-of-fold predictions from both specialists: finish a fold")
     rows = oof.index.to_numpy()
@@ -72,8 +73,8 @@ def show_run(run_dir: Path, training: TrainingSet, *, tta: bool | None = None, f
     save_png(learning_curves(_histories(run_dir)), paths["learning_curves"])
 
     scores = {}
-    for label, choice in (("no TTA", False), ("flip TTA", True)):
-        frame = leaderboard_oof(run_dir, tta_choice(spec, choice)).loc[rows, list(COORDINATES)].to_numpy()
+    for label in ("no TTA", "flip TTA"):
+        frame = variants[label].loc[rows, list(COORDINATES)].to_numpy()
         scores[label] = {**per_keypoint_rmse(truth, frame), "overall": rmse(truth, frame)}
     table = pd.DataFrame(scores)
     save_png(keypoint_bars(table, f"run {run_dir.name}: out-of-fold RMSE per keypoint ({len(rows)} faces)"),

@@ -10,11 +10,9 @@ reloads the oracle and continues; Keras Tuner's chief/worker mode spreads trials
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import shutil
 import time
-import tomllib
 import typing
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -27,16 +25,15 @@ import numpy as np
 import pandas as pd
 import tomli_w
 
-from .config import PROJECT_CONFIGS, Config, SpecialistConfig, resolve
+from .config import Config, SpecialistConfig, find_config, read_toml, resolve
 from .data import TrainingSet
 from .errors import InputError
 from .folds import Folds
-from .io import atomic_path
+from .io import atomic_path, claim_record
 from .model import build_model, target_statistics
 from .schema import SPECIALISTS
 from .train import face_batches, fit, fold_rows, fold_seed
 
-SEARCH_SPACES = PROJECT_CONFIGS / "search"
 OBJECTIVE = "val_rmse"  # PixelRMSE on the validation faces, in pixels
 TUNERS = {"bayesian": kt.BayesianOptimization, "random": kt.RandomSearch, "hyperband": kt.Hyperband}
 CHIEF = "chief"  # Keras Tuner's tuner id for the process that runs the oracle
@@ -87,21 +84,9 @@ def _declare(hp: kt.HyperParameters, name: str, spec: dict, kind: type):
 
 def load_search_space(name_or_path: str) -> SearchSpace:
     """A search space by path, or by name in ./configs/search or the project's configs/search/."""
-    path = Path(name_or_path)
-    if not (path.suffix == ".toml" or len(path.parts) > 1):
-        local = Path("configs") / "search" / f"{name_or_path}.toml"
-        path = local if local.is_file() else SEARCH_SPACES / f"{name_or_path}.toml"
-        if not path.is_file():
-            known = sorted(p.stem for p in SEARCH_SPACES.glob("*.toml"))
-            raise InputError(f"configs/search/{name_or_path}.toml",
-                             f"search space not found (known: {', '.join(known)})")
-    if not path.is_file():
-        raise InputError(path, "search space not found")
+    path = find_config(name_or_path, "search")
     source = str(path)
-    try:
-        raw = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as error:
-        raise InputError(path, f"not valid TOML: {error}") from None
+    raw = read_toml(path)
     if set(raw) != {"search"} or not isinstance(raw["search"], dict):
         raise InputError(path, f"expected only a [search] table, found {sorted(raw) or 'nothing'}")
     params = {}
@@ -236,19 +221,10 @@ class SearchSpec:
 
     def claim(self, project_dir: Path, overwrite: bool) -> None:
         """Start the project afresh (``overwrite``), or continue one made with this same spec."""
-        path = project_dir / "search.json"
         if overwrite and project_dir.exists():
             shutil.rmtree(project_dir)
-        if path.exists():
-            existing = json.loads(path.read_text())
-            differs = [key for key, value in dataclasses.asdict(self).items() if existing.get(key) != value]
-            if differs:
-                raise InputError(path, f"this search was made with other {', '.join(differs)}: "
-                                 "pick another --project or pass --overwrite to start over")
-            return
-        with atomic_path(path) as tmp:
-            tmp.write_text(json.dumps(dataclasses.asdict(self), indent=2))
-
+        claim_record(project_dir / "search.json", dataclasses.asdict(self),
+                     "pick another --project or pass --overwrite to start over")
 
 def distribution_env(chief: str | None, worker: str | None) -> dict[str, str]:
     """Keras Tuner's chief/worker variables for ``--chief HOST:PORT`` and ``--worker ID``."""
@@ -368,12 +344,7 @@ def tuned_config_path(name_or_path: str) -> Path:
 
 def write_tuned_config(path: Path, name: str, section: dict, seed: int) -> None:
     """Write (or update) ``name``'s table of a config file, keeping the other specialist's as it is."""
-    raw = {"seed": seed}
-    if path.exists():
-        try:
-            raw = tomllib.loads(path.read_text())
-        except tomllib.TOMLDecodeError as error:
-            raise InputError(path, f"not valid TOML: {error}") from None
+    raw = read_toml(path) if path.exists() else {"seed": seed}
     raw[name] = section
     resolve(raw, str(path))
     with atomic_path(path) as tmp:

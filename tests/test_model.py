@@ -1,9 +1,11 @@
 import keras
 import numpy as np
+import pandas as pd
 
 from competition.config import ModelConfig
-from competition.evaluate import combine, rmse
+from competition.evaluate import leaderboard_mix, rmse
 from competition.model import MaskedMeanSquaredError, PixelRMSE, build_model, target_statistics
+from competition.schema import SPECIALISTS
 
 SMALL = ModelConfig(filters=[4, 8], convs_per_block=1, dense_units=8, dropout=0.0)
 
@@ -30,12 +32,14 @@ def test_rmse_hand_computed_case():
     assert np.isclose(rmse(truth, prediction), np.sqrt((9 + 16 + 0) / 3))
 
 
-def test_combine_takes_the_partial_specialists_eight_coordinates():
-    full = np.zeros((2, 30))
-    partial = np.ones((2, 8))
-    combined = combine(full, partial)
-    assert combined.sum() == 16
-    assert (combined[:, [0, 1, 2, 3, 20, 21, 28, 29]] == 1).all()
+def test_leaderboard_mix_takes_the_partial_specialists_eight_coordinates_on_shared_rows():
+    coordinates = list(SPECIALISTS["full"].coordinates)
+    full = pd.DataFrame(np.zeros((3, 30)), index=[4, 5, 6], columns=coordinates)
+    partial = pd.DataFrame(np.ones((2, 8)), index=[5, 6], columns=list(SPECIALISTS["partial"].coordinates))
+    mixed = leaderboard_mix({"full": full, "partial": partial})
+    assert mixed.index.tolist() == [5, 6] and mixed.columns.tolist() == coordinates
+    assert mixed.to_numpy().sum() == 16
+    assert (mixed.to_numpy()[:, [0, 1, 2, 3, 20, 21, 28, 29]] == 1).all()
 
 
 def test_untrained_model_predicts_the_mean_face_and_survives_save_load(tmp_path):
