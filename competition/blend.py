@@ -22,7 +22,7 @@ from .errors import InputError
 from .evaluate import OOF_VARIANTS, leaderboard_mix, oof_variants, read_predictions, rmse
 from .io import atomic_path, write_csv
 from .plots import FacePanel, face_grid, save_png
-from .schema import COORDINATES, IMAGE_SIZE, SPECIALISTS
+from .schema import COORDINATES, IMAGE_SIZE
 
 FOLD_KEYS = ("fingerprint", "folds", "fold_seed", "limit")  # what makes two runs' folds the same
 SCORE_COLUMNS = OOF_VARIANTS
@@ -40,8 +40,8 @@ def read_run(run_dir: Path, training: TrainingSet) -> RunSpec:
 
 
 def tta_choice(spec: RunSpec, tta: bool | None) -> dict[str, bool]:
-    """Per specialist, whether its flip-TTA predictions are used: ``tta`` if given, else its config's."""
-    return {name: spec.config[name]["train"]["tta"] if tta is None else tta for name in SPECIALISTS}
+    """Per specialist the run trained, whether its flip-TTA predictions are used: ``tta`` if given, else its config's."""
+    return {name: spec.config[name]["train"]["tta"] if tta is None else tta for name in spec.config["specialists"]}
 
 
 def fold_average(run_dir: Path, name: str, folds: int, tta: bool, allow_partial: bool) -> pd.DataFrame:
@@ -62,7 +62,7 @@ def fold_average(run_dir: Path, name: str, folds: int, tta: bool, allow_partial:
 def leaderboard_test(run_dir: Path, folds: int, tta: dict[str, bool], allow_partial: bool) -> pd.DataFrame:
     """A run's test predictions (ImageId x 30 coordinates), each specialist averaged over its folds."""
     return leaderboard_mix(
-        {name: fold_average(run_dir, name, folds, tta[name], allow_partial) for name in SPECIALISTS}
+        {name: fold_average(run_dir, name, folds, flag, allow_partial) for name, flag in tta.items()}
     )
 
 

@@ -141,7 +141,7 @@ def cv(
         "--set", help="Override a config key, e.g. --set full.model.dropout=0.2 (repeatable).")] = None,
     tta: TTAOption = None,
 ):
-    """Train both specialists on every fold and print the cross-validated RMSE."""
+    """Train the config's specialists on every fold and print the cross-validated RMSE."""
     if k < 2:
         raise InputError("--folds", f"need at least 2 folds, got {k}")
     if limit is not None and limit < 2:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,6 +42,13 @@ class RunSpec:
         if claim_record(run_dir / "run.json", self.__dict__, "pick another --run or delete the run"):
             write_toml(self.config, run_dir / "config.toml")
 
+def train_in_fresh_process(*args) -> FoldResult:
+    """``train_fold(*args)`` in a spawned process of its own: the backend keeps memory for every model
+    a process has built (TensorFlow about 100 MB each), so a run of ten would otherwise grow by a GiB."""
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(train_fold, *args).result()
+
+
 def run_cv(
     config: Config,
     training: TrainingSet,
@@ -55,12 +64,12 @@ def run_cv(
         raise InputError("--fold", f"fold {only_fold} does not exist: folds are 0..{folds.k - 1}")
     RunSpec(training.fingerprint, folds.k, folds.seed, limit, config.to_dict()).claim(run_dir)
     results = []
-    for name in SPECIALISTS:
+    for name in config.specialists:
         for fold in range(folds.k) if only_fold is None else [only_fold]:
             if fold_dir(run_dir, name, fold).exists():
                 log(f"[{name} fold {fold}] already complete: skipped")
                 continue
-            result = train_fold(name, fold, config, training, test, folds, run_dir)
+            result = train_in_fresh_process(name, fold, config, training, test, folds, run_dir)
             log(
                 f"[{name} fold {fold}] best val_rmse {result.best_val_rmse:.4f} after {result.epochs} epochs, "
                 f"{result.seconds:.0f}s, {result.faces_per_second:.0f} faces/s"
@@ -71,7 +80,7 @@ def run_cv(
 
 def score(run_dir: Path, training: TrainingSet, tta: bool) -> tuple[pd.DataFrame, int]:
     """The per-keypoint CV table of a run, and how many faces it covers."""
-    frames = read_oof(run_dir, tta)
+    frames = read_oof(run_dir, tta, RunSpec.read(run_dir).config["specialists"])
     mixed = leaderboard_mix(frames)
     full = frames["full"].loc[mixed.index, list(SPECIALISTS["full"].coordinates)]
     return cv_table(training.keypoints[mixed.index], full.to_numpy(), mixed.to_numpy()), len(mixed)

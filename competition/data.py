@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import struct
 import zipfile
 from dataclasses import dataclass
 from importlib import resources
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from isal import isal_zlib
 
 from .errors import InputError
 from .io import atomic_path
@@ -23,7 +25,7 @@ from .schema import COORDINATES, IMAGE_SIZE, KEYPOINTS, PARTIAL_COORDINATES
 
 PIXELS = IMAGE_SIZE * IMAGE_SIZE
 TRAINING, TEST, LOOKUP = "training", "test", "IdLookupTable"
-_CHUNK_ROWS = 16  # rows parsed at once: ~0.5 MB of text, so the temporary arrays stay in cache
+_CHUNK_ROWS = 64  # rows parsed at once: ~2 MB of text (benchmarks/bench_load.py)
 _CACHE_FORMAT = 1  # bump when the cached arrays change meaning
 
 
@@ -98,6 +100,21 @@ def _parse_csv(raw: bytes, label: str) -> pd.DataFrame:
         raise InputError(label, f"not a valid CSV: {str(error).split('C error: ')[-1].strip()}") from None
 
 
+def _unzip(archive: zipfile.ZipFile, member: str) -> bytes:
+    """A zip member's bytes; a deflated one inflated by ISA-L, about 2.3x less CPU than zlib for
+    training.zip (benchmarks/bench_load.py), and checked against its CRC as zipfile checks it."""
+    info = archive.getinfo(member)
+    if info.compress_type != zipfile.ZIP_DEFLATED or info.flag_bits & 0x1:  # stored or encrypted
+        return archive.read(member)
+    archive.fp.seek(info.header_offset)
+    header = struct.unpack(zipfile.structFileHeader, archive.fp.read(zipfile.sizeFileHeader))
+    archive.fp.seek(header[10] + header[11], os.SEEK_CUR)  # skip the local file name and extra field
+    raw = isal_zlib.decompress(archive.fp.read(info.compress_size), -isal_zlib.MAX_WBITS)
+    if len(raw) != info.file_size or isal_zlib.crc32(raw) != info.CRC:
+        raise zipfile.BadZipFile(f"bad CRC or size for {member}")
+    return raw
+
+
 def _read_csv(path: Path, stem: str, content: bytes | None = None) -> tuple[pd.DataFrame, str]:
     """All columns as strings; the name to use in messages (``x.zip:x.csv`` for a zip member).
 
@@ -112,11 +129,11 @@ def _read_csv(path: Path, stem: str, content: bytes | None = None) -> tuple[pd.D
                 if member not in archive.namelist():
                     raise InputError(path, f"zip does not hold {member} (it holds {archive.namelist()})")
                 label = f"{path}:{member}"
-                raw = archive.read(member)
+                raw = _unzip(archive, member)
         else:
             raw = content
-    except zipfile.BadZipFile:
-        raise InputError(path, "not a valid zip file") from None
+    except (zipfile.BadZipFile, isal_zlib.error) as error:
+        raise InputError(path, f"not a valid zip file ({error})") from None
     if not raw or raw.isspace():  # isspace stops at the first other byte; strip() would copy
         raise InputError(label, "file is empty")
     frame = _parse_csv(raw, label)

@@ -8,13 +8,14 @@ specialist for the other 22.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from .errors import InputError
-from .schema import COORDINATES, KEYPOINTS, PARTIAL_COORDINATES, SPECIALISTS, specialist_for
+from .schema import COORDINATES, KEYPOINTS, PARTIAL_COORDINATES, specialist_for
 
 PARTIAL_COLUMNS = np.array([COORDINATES.index(c) for c in PARTIAL_COORDINATES])
 
@@ -41,9 +42,9 @@ def read_predictions(specialist_dir: Path, filename: str, key: str) -> pd.DataFr
     return pd.concat(frames).set_index(key).sort_index()
 
 
-def read_oof(run_dir: Path, tta: bool) -> dict[str, pd.DataFrame]:
+def read_oof(run_dir: Path, tta: bool, specialists: Iterable[str]) -> dict[str, pd.DataFrame]:
     """Each specialist's out-of-fold predictions (flip-TTA ones if ``tta``), indexed by row."""
-    frames = {name: read_predictions(run_dir / name, "oof_tta.csv" if tta else "oof.csv", "row") for name in SPECIALISTS}
+    frames = {name: read_predictions(run_dir / name, "oof_tta.csv" if tta else "oof.csv", "row") for name in specialists}
     for name, frame in frames.items():
         if frame.empty:
             raise InputError(run_dir / name, "no finished fold: run `fkp cv` first")
@@ -55,7 +56,7 @@ def leaderboard_mix(frames: dict[str, pd.DataFrame]) -> pd.DataFrame:
     keys = frames["full"].index
     for frame in frames.values():
         keys = keys.intersection(frame.index)
-    return pd.DataFrame({c: frames[specialist_for(c)].loc[keys, c] for c in COORDINATES}, index=keys)
+    return pd.DataFrame({c: frames[specialist_for(c, frames)].loc[keys, c] for c in COORDINATES}, index=keys)
 
 
 OOF_VARIANTS = ("no TTA", "flip TTA", "used")
@@ -63,9 +64,9 @@ OOF_VARIANTS = ("no TTA", "flip TTA", "used")
 
 def oof_variants(run_dir: Path, used: dict[str, bool]) -> dict[str, pd.DataFrame]:
     """A run's leaderboard-mixed out-of-fold predictions (row x 30 coordinates, plus each row's fold)
-    without TTA, with flip TTA, and as ``used`` per specialist; each prediction file read once."""
-    plain, flipped = read_oof(run_dir, tta=False), read_oof(run_dir, tta=True)
-    chosen = {name: flipped[name] if used[name] else plain[name] for name in SPECIALISTS}
+    without TTA, with flip TTA, and as ``used`` per specialist (the run's); each prediction file read once."""
+    plain, flipped = read_oof(run_dir, tta=False, specialists=used), read_oof(run_dir, tta=True, specialists=used)
+    chosen = {name: flipped[name] if flag else plain[name] for name, flag in used.items()}
     variants = {}
     for label, frames in zip(OOF_VARIANTS, (plain, flipped, chosen)):
         mixed = leaderboard_mix(frames)

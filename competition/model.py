@@ -83,12 +83,14 @@ class PixelRMSE(keras.metrics.Metric):
 
 
 def build_model(
-    target_mean: np.ndarray, target_spread: np.ndarray, config: ModelConfig, learning_rate: float,
-    name: str = "specialist",
+    target_mean: np.ndarray, target_spread: np.ndarray, config: ModelConfig,
+    learning_rate: float | keras.optimizers.schedules.LearningRateSchedule, name: str = "specialist",
 ) -> keras.Model:
     """A VGG-style CNN: conv blocks (conv-BN-ReLU x n, max-pool), a dense head, pixels out."""
     inputs = keras.Input((IMAGE_SIZE, IMAGE_SIZE, 1), name="face")
     x = layers.Rescaling(1 / 255)(inputs)
+    if config.input_downsample > 1:
+        x = layers.AveragePooling2D(config.input_downsample, name="downsample")(x)
     for block, filters in enumerate(config.filters):
         for conv in range(config.convs_per_block):
             x = layers.Conv2D(

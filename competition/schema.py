@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib import resources
 
@@ -59,6 +60,8 @@ SPECIALISTS: dict[str, Specialist] = {
 PARTIAL_COORDINATES: tuple[str, ...] = SPECIALISTS["partial"].coordinates
 
 
-def specialist_for(coordinate: str) -> str:
-    """The specialist whose prediction is used for a coordinate: partial for its 8, full otherwise."""
-    return "partial" if coordinate in PARTIAL_COORDINATES else "full"
+def specialist_for(coordinate: str, trained: Iterable[str] = tuple(SPECIALISTS)) -> str:
+    """The specialist whose prediction is used for a coordinate: the one with the fewest keypoints
+    among those ``trained`` that predict it (partial for its 8 when it was trained, else full)."""
+    owners = [name for name in trained if coordinate in SPECIALISTS[name].coordinates]
+    return min(owners, key=lambda name: len(SPECIALISTS[name].keypoints))

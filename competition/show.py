@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,7 @@ from .errors import InputError
 from .evaluate import oof_variants, per_keypoint_rmse, rmse
 from .io import atomic_path
 from .plots import FacePanel, face_grid, keypoint_bars, learning_curves, save_png
-from .schema import COORDINATES, SPECIALISTS
+from .schema import COORDINATES
 
 FIGURES = {
     "validation_faces": "Validation faces, worst and median by RMSE: truth (rings) joined to predictions (dots); "
@@ -41,11 +42,11 @@ def worst_and_median(errors: np.ndarray, count: int) -> tuple[np.ndarray, np.nda
     return worst, ranked[start : start + count]
 
 
-def _histories(run_dir: Path) -> dict[str, dict[int, pd.DataFrame]]:
+def _histories(run_dir: Path, specialists: Iterable[str]) -> dict[str, dict[int, pd.DataFrame]]:
     return {
         name: {int(path.parent.name.removeprefix("fold")): pd.read_csv(path)
                for path in sorted((run_dir / name).glob("fold*/history.csv"))}
-        for name in SPECIALISTS
+        for name in specialists
     }
 
 
@@ -70,7 +71,7 @@ def show_run(run_dir: Path, training: TrainingSet, *, tta: bool | None = None, f
     paths = {stem: run_dir / "plots" / f"{stem}.png" for stem in FIGURES}
     save_png(face_grid(panels, f"run {run_dir.name}: out-of-fold predictions ({tta_words(used)}), "
                                f"{len(worst)} worst then {len(median)} median faces"), paths["validation_faces"])
-    save_png(learning_curves(_histories(run_dir)), paths["learning_curves"])
+    save_png(learning_curves(_histories(run_dir, used)), paths["learning_curves"])
 
     scores = {}
     for label in ("no TTA", "flip TTA"):

@@ -117,11 +117,30 @@ def face_batches(
     return train_batches, val_batches
 
 
+def learning_rate(train: TrainConfig, steps_per_epoch: int) -> float | keras.optimizers.schedules.LearningRateSchedule:
+    """The optimizer's learning rate: fixed for ``fit``'s plateau halving, or a per-step cosine schedule.
+
+    The cosine schedule reaches 0 at ``train.epochs``, so a short budget still ends on small steps.
+    """
+    if train.schedule == "plateau":
+        return train.learning_rate
+    warmup = min(train.warmup_epochs, train.epochs - 1) * steps_per_epoch
+    return keras.optimizers.schedules.CosineDecay(
+        0.0 if warmup else train.learning_rate, train.epochs * steps_per_epoch - warmup, alpha=0.0,
+        warmup_target=train.learning_rate if warmup else None, warmup_steps=warmup,
+    )
+
+
 def fit(
     model: keras.Model, train_batches: FaceBatches, val_batches: FaceBatches, train: TrainConfig, *,
     epochs: int, log_prefix: str, callbacks=(), initial_epoch: int = 0,
 ) -> keras.callbacks.History:
-    """Fit with the validation-RMSE schedule every specialist trains with: early stopping, LR halving."""
+    """Fit with early stopping on validation RMSE, and LR halving unless the rate follows a schedule."""
+    plateau = [
+        keras.callbacks.ReduceLROnPlateau(
+            monitor="val_rmse", mode="min", factor=0.5, patience=train.lr_patience, min_lr=train.min_learning_rate,
+        )
+    ] if train.schedule == "plateau" else []
     return model.fit(
         train_batches,
         validation_data=val_batches,
@@ -132,10 +151,7 @@ def fit(
             keras.callbacks.EarlyStopping(
                 monitor="val_rmse", mode="min", patience=train.patience, restore_best_weights=True
             ),
-            keras.callbacks.ReduceLROnPlateau(
-                monitor="val_rmse", mode="min", factor=0.5, patience=train.lr_patience,
-                min_lr=train.min_learning_rate,
-            ),
+            *plateau,
             _EpochLog(log_prefix, epochs),
             *([_TimeBudget(train.max_minutes)] if train.max_minutes > 0 else []),
             *callbacks,
@@ -159,8 +175,8 @@ def train_fold(
     keras.utils.set_random_seed(seed)
     train_batches, val_batches = face_batches(name, settings, training, train_rows, val_rows, seed)
     model = build_model(
-        *target_statistics(train_batches.targets), settings.model, settings.train.learning_rate,
-        name=f"{name}_fold{fold}",
+        *target_statistics(train_batches.targets), settings.model,
+        learning_rate(settings.train, len(train_batches)), name=f"{name}_fold{fold}",
     )
     started = time.perf_counter()
     history = fit(model, train_batches, val_batches, settings.train, epochs=settings.train.epochs,

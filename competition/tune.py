@@ -10,6 +10,7 @@ reloads the oracle and continues; Keras Tuner's chief/worker mode spreads trials
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import shutil
 import time
@@ -32,7 +33,7 @@ from .folds import Folds
 from .io import atomic_path, claim_record
 from .model import build_model, target_statistics
 from .schema import SPECIALISTS
-from .train import face_batches, fit, fold_rows, fold_seed
+from .train import face_batches, fit, fold_rows, fold_seed, learning_rate
 
 OBJECTIVE = "val_rmse"  # PixelRMSE on the validation faces, in pixels
 TUNERS = {"bayesian": kt.BayesianOptimization, "random": kt.RandomSearch, "hyperband": kt.Hyperband}
@@ -169,8 +170,9 @@ class SpecialistHyperModel(kt.HyperModel):
     def build(self, hp):
         settings = self.settings(hp)
         keras.utils.set_random_seed(self.seed)
-        return build_model(self.target_mean, self.target_spread, settings.model, settings.train.learning_rate,
-                           name=self.name)
+        steps_per_epoch = math.ceil(len(self.train_rows) / settings.train.batch_size)
+        return build_model(self.target_mean, self.target_spread, settings.model,
+                           learning_rate(settings.train, steps_per_epoch), name=self.name)
 
     def fit(self, hp, model, *, epochs: int, callbacks=(), initial_epoch: int = 0, log_prefix: str = ""):
         settings = self.settings(hp)

@@ -62,6 +62,18 @@ def test_zip_without_the_expected_csv(small):
     assert_one_line_error(fkp("check", "--data", small), "training.zip", "does not hold training.csv")
 
 
+@pytest.mark.parametrize("start, reason", [(True, "Invalid deflate block"), (False, "bad CRC")])
+def test_corrupt_zip_member(small, start, reason):
+    with zipfile.ZipFile(small / "training.zip", "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.write(small / "training.csv", "training.csv")
+    (small / "training.csv").unlink()
+    content = bytearray((small / "training.zip").read_bytes())
+    at = 30 + len("training.csv") if start else len(content) // 2  # the deflated data's start, or its middle
+    content[at : at + 8] = b"\xff" * 8
+    (small / "training.zip").write_bytes(content)
+    assert_one_line_error(fkp("check", "--data", small), "training.zip", "not a valid zip file", reason)
+
+
 def test_renamed_column(small):
     frame = pd.read_csv(small / "training.csv", dtype=str)
     frame.rename(columns={"nose_tip_x": "nose_x"}).to_csv(small / "training.csv", index=False)

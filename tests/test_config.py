@@ -40,6 +40,10 @@ def test_cli_overrides_reach_the_right_specialist(tmp_path):
         ("[model]\nbatch_norm = 1\n", "key 'model.batch_norm' must be bool"),
         ("[full]\nmodel = 3\n", "key 'full.model' must be a table"),
         ("seed = \n", "not valid TOML"),
+        ("[train]\nschedule = 'linear'\n", "key 'full.train.schedule' must be one of plateau, cosine"),
+        ("[partial.model]\ninput_downsample = 5\n", "key 'partial.model.input_downsample' must divide 96"),
+        ("specialists = ['partial']\n", "key 'specialists' must .* cover all 30 coordinates"),
+        ("specialists = ['full', 'ful']\n", "key 'specialists' must name each of full, partial at most once"),
     ],
 )
 def test_bad_configs_are_refused_with_the_key(tmp_path, text, message):

@@ -113,3 +113,24 @@ def test_show_pictures_a_real_run(smoke_run, data_dir):
     for name in ("validation_faces.png", "learning_curves.png", "rmse_per_keypoint.png"):
         assert (work / "runs" / "smoke" / "plots" / name).stat().st_size > 10_000
     assert "plots/validation_faces.png" in (work / "runs" / "smoke" / "report.md").read_text()
+
+
+def test_a_single_network_run_answers_every_coordinate_and_blends_with_a_two_specialist_run(smoke_run, data_dir):
+    from competition.data import load_training
+    from competition.evaluate import rmse
+
+    work, _ = smoke_run
+    cv = fkp("cv", "--data", data_dir, "--folds", 2, "--epochs", 1, "--limit", 200, "--config", "smoke",
+             "--set", 'specialists=["full"]', "--run", "single", cwd=work)
+    assert cv.returncode == 0, cv.stdout + cv.stderr
+    run = work / "runs" / "single"
+    assert sorted(p.name for p in run.iterdir() if p.is_dir()) == ["full"]
+    oof = pd.concat(pd.read_csv(run / "full" / f"fold{k}" / "oof_tta.csv") for k in (0, 1)).set_index("row").sort_index()
+    truth = load_training(data_dir).keypoints[:200][oof.index]
+    printed = float(cv.stdout.strip().splitlines()[-1].removeprefix("cv_rmse="))
+    assert abs(printed - rmse(truth, oof.to_numpy())) < 1e-4
+    both = fkp("blend", "--data", data_dir, "--runs", "smoke", "single", "--out", "mixed.csv", cwd=work)
+    assert both.returncode == 0, both.stderr
+    assert len(pd.read_csv(work / "mixed.csv")) == len(pd.read_csv(data_dir / "IdLookupTable.csv"))
+    shown = fkp("show", "--data", data_dir, "--run", "single", cwd=work)
+    assert shown.returncode == 0, shown.stderr

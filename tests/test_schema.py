@@ -25,6 +25,7 @@ def test_specialists():
     assert list(SPECIALISTS["partial"].columns) == [0, 1, 2, 3, 20, 21, 28, 29]
     assert specialist_for("nose_tip_y") == "partial"
     assert specialist_for("mouth_left_corner_x") == "full"
+    assert specialist_for("nose_tip_y", trained=["full"]) == "full"
 
 
 def test_flip_permutation_swaps_pairs_and_is_its_own_inverse():
