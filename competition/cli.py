@@ -156,7 +156,7 @@ def cv(
     training, split = _training_and_folds(folder, is_sample, folds_dir, k, seed, limit)
     test = data_module.load_test(folder)
 
-    from .cv import run_cv, score  # imports Keras: only when training
+    from .cv import run_cv, score  # Keras loads in each fold's own process, never in this one
 
     console.print(f"run {run_dir}: config {config.name}, {len(training)} faces, {split.k} folds, "
                   f"{len(test)} test faces")

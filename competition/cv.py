@@ -1,4 +1,4 @@
-"""`fkp cv`: train both specialists on every fold (or one), then score out-of-fold like Kaggle."""
+"""`fkp cv`: train the config's specialists on every fold (or one), then score out-of-fold like Kaggle."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from .evaluate import cv_table, leaderboard_mix, read_oof
 from .folds import Folds
 from .io import claim_record, write_toml
 from .schema import SPECIALISTS
-from .train import FoldResult, fold_dir, train_fold
+from .artifacts import FoldResult, fold_dir
 
 
 @dataclass(frozen=True)
@@ -42,11 +42,18 @@ class RunSpec:
         if claim_record(run_dir / "run.json", self.__dict__, "pick another --run or delete the run"):
             write_toml(self.config, run_dir / "config.toml")
 
+def _train_fold(*args) -> FoldResult:
+    from .train import train_fold  # Keras loads in the fold's own process only
+
+    return train_fold(*args)
+
+
 def train_in_fresh_process(*args) -> FoldResult:
-    """``train_fold(*args)`` in a spawned process of its own: the backend keeps memory for every model
-    a process has built (TensorFlow about 100 MB each), so a run of ten would otherwise grow by a GiB."""
+    """``train.train_fold(*args)`` in a spawned process of its own. The backend keeps memory for every
+    model a process has built (TensorFlow about 100 MB each), so a run of ten would grow by a GiB;
+    and this process, which holds the data, never loads Keras (about 570 MB)."""
     with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        return pool.submit(train_fold, *args).result()
+        return pool.submit(_train_fold, *args).result()
 
 
 def run_cv(

@@ -58,7 +58,7 @@ def show_run(run_dir: Path, training: TrainingSet, *, tta: bool | None = None, f
     variants = oof_variants(run_dir, used)
     oof = variants["used"]
     if oof.empty:
-        raise InputError(run_dir, "no face has out-of-fold predictions from both specialists: finish a fold")
+        raise InputError(run_dir, "no face has out-of-fold predictions from every specialist of the run: finish a fold")
     rows = oof.index.to_numpy()
     predicted, truth = oof[list(COORDINATES)].to_numpy(), training.keypoints[rows]
     errors = face_errors(truth, predicted)

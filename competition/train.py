@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import keras
@@ -16,6 +15,7 @@ import numpy as np
 import pandas as pd
 import tomli_w
 
+from .artifacts import PREDICTIONS, FoldResult, fold_dir
 from .augment import Augmenter
 from .config import Config, SpecialistConfig, TrainConfig
 from .data import TestSet, TrainingSet
@@ -27,21 +27,8 @@ from .model import build_model, target_statistics
 from .predict import PREDICT_BATCH, predict_with_flip
 from .schema import SPECIALISTS, Specialist
 
-PREDICTIONS = {"oof": "oof.csv", "oof_tta": "oof_tta.csv", "test": "test.csv", "test_tta": "test_tta.csv"}
 
 
-@dataclass(frozen=True)
-class FoldResult:
-    specialist: str
-    fold: int
-    best_val_rmse: float
-    epochs: int
-    seconds: float
-    faces_per_second: float
-
-
-def fold_dir(run_dir: Path, specialist: str, fold: int) -> Path:
-    return run_dir / specialist / f"fold{fold}"
 
 
 def labelled_rows(keypoints: np.ndarray, rows: np.ndarray, specialist: Specialist) -> np.ndarray:

@@ -54,3 +54,11 @@ def test_untrained_model_predicts_the_mean_face_and_survives_save_load(tmp_path)
     model.save(tmp_path / "m.keras")
     loaded = keras.saving.load_model(tmp_path / "m.keras")
     np.testing.assert_allclose(loaded.predict(faces, verbose=0), model.predict(faces, verbose=0), atol=1e-5)
+
+
+def test_input_downsample_feeds_the_first_conv_a_smaller_face_and_still_maps_raw_faces_to_pixels():
+    mean, spread = target_statistics(np.array([[30.0, 40.0], [34.0, 44.0]]))
+    model = build_model(mean, spread, ModelConfig(filters=[4, 8], convs_per_block=1, dense_units=8, dropout=0.0,
+                                                  input_downsample=2), 1e-3)
+    assert tuple(model.get_layer("block0_conv0").input.shape) == (None, 48, 48, 1)
+    assert model.input_shape == (None, 96, 96, 1) and model.output_shape == (None, 2)

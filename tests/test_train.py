@@ -1,5 +1,8 @@
 """The fitting schedule every specialist trains with, and the process each fold trains in."""
 
+import subprocess
+import sys
+
 import keras
 import numpy as np
 import pytest
@@ -58,3 +61,9 @@ def test_a_folds_own_process_hands_back_its_input_error_intact(training, tmp_pat
         train_in_fresh_process("partial", 0, Config(), unlabelled, test, folds, tmp_path)
     assert error.value.path == "--limit" and "fold 0 has 0 training and 0 validation faces" in str(error.value)
     assert not (tmp_path / "partial").exists()
+
+
+def test_the_process_that_holds_the_data_never_loads_keras():
+    check = "import sys, competition.cli, competition.cv, competition.blend; print('keras' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"
