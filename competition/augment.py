@@ -17,11 +17,12 @@ from .schema import FIRST_PIXEL_CENTRE, MIRROR_AXIS
 _IMGAUG_OFFSET = 0.5 - FIRST_PIXEL_CENTRE
 
 
-def mirror(images: np.ndarray, points: np.ndarray, permutation: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The exact mirror of faces (N, H, W) and their keypoints (N, K, 2): x -> MIRROR_AXIS - x, pairs swapped."""
+def mirror_points(points: np.ndarray, permutation: np.ndarray) -> np.ndarray:
+    """Keypoints (N, K, 2) of the mirrored faces: x -> MIRROR_AXIS - x, left/right pairs swapped."""
     flipped = points[:, permutation].copy()
     flipped[..., 0] = MIRROR_AXIS - flipped[..., 0]
-    return images[:, :, ::-1], flipped
+    return flipped
+
 
 
 def _imgaug_keypoints(images: np.ndarray, points: np.ndarray, augmenter) -> tuple[np.ndarray, np.ndarray]:

@@ -20,7 +20,7 @@ from .cv import RunSpec
 from .data import TestSet, TrainingSet
 from .errors import InputError
 from .evaluate import OOF_VARIANTS, leaderboard_mix, oof_variants, read_predictions, rmse
-from .io import atomic_path, write_csv
+from .io import write_csv, write_text
 from .plots import FacePanel, face_grid, save_png
 from .schema import COORDINATES, IMAGE_SIZE
 
@@ -41,7 +41,7 @@ def read_run(run_dir: Path, training: TrainingSet) -> RunSpec:
 
 def tta_choice(spec: RunSpec, tta: bool | None) -> dict[str, bool]:
     """Per specialist the run trained, whether its flip-TTA predictions are used: ``tta`` if given, else its config's."""
-    return {name: spec.config[name]["train"]["tta"] if tta is None else tta for name in spec.config["specialists"]}
+    return {name: spec.config[name]["train"]["tta"] if tta is None else tta for name in spec.specialists}
 
 
 def fold_average(run_dir: Path, name: str, folds: int, tta: bool, allow_partial: bool) -> pd.DataFrame:
@@ -186,8 +186,7 @@ def write_blend(blend: Blend, lookup: pd.DataFrame, test: TestSet, out: Path) ->
     figure = face_grid(submitted_face_panels(result, lookup, test),
                        f"{out.name}: submitted keypoints on test faces ({' + '.join(blend.runs)})")
     save_png(figure, paths["faces"])
-    with atomic_path(paths["report"]) as tmp:
-        tmp.write_text(blend_report(blend, out, len(result)))
+    write_text(blend_report(blend, out, len(result)), paths["report"])
     return result
 
 

@@ -37,6 +37,11 @@ class RunSpec:
             raise InputError(run_dir, "not a run folder (no run.json): run `fkp cv` first")
         return cls(**json.loads(path.read_text()))
 
+    @property
+    def specialists(self) -> list[str]:
+        """The specialists the run trains; a run recorded before the config had the key trained all."""
+        return self.config.get("specialists", list(SPECIALISTS))
+
     def claim(self, run_dir: Path) -> None:
         """Record this spec for a new run; refuse to add folds to a run made with another one."""
         if claim_record(run_dir / "run.json", self.__dict__, "pick another --run or delete the run"):
@@ -87,7 +92,7 @@ def run_cv(
 
 def score(run_dir: Path, training: TrainingSet, tta: bool) -> tuple[pd.DataFrame, int]:
     """The per-keypoint CV table of a run, and how many faces it covers."""
-    frames = read_oof(run_dir, tta, RunSpec.read(run_dir).config["specialists"])
+    frames = read_oof(run_dir, tta, RunSpec.read(run_dir).specialists)
     mixed = leaderboard_mix(frames)
     full = frames["full"].loc[mixed.index, list(SPECIALISTS["full"].coordinates)]
     return cv_table(training.keypoints[mixed.index], full.to_numpy(), mixed.to_numpy()), len(mixed)

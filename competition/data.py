@@ -11,6 +11,7 @@ import io
 import os
 import struct
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -20,7 +21,7 @@ import pandas as pd
 from isal import isal_zlib
 
 from .errors import InputError
-from .io import atomic_path
+from .io import atomic_path, write_csv
 from .schema import COORDINATES, IMAGE_SIZE, KEYPOINTS, PARTIAL_COORDINATES
 
 PIXELS = IMAGE_SIZE * IMAGE_SIZE
@@ -153,17 +154,26 @@ def _require_columns(frame: pd.DataFrame, label: str, expected: list[str]) -> No
     raise InputError(label, f"columns out of order: expected {expected}")
 
 
+def _refuse_first(bad, label: str, column: str, problem: Callable[[int], str]) -> None:
+    """If any row is ``bad``, stop with one line naming the first: its CSV line, column and ``problem(row)``."""
+    rows = np.flatnonzero(np.asarray(bad))
+    if len(rows):
+        raise InputError(label, problem(int(rows[0])), line=int(rows[0]) + 2, column=column)
+
+
+def _shown(value) -> str:
+    if pd.isna(value):
+        return "an empty value"
+    return repr(value) if len(value) <= 40 else f"{value[:40]!r}..."
+
+
 def _numeric(frame: pd.DataFrame, label: str, column: str, *, integer: bool = False) -> np.ndarray:
     text = frame[column]
     values = pd.to_numeric(text, errors="coerce")
     bad = values.isna() & text.notna()
     if integer:
         bad |= text.isna() | (values.notna() & (values != values.round()))
-    if bad.any():
-        row = int(np.flatnonzero(bad.to_numpy())[0])
-        value = text.iloc[row]
-        shown = repr(value) if len(value) <= 40 else f"{value[:40]!r}..."
-        raise InputError(label, f"{shown} is not a number", line=row + 2, column=column)
+    _refuse_first(bad, label, column, lambda row: f"{_shown(text.iloc[row])} is not a number")
     return values.to_numpy(dtype=np.float64)
 
 
@@ -230,9 +240,7 @@ def parse_pixels(strings: np.ndarray, label: str, column: str = "Image") -> np.n
     Chunks of plain rows take the vectorised path; the rows of a chunk that it refuses are
     read one by one, which allows extra spaces and says what is wrong and where.
     """
-    missing = pd.isna(strings)
-    if missing.any():
-        raise InputError(label, "pixels missing", line=int(np.flatnonzero(missing)[0]) + 2, column=column)
+    _refuse_first(pd.isna(strings), label, column, lambda row: "pixels missing")
     images = np.empty((len(strings), PIXELS), np.uint8)
     for start in range(0, len(strings), _CHUNK_ROWS):
         chunk = strings[start : start + _CHUNK_ROWS]
@@ -311,21 +319,11 @@ def load_lookup(data_dir: Path, test: TestSet) -> pd.DataFrame:
             "FeatureName": frame["FeatureName"].to_numpy(),
         }
     )
-    unknown_image = ~lookup["ImageId"].isin(test.image_ids)
-    if unknown_image.any():
-        row = int(np.flatnonzero(unknown_image.to_numpy())[0])
-        raise InputError(
-            label, f"ImageId {lookup['ImageId'].iloc[row]} is not in the test set", line=row + 2, column="ImageId"
-        )
-    unknown_feature = ~lookup["FeatureName"].isin(COORDINATES)
-    if unknown_feature.any():
-        row = int(np.flatnonzero(unknown_feature.to_numpy())[0])
-        raise InputError(
-            label,
-            f"FeatureName {lookup['FeatureName'].iloc[row]!r} is not one of the {len(KEYPOINTS)} keypoints' coordinates",
-            line=row + 2,
-            column="FeatureName",
-        )
+    _refuse_first(~lookup["ImageId"].isin(test.image_ids), label, "ImageId",
+                  lambda row: f"ImageId {lookup['ImageId'].iloc[row]} is not in the test set")
+    _refuse_first(~lookup["FeatureName"].isin(COORDINATES), label, "FeatureName",
+                  lambda row: f"FeatureName {_shown(lookup['FeatureName'].iloc[row])} is not one of the "
+                              f"{len(KEYPOINTS)} keypoints' coordinates")
     return lookup
 
 
@@ -342,7 +340,5 @@ def write_sample(data_dir: Path, out: Path, training_faces: int, test_faces: int
     for stem, frame in ((TRAINING, training.iloc[rows]), (TEST, test)):
         with atomic_path(out / f"{stem}.zip") as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as archive:
             archive.writestr(f"{stem}.csv", frame.to_csv(index=False))
-    with atomic_path(out / f"{LOOKUP}.csv") as tmp:
-        lookup.to_csv(tmp, index=False)
-    with atomic_path(out / "SampleSubmission.csv") as tmp:
-        pd.DataFrame({"RowId": lookup["RowId"], "Location": 0}).to_csv(tmp, index=False)
+    write_csv(lookup, out / f"{LOOKUP}.csv")
+    write_csv(pd.DataFrame({"RowId": lookup["RowId"], "Location": 0}), out / "SampleSubmission.csv")

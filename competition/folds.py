@@ -17,7 +17,7 @@ from sklearn.model_selection import StratifiedGroupKFold
 
 from .data import TrainingSet
 from .errors import InputError
-from .io import atomic_path, write_csv
+from .io import write_csv, write_json
 
 
 @dataclass(frozen=True)
@@ -58,9 +58,8 @@ def save_folds(folds: Folds, training: TrainingSet, path: Path) -> None:
     """The CSV (training row -> fold, with its style) and a JSON of what it was built from."""
     style = np.where(training.is_full_label, "full", "partial")
     write_csv(pd.DataFrame({"row": np.arange(len(folds.fold)), "fold": folds.fold, "style": style}), path)
-    with atomic_path(path.with_suffix(".json")) as tmp:
-        tmp.write_text(json.dumps({"k": folds.k, "seed": folds.seed, "faces": len(folds.fold),
-                                   "fingerprint": folds.fingerprint}, indent=2))
+    write_json({"k": folds.k, "seed": folds.seed, "faces": len(folds.fold), "fingerprint": folds.fingerprint},
+               path.with_suffix(".json"))
 
 
 def load_folds(path: Path, training: TrainingSet) -> Folds:

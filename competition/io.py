@@ -45,9 +45,17 @@ def write_csv(frame: pd.DataFrame, target: Path) -> None:
         frame.to_csv(tmp, index=False)
 
 
-def write_toml(data: dict, target: Path) -> None:
+def write_text(text: str, target: Path) -> None:
     with atomic_path(target) as tmp:
-        tmp.write_text(tomli_w.dumps(data))
+        tmp.write_text(text)
+
+
+def write_toml(data: dict, target: Path, header: str = "") -> None:
+    write_text(header + tomli_w.dumps(data), target)
+
+
+def write_json(data: dict, target: Path) -> None:
+    write_text(json.dumps(data, indent=2), target)
 
 
 def claim_record(path: Path, record: dict, remedy: str) -> bool:
@@ -59,6 +67,5 @@ def claim_record(path: Path, record: dict, remedy: str) -> bool:
         if differs:
             raise InputError(path, f"made with other {', '.join(differs)}: {remedy}")
         return False
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(record, indent=2))
+    write_json(record, path)
     return True

@@ -5,7 +5,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from .augment import mirror
+from .augment import mirror_points
 from .schema import Specialist
 
 # Faces per forward pass (prediction and validation): a batch of 256 of the default network peaks
@@ -24,9 +24,6 @@ def predict_with_flip(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Plain predictions and flip-TTA ones: the mean of the face's and its mirror's mapped back."""
     plain = predict_pixels(model, images, batch_size)
-    permutation = specialist.flip_permutation
-    k = len(specialist.keypoints)
-    mirrored_images, _ = mirror(images, np.zeros((len(images), k, 2)), permutation)
-    on_mirror = predict_pixels(model, np.ascontiguousarray(mirrored_images), batch_size)
-    _, mapped_back = mirror(mirrored_images, on_mirror.reshape(-1, k, 2), permutation)
+    on_mirror = predict_pixels(model, np.ascontiguousarray(images[:, :, ::-1]), batch_size)
+    mapped_back = mirror_points(on_mirror.reshape(len(images), -1, 2), specialist.flip_permutation)
     return plain, (plain + mapped_back.reshape(len(images), -1)) / 2

@@ -12,7 +12,7 @@ from .blend import read_run, tta_choice, tta_words
 from .data import TrainingSet
 from .errors import InputError
 from .evaluate import oof_variants, per_keypoint_rmse, rmse
-from .io import atomic_path
+from .io import write_text
 from .plots import FacePanel, face_grid, keypoint_bars, learning_curves, save_png
 from .schema import COORDINATES
 
@@ -82,8 +82,7 @@ def show_run(run_dir: Path, training: TrainingSet, *, tta: bool | None = None, f
              paths["rmse_per_keypoint"])
 
     report = run_dir / "report.md"
-    with atomic_path(report) as tmp:
-        tmp.write_text(run_report(run_dir.name, spec, table, used, len(rows)))
+    write_text(run_report(run_dir.name, spec, table, used, len(rows)), report)
     return [*paths.values(), report]
 
 

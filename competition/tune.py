@@ -24,13 +24,12 @@ import keras
 import keras_tuner as kt
 import numpy as np
 import pandas as pd
-import tomli_w
 
 from .config import Config, SpecialistConfig, find_config, read_toml, resolve
 from .data import TrainingSet
 from .errors import InputError
 from .folds import Folds
-from .io import atomic_path, claim_record
+from .io import claim_record, write_toml
 from .model import build_model, target_statistics
 from .schema import SPECIALISTS
 from .train import face_batches, fit, fold_rows, fold_seed, learning_rate
@@ -349,9 +348,8 @@ def write_tuned_config(path: Path, name: str, section: dict, seed: int) -> None:
     raw = read_toml(path) if path.exists() else {"seed": seed}
     raw[name] = section
     resolve(raw, str(path))
-    with atomic_path(path) as tmp:
-        tmp.write_text("# Best hyperparameters found by `fkp tune`; train with them: fkp cv --config "
-                       f"{path.stem}\n" + tomli_w.dumps(raw))
+    write_toml(raw, path, header="# Best hyperparameters found by `fkp tune`; train with them: fkp cv --config "
+                                 f"{path.stem}\n")
 
 
 def save_best(searcher, space: SearchSpace, name: str, base: Config, path: Path) -> dict:

@@ -139,6 +139,12 @@ def test_lookup_with_unknown_image_id(small):
     assert_one_line_error(fkp("check", "--data", small), "IdLookupTable.csv", "line 6", "column ImageId", "999")
 
 
+def test_lookup_with_an_empty_image_id(small):
+    damage(small / "IdLookupTable.csv", 2, "ImageId", "")
+    assert_one_line_error(fkp("check", "--data", small), "IdLookupTable.csv", "line 4", "column ImageId",
+                          "an empty value is not a number")
+
+
 def test_lookup_with_unknown_feature_name(small):
     damage(small / "IdLookupTable.csv", 0, "FeatureName", "left_ear_x")
     assert_one_line_error(fkp("check", "--data", small), "line 2", "column FeatureName", "left_ear_x")

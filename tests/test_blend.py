@@ -243,3 +243,11 @@ def test_a_run_without_a_finished_fold_is_refused_with_one_line(tmp_path, sample
     assert result.exit_code == 2, result.output
     assert len(result.stderr.strip().splitlines()) == 1
     assert "no finished fold" in result.stderr
+
+
+def test_a_run_recorded_before_the_specialists_key_reads_as_both_specialists():
+    config = Config().to_dict()
+    del config["specialists"]
+    assert RunSpec("f", 5, 42, None, config).specialists == ["full", "partial"]
+    single = {**config, "specialists": ["full"]}
+    assert RunSpec("f", 5, 42, None, single).specialists == ["full"]
