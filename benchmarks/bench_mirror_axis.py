@@ -21,7 +21,7 @@ from competition import augment, data
 from competition.augment import Augmenter
 from competition.config import load_config
 from competition.dataset import FaceBatches
-from competition.model import build_model, target_statistics
+from competition.models import build_model, target_statistics
 from competition.predict import predict_pixels
 from competition.schema import IMAGE_SIZE, SPECIALISTS
 
@@ -35,7 +35,7 @@ def main() -> None:
 
     training = data.load_training(args.data if args.data.exists() else data.bundled_sample())
     specialist = SPECIALISTS["partial"]
-    settings = load_config("smoke", ["augment.flip=0.5", f"train.epochs={args.epochs}"]).partial
+    settings = load_config("smoke", ["augment.flip=0.5", f"train.epochs={args.epochs}"]).specialist("partial")
     targets = training.keypoints[:, specialist.columns]
     order = np.random.default_rng(0).permutation(len(training))
     cut = int(0.75 * len(order))
@@ -51,7 +51,7 @@ def main() -> None:
             training.images[train_rows], targets[train_rows], 32,
             augmenter=Augmenter(settings.augment, specialist.flip_permutation), shuffle=True, seed=1,
         )
-        model = build_model(*target_statistics(targets[train_rows]), settings.model, 2e-3)
+        model = build_model(settings.model, *target_statistics(targets[train_rows]), 2e-3)
         history = model.fit(batches, validation_data=FaceBatches(training.images[val_rows], targets[val_rows], 256),
                             epochs=args.epochs, verbose=0)
         predicted = predict_pixels(model, training.images[val_rows]).reshape(-1, 4, 2)

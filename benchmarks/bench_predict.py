@@ -20,7 +20,7 @@ import keras
 
 from competition import data
 from competition.config import load_config
-from competition.model import build_model
+from competition.models import build_model
 from competition.predict import predict_pixels, predict_with_flip
 from competition.schema import IMAGE_SIZE, SPECIALISTS
 
@@ -43,7 +43,7 @@ def main() -> None:
         specialist = SPECIALISTS["full"]
         settings = load_config(args.config).specialist(specialist.name)
         k = len(specialist.coordinates)
-        model = build_model([IMAGE_SIZE / 2] * k, [10.0] * k, settings.model, settings.train.learning_rate)
+        model = build_model(settings.model, [IMAGE_SIZE / 2] * k, [10.0] * k, settings.train.learning_rate)
     images = data.load_test(args.data or default_data_dir()).images[: args.faces]
     forward, _ = flops_per_face(model)
     print(f"bench_predict: {args.model or f'config {args.config}'} ({specialist.name} specialist), "

@@ -6,7 +6,7 @@ One process trains the config's full-label network (fresh weights each way) for 
 in --epochs epochs, two ways, alternated for --rounds rounds (the best round of each is shown):
   (a) the ceiling: plain `model.fit` on preloaded float32 arrays, plain MSE (missing targets filled
       with the coordinate's mean), no augmentation, no validation, no callbacks;
-  (b) fkp's path, built as `train.train_fold` builds it: `FaceBatches` (a Keras PyDataset, the
+  (b) fkp's path, built as `train.prepare_fold` builds it: `FaceBatches` (a Keras PyDataset, the
       config's workers) with the imgaug `Augmenter`, the masked loss and pixel-RMSE metric,
       validation every epoch, and the early-stopping, learning-rate and log callbacks.
 Each way first runs 2 untimed warm-up steps (graph tracing). (b)'s validation passes are timed
@@ -33,7 +33,7 @@ from competition import data
 from competition.augment import Augmenter
 from competition.config import load_config
 from competition.dataset import FaceBatches
-from competition.model import build_model, target_statistics
+from competition.models import build_model, target_statistics
 from competition.predict import PREDICT_BATCH
 from competition.schema import SPECIALISTS
 from competition.train import _EpochLog, labelled_rows
@@ -115,13 +115,13 @@ def main() -> None:
 
     # (a) the ceiling
     keras.utils.set_random_seed(0)
-    plain = build_model(mean, spread, settings.model, settings.train.learning_rate)
+    plain = build_model(settings.model, mean, spread, settings.train.learning_rate)
     plain.compile(optimizer=keras.optimizers.Adam(settings.train.learning_rate), loss="mse")
     x = training.images[..., None].astype(np.float32)
     y = np.where(np.isnan(targets), mean, targets).astype(np.float32)
     plain.fit(x[warm_rows], y[warm_rows], batch_size=batch, epochs=1, verbose=0)
 
-    # (b) fkp's path, as train.train_fold builds it
+    # (b) fkp's path, as train.prepare_fold builds it
     keras.utils.set_random_seed(0)
 
     def batches(chosen: np.ndarray) -> FaceBatches:
@@ -132,7 +132,7 @@ def main() -> None:
         )
 
     val_batches = FaceBatches(training.images[val_rows], targets[val_rows], PREDICT_BATCH)
-    model = build_model(mean, spread, settings.model, settings.train.learning_rate)
+    model = build_model(settings.model, mean, spread, settings.train.learning_rate)
     model.fit(batches(warm_rows), validation_data=val_batches, epochs=1, verbose=0)
 
     def callbacks() -> list[keras.callbacks.Callback]:

@@ -2,7 +2,7 @@
 
 A run predicts each coordinate with the specialist that owns it (the leaderboard mix); its test
 predictions are the mean over its folds. One run is that fold average. Several runs get weights
-per coordinate fitted on their out-of-fold predictions (``blender``), scored out of fold, then
+per coordinate fitted on their out-of-fold predictions (``stacking``), scored out of fold, then
 refitted on every OOF face and applied to the test predictions. Runs must share their folds.
 """
 
@@ -14,56 +14,60 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .blender import Weights, fit, out_of_fold
 from .config import BlendConfig
-from .cv import RunSpec
 from .data import TestSet, TrainingSet
 from .errors import InputError
-from .evaluate import OOF_VARIANTS, leaderboard_mix, oof_variants, read_predictions, rmse
+from .evaluate import leaderboard_mix, mixed_oof, rmse, score
 from .io import write_csv, write_text
 from .plots import FacePanel, face_grid, save_png
+from .runs import VARIANT_LABELS, Run
 from .schema import COORDINATES, IMAGE_SIZE
+from .stacking import Weights, fit_weights, out_of_fold_blend
 
 FOLD_KEYS = ("fingerprint", "folds", "fold_seed", "limit")  # what makes two runs' folds the same
-SCORE_COLUMNS = OOF_VARIANTS
+SCORE_COLUMNS = (*VARIANT_LABELS.values(), "used")
 
 
-def read_run(run_dir: Path, training: TrainingSet) -> RunSpec:
-    """A run's spec, refused when it was trained on other data than ``training``."""
-    spec = RunSpec.read(run_dir)
-    if spec.fingerprint != training.fingerprint:
+def checked_run(run_dir: Path, training: TrainingSet) -> Run:
+    """A run, refused when it was trained on other data than ``training``."""
+    run = Run(run_dir)
+    if run.spec.fingerprint != training.fingerprint:
         raise InputError(
-            run_dir / "run.json",
-            f"trained on other data (fingerprint {spec.fingerprint}) than --data holds ({training.fingerprint})",
+            run.spec_path,
+            f"trained on other data (fingerprint {run.spec.fingerprint}) than --data holds ({training.fingerprint})",
         )
-    return spec
+    return run
 
 
-def tta_choice(spec: RunSpec, tta: bool | None) -> dict[str, bool]:
-    """Per specialist the run trained, whether its flip-TTA predictions are used: ``tta`` if given, else its config's."""
-    return {name: spec.config[name]["train"]["tta"] if tta is None else tta for name in spec.specialists}
+def tta_used(run: Run, tta: bool | None) -> bool:
+    """Whether a run's flip-TTA predictions are used: ``tta`` if given, else its config's inference.tta."""
+    return run.spec.resolved.inference.tta if tta is None else tta
 
 
-def fold_average(run_dir: Path, name: str, folds: int, tta: bool, allow_partial: bool) -> pd.DataFrame:
-    """One specialist's test predictions averaged over its finished folds (of ``folds``), indexed by ImageId."""
-    predictions = read_predictions(run_dir / name, "test_tta.csv" if tta else "test.csv", "ImageId")
+def variant(tta: bool) -> str:
+    return "flip" if tta else "plain"
+
+
+def fold_average(run: Run, name: str, tta: bool, allow_partial: bool) -> pd.DataFrame:
+    """One specialist's test predictions averaged over its finished folds, indexed by ImageId."""
+    predictions = run.test(variant(tta), [name])[name]
+    folds = run.spec.folds
     missing = sorted(set(range(folds)) - set(predictions["fold"]))
     if missing and not allow_partial:
         raise InputError(
-            run_dir / name,
+            run.path / name,
             f"folds {missing} of {folds} are missing: finish them with `fkp cv --fold K` "
             "or pass --allow-partial",
         )
     if len(missing) == folds:
-        raise InputError(run_dir / name, "no finished fold to blend")
+        raise InputError(run.path / name, "no finished fold to blend")
     return predictions.drop(columns="fold").groupby(level=0).mean()
 
 
-def leaderboard_test(run_dir: Path, folds: int, tta: dict[str, bool], allow_partial: bool) -> pd.DataFrame:
+def leaderboard_test(run: Run, tta: bool, allow_partial: bool) -> pd.DataFrame:
     """A run's test predictions (ImageId x 30 coordinates), each specialist averaged over its folds."""
-    return leaderboard_mix(
-        {name: fold_average(run_dir, name, folds, flag, allow_partial) for name, flag in tta.items()}
-    )
+    return leaderboard_mix({name: fold_average(run, name, tta, allow_partial) for name in run.spec.specialists},
+                           run.spec.resolved.inference.prefer)
 
 
 def submission(lookup: pd.DataFrame, keypoints: pd.DataFrame) -> pd.DataFrame:
@@ -75,26 +79,27 @@ def submission(lookup: pd.DataFrame, keypoints: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({"RowId": lookup["RowId"], "Location": np.clip(location, 0, IMAGE_SIZE)})
 
 
-def check_same_folds(specs: dict[str, RunSpec], run_dirs: dict[str, Path]) -> None:
+def check_same_folds(runs: list[Run]) -> None:
     """Refuse runs whose out-of-fold rows were not made on the same folds of the same faces."""
-    (first, reference), *others = specs.items()
-    for name, spec in others:
-        differs = [f"{key} {getattr(spec, key)} vs {getattr(reference, key)}"
-                   for key in FOLD_KEYS if getattr(spec, key) != getattr(reference, key)]
+    first, *others = runs
+    for run in others:
+        differs = [f"{key} {getattr(run.spec, key)} vs {getattr(first.spec, key)}"
+                   for key in FOLD_KEYS if getattr(run.spec, key) != getattr(first.spec, key)]
         if differs:
             raise InputError(
-                run_dirs[name] / "run.json",
-                f"made on other folds than run {first!r} ({'; '.join(differs)}): only runs on the same folds blend",
+                run.spec_path,
+                f"made on other folds than run {first.name!r} ({'; '.join(differs)}): only runs on the same folds blend",
             )
 
 
 @dataclass(frozen=True)
 class Blend:
     runs: list[str]
-    tta: dict[str, dict[str, bool]]  # run -> specialist -> flip TTA used
+    tta: dict[str, bool]  # run -> flip TTA used
     method: str  # "fold average" for one run, else the blend config's method
-    scores: pd.DataFrame  # each run's OOF RMSE: a row per run; columns SCORE_COLUMNS
+    scores: pd.DataFrame  # each run's OOF RMSE on all faces: a row per run; columns SCORE_COLUMNS
     blend_scores: pd.Series  # the blend's OOF RMSE (weights fitted on other folds), by SCORE_COLUMNS
+    style_scores: pd.DataFrame  # OOF RMSE as used, on all faces and per annotation style: a row per run, then "blend"
     faces: int  # out-of-fold faces scored (those every run predicted)
     weights: pd.DataFrame  # coordinate x (runs..., intercept)
     keypoints: pd.DataFrame  # blended test predictions, ImageId x 30 coordinates
@@ -107,45 +112,48 @@ def blend_runs(
     names = [run_dir.name for run_dir in run_dirs]
     if len(set(names)) < len(names):
         raise InputError("--runs", f"a run is named twice: {' '.join(names)}")
-    dirs = dict(zip(names, run_dirs))
-    specs = {name: read_run(run_dir, training) for name, run_dir in dirs.items()}
-    check_same_folds(specs, dirs)
-    truth_all = training.head(specs[names[0]].limit).keypoints
-    used = {name: tta_choice(spec, tta) for name, spec in specs.items()}
-    per_run = {n: oof_variants(dirs[n], used[n]) for n in names}
-    oof = {column: {n: per_run[n][column] for n in names} for column in OOF_VARIANTS}
+    runs = [checked_run(run_dir, training) for run_dir in run_dirs]
+    check_same_folds(runs)
+    training = training.head(runs[0].spec.limit)
+    used = {run.name: tta_used(run, tta) for run in runs}
+    oof = {label: {run.name: mixed_oof(run, key) for run in runs} for key, label in VARIANT_LABELS.items()}
+    oof["used"] = {name: oof[VARIANT_LABELS[variant(flag)]][name] for name, flag in used.items()}
     rows = oof["used"][names[0]].index
     for frames in oof.values():
         for frame in frames.values():
             rows = rows.intersection(frame.index)
     if rows.empty:
         raise InputError("--runs", "the runs share no out-of-fold face: finish their folds with `fkp cv`")
-    truth = truth_all[rows.to_numpy()]
+    truth, style = training.keypoints[rows.to_numpy()], training.style[rows.to_numpy()]
     fold = oof["used"][names[0]].loc[rows, "fold"].to_numpy()
     members = {column: np.stack([frames[n].loc[rows, list(COORDINATES)].to_numpy() for n in names])
                for column, frames in oof.items()}
 
     scores = pd.DataFrame({column: [rmse(truth, m) for m in stack] for column, stack in members.items()}, index=names)
-    if len(names) == 1:
+    style_scores = pd.DataFrame({name: score(truth, m, style) for name, m in zip(names, members["used"])}).T
+    if len(runs) == 1:
         weights, method = Weights.average(1, len(COORDINATES)), "fold average"
         blend_scores = scores.iloc[0]
+        blended_used = members["used"][0]
     else:
         if len(np.unique(fold)) < 2:
             raise InputError("--runs", "the runs share out-of-fold faces from one fold only: "
                              "scoring a blend needs two; finish more folds")
         method = config.method
-        blend_scores = pd.Series({column: rmse(truth, out_of_fold(stack, truth, fold, config))
-                                  for column, stack in members.items()})
-        weights = fit(members["used"], truth, config)
+        blended = {column: out_of_fold_blend(stack, truth, fold, config) for column, stack in members.items()}
+        blend_scores = pd.Series({column: rmse(truth, b) for column, b in blended.items()})
+        blended_used = blended["used"]
+        weights = fit_weights(members["used"], truth, config)
+    style_scores.loc["blend"] = score(truth, blended_used, style)
 
-    tests = [leaderboard_test(dirs[n], specs[n].folds, used[n], allow_partial) for n in names]
+    tests = [leaderboard_test(run, used[run.name], allow_partial) for run in runs]
     image_ids = tests[0].index
     if any(not t.index.equals(image_ids) for t in tests):
         raise InputError("--runs", "the runs predicted different test faces: were they made on the same test set?")
     keypoints = pd.DataFrame(weights.apply(np.stack([t.to_numpy() for t in tests])), index=image_ids,
                              columns=list(COORDINATES))
     weight_table = pd.DataFrame(weights.coef, index=pd.Index(COORDINATES, name="coordinate"), columns=names)
-    return Blend(names, used, method, scores, blend_scores, len(rows),
+    return Blend(names, used, method, scores, blend_scores, style_scores, len(rows),
                  weight_table.assign(intercept=weights.intercept), keypoints)
 
 
@@ -190,15 +198,19 @@ def write_blend(blend: Blend, lookup: pd.DataFrame, test: TestSet, out: Path) ->
     return result
 
 
-def tta_words(choice: dict[str, bool]) -> str:
-    """"flip TTA", "no TTA", or per specialist when they differ."""
-    if len(set(choice.values())) == 1:
-        return "flip TTA" if next(iter(choice.values())) else "no TTA"
-    return ", ".join(f"{name} {'flip TTA' if used else 'no TTA'}" for name, used in choice.items())
+def tta_words(tta: bool) -> str:
+    return VARIANT_LABELS[variant(tta)]
 
 
 def score_line(scores: pd.Series) -> str:
     return ", ".join(f"{column} {scores[column]:.4f}" for column in SCORE_COLUMNS)
+
+
+def style_lines(table: pd.DataFrame) -> str:
+    """A markdown table of RMSE by annotation style, a row per run (or blend)."""
+    lines = ["| | " + " | ".join(table.columns) + " |", "| --- |" + " ---: |" * len(table.columns)]
+    lines += [f"| {name} | " + " | ".join(f"{v:.4f}" for v in row) + " |" for name, row in table.iterrows()]
+    return "\n".join(lines)
 
 
 def blend_report(blend: Blend, out: Path, rows: int) -> str:
@@ -214,6 +226,10 @@ def blend_report(blend: Blend, out: Path, rows: int) -> str:
         *(f"- run {run}: {score_line(blend.scores.loc[run])} (used: {tta_words(blend.tta[run])})"
           for run in blend.runs),
         f"- blend: {score_line(blend.blend_scores)}; each face scored with weights fitted on the other folds",
+        "",
+        "By annotation style (each face over its labelled coordinates, predictions as used):",
+        "",
+        style_lines(blend.style_scores),
         "",
         "## Weights",
         "",

@@ -11,6 +11,7 @@ from typing import Annotated, Optional
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter out of the logs
 
+import numpy as np
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -19,6 +20,7 @@ from . import data as data_module
 from .config import load_config
 from .errors import InputError
 from .folds import folds_for, folds_path, make_folds, save_folds
+from .schema import COORDINATES
 
 app = typer.Typer(
     help="Kaggle Facial Keypoints Detection: folds, specialist CNNs, tuning, blending, submission.",
@@ -37,7 +39,7 @@ DataOption = Annotated[
 FoldsDirOption = Annotated[Path, typer.Option("--folds-dir", help="Where fold assignments are stored.")]
 RunsDirOption = Annotated[Path, typer.Option("--runs-dir", help="Where runs are written.")]
 TTAOption = Annotated[
-    Optional[bool], typer.Option("--tta/--no-tta", help="Use flip-TTA predictions (default: the run's train.tta).")
+    Optional[bool], typer.Option("--tta/--no-tta", help="Use flip-TTA predictions (default: the run's inference.tta).")
 ]
 SAMPLE_CONFIG = "smoke"  # cheap settings picked when running on the bundled sample
 
@@ -76,10 +78,12 @@ def check(data: DataOption = None):
     training = data_module.load_training(folder)
     test = data_module.load_test(folder)
     lookup = data_module.load_lookup(folder, test)
-    full = int(training.is_full_label.sum())
+    styles = ", ".join(f"{count} {style}-style" for style, count in zip(*np.unique(training.style, return_counts=True)))
+    test_styles = ", ".join(f"{count} {style}-style" for style, count in data_module.lookup_styles(lookup).value_counts()
+                            .sort_index().items())
     console.print(
-        f"{folder}: {len(training)} training faces ({full} full-label, {len(training) - full} partial-label), "
-        f"{len(test)} test faces, {len(lookup)} lookup rows; loaded in {time.perf_counter() - started:.2f}s"
+        f"{folder}: {len(training)} training faces ({styles}), {len(test)} test faces ({test_styles}), "
+        f"{len(lookup)} lookup rows; loaded in {time.perf_counter() - started:.2f}s"
     )
 
 
@@ -99,7 +103,7 @@ def folds(
     if path.exists() and not overwrite:
         raise InputError(path, "folds already stored: pass --overwrite to replace them")
     built = make_folds(training, k, seed)
-    save_folds(built, training, path)
+    save_folds(built, path)
     console.print(f"{path}: {k} folds of {len(training)} faces, seed {seed}")
 
 
@@ -115,7 +119,7 @@ def _training_and_folds(folder: Path, is_sample: bool, folds_dir: Path, k: int, 
 
 def _print_table(table, title: str, index_label: str = "keypoint") -> None:
     shown = Table(title=title)
-    shown.add_column(index_label)
+    shown.add_column(index_label, no_wrap=True, min_width=max(len(str(label)) for label in table.index))
     for column in table.columns:
         shown.add_column(column, justify="right")
     for keypoint, *values in table.itertuples():
@@ -138,7 +142,8 @@ def cv(
     folds_dir: FoldsDirOption = Path("folds"),
     seed: Annotated[int, typer.Option(help="Fold seed when folds are built.")] = 42,
     overrides: Annotated[Optional[list[str]], typer.Option(
-        "--set", help="Override a config key, e.g. --set full.model.dropout=0.2 (repeatable).")] = None,
+        "--set", help="Override a config key, e.g. --set model.dropout=0.2 or --set specialists.full.model.dropout=0.2 "
+                    "(repeatable).")] = None,
     tta: TTAOption = None,
 ):
     """Train the config's specialists on every fold and print the cross-validated RMSE."""
@@ -156,23 +161,33 @@ def cv(
     training, split = _training_and_folds(folder, is_sample, folds_dir, k, seed, limit)
     test = data_module.load_test(folder)
 
-    from .cv import run_cv, score  # Keras loads in each fold's own process, never in this one
+    from .cv import run_cv  # Keras loads in each fold's own process, never in this one
+    from .evaluate import ALL_FACES, cv_table, mixed_oof, network_predictions
+    from .runs import VARIANT_LABELS, Run
 
     console.print(f"run {run_dir}: config {config.name}, {len(training)} faces, {split.k} folds, "
                   f"{len(test)} test faces")
     started = time.perf_counter()
-    run_cv(config, training, test, split, run_dir, only_fold=fold, limit=limit, log=log)
+    run = Run(run_dir)
+    run_cv(config, training, test, split, run, only_fold=fold, limit=limit, log=log)
     console.print(f"trained in {time.perf_counter() - started:.0f}s")
-    plain, faces = score(run_dir, training, tta=False)
-    flipped, _ = score(run_dir, training, tta=True)
-    _print_table(plain, f"OOF RMSE per keypoint ({faces} faces, no TTA)")
-    use_tta = config.full.train.tta if tta is None else tta
-    console.print(f"OOF RMSE without TTA {plain.loc['overall', 'leaderboard']:.4f}, "
-                  f"with flip TTA {flipped.loc['overall', 'leaderboard']:.4f} (cv_rmse uses "
-                  f"{'TTA' if use_tta else 'no TTA'})")
-    if faces < len(training):
-        console.print(f"{faces} of {len(training)} faces have out-of-fold predictions so far (missing folds).")
-    print(f"cv_rmse={(flipped if use_tta else plain).loc['overall', 'leaderboard']:.5f}")
+    tables = {}
+    for key in VARIANT_LABELS:
+        mixed = mixed_oof(run, key)
+        rows = mixed.index.to_numpy()
+        tables[key] = cv_table(training.keypoints[rows], mixed[list(COORDINATES)].to_numpy(), training.style[rows],
+                               network_predictions(run.oof(key), mixed.index))
+    use_tta = config.inference.tta if tta is None else tta
+    used = "flip" if use_tta else "plain"
+    _print_table(tables[used], f"OOF RMSE per keypoint ({len(rows)} faces, {VARIANT_LABELS[used]}): the leaderboard "
+                               "mix on all faces and per annotation style, each network alone (net), faces labelled")
+    for key, label in VARIANT_LABELS.items():
+        overall = tables[key].loc["overall"]
+        console.print(f"OOF RMSE, {label}: " + ", ".join(f"{column} {overall[column]:.4f}"
+                                                         for column in tables[key].columns[:-1]))
+    if len(rows) < len(training):
+        console.print(f"{len(rows)} of {len(training)} faces have out-of-fold predictions so far (missing folds).")
+    print(f"cv_rmse={tables[used].loc['overall', ALL_FACES]:.5f}")
 
 
 @app.command()
@@ -213,7 +228,7 @@ def tune(
 
     from . import tune as tune_module  # imports Keras and Keras Tuner: only when tuning
 
-    search_space = tune_module.load_search_space(space)
+    search_space = tune_module.load_search_space(space, tune_module.specialist_settings(config, specialist))
     distribution = tune_module.distribution_env(chief, worker)
     training, split = _training_and_folds(folder, is_sample, folds_dir, k, seed, limit)
     directory = tune_module.project_dir(runs_dir, project or config.name, specialist)
@@ -278,6 +293,8 @@ def blend(
         shown.add_row(f"run {name}", *(f"{v:.4f}" for v in result.scores.loc[name]), tta_words(result.tta[name]))
     shown.add_row(f"blend ({result.method})", *(f"{result.blend_scores[c]:.4f}" for c in SCORE_COLUMNS), "as runs")
     console.print(shown)
+    _print_table(result.style_scores.rename(index=lambda name: name if name == "blend" else f"run {name}"),
+                 "Out-of-fold RMSE by annotation style (as used)", index_label="")
     paths = output_paths(out)
     console.print(f"{out}: {len(lookup)} rows from run(s) {', '.join(result.runs)}; weights {paths['weights']}, "
                   f"faces {paths['faces']}, report {paths['report']}")

@@ -1,8 +1,12 @@
 """Experiment configs: TOML files in configs/, validated against these dataclasses.
 
-A file's [model], [augment] and [train] tables apply to both specialists; [full.<table>] and
-[partial.<table>] override them for one. ``--set full.model.dropout=0.2`` overrides from the CLI.
-Every run writes the resolved config (both specialists spelt out) beside its artifacts.
+A file's top-level [model], [augment] and [train] tables apply to every specialist;
+[specialists.<name>.<table>] overrides them for one, and ``[specialists.<name>] enabled = false``
+leaves one untrained. [inference] holds the choices made when predicting (flip TTA, which trained
+specialist answers a coordinate). ``--set model.dropout=0.2`` overrides from the CLI (every
+specialist), ``--set specialists.full.model.dropout=0.2`` one. Each key's valid range is declared
+beside it (``ranges.setting``). Every run writes the resolved config (each specialist spelt out)
+beside its artifacts.
 """
 
 from __future__ import annotations
@@ -14,73 +18,82 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import ranges
 from .errors import InputError
-from .schema import COORDINATES, IMAGE_SIZE, SPECIALISTS
+from .models import FAMILIES, ModelConfig, family_config
+from .ranges import setting
+from .schema import COORDINATES, SMALLEST_FIRST, SPECIALISTS
 
 PROJECT_CONFIGS = Path(__file__).resolve().parents[1] / "configs"
-
-
-@dataclass
-class ModelConfig:
-    filters: list[int] = field(default_factory=lambda: [32, 64, 128, 256])  # one conv block each
-    convs_per_block: int = 2
-    kernel_size: int = 3
-    batch_norm: bool = True
-    dropout: float = 0.3
-    dense_units: int = 512
-    input_downsample: int = 1  # average-pool the 96x96 face by this factor first (2: 48x48, a quarter of the FLOPs)
+SCHEDULES = ("plateau", "cosine")
 
 
 @dataclass
 class AugmentConfig:
-    flip: float = 0.5  # probability of a mirrored face (labels swapped left/right)
-    rotate: float = 12.0  # degrees, either way
-    scale: float = 0.08  # relative, either way
-    shift: float = 0.05  # fraction of the image, either way
-    brightness: float = 0.2  # relative, either way
-    contrast: float = 0.2  # relative, either way
+    flip: float = setting(0.5, low=0, high=1)  # probability of a mirrored face (labels swapped left/right)
+    rotate: float = setting(12.0, low=0, high=180)  # degrees, either way
+    scale: float = setting(0.08, low=0, below=1)  # relative, either way
+    shift: float = setting(0.05, low=0, below=1)  # fraction of the image, either way
+    brightness: float = setting(0.2, low=0, below=1)  # relative, either way
+    contrast: float = setting(0.2, low=0, below=1)  # relative, either way
 
 
 @dataclass
 class TrainConfig:
-    epochs: int = 200
-    batch_size: int = 64
-    learning_rate: float = 1e-3  # the peak one, with the cosine schedule
-    schedule: str = "plateau"  # plateau: halve the rate when val RMSE stalls; cosine: warm up, decay to 0 by `epochs`
-    warmup_epochs: int = 2  # cosine: epochs of linear warm-up from 0
-    patience: int = 25  # epochs without a better validation RMSE before stopping
-    lr_patience: int = 8  # plateau: epochs without improvement before the learning rate halves
-    min_learning_rate: float = 1e-5  # plateau: the floor of the halving
-    max_minutes: float = 0.0  # wall-clock budget of one specialist's fold (0: none); best weights kept
-    workers: int = 1  # PyDataset workers preparing augmented batches
-    tta: bool = True  # average each prediction with its mirror's
+    epochs: int = setting(200, low=1)
+    batch_size: int = setting(64, low=1)
+    learning_rate: float = setting(1e-3, low=1e-12, high=10.0)  # the peak one, with the cosine schedule
+    # plateau: halve the rate when val RMSE stalls; cosine: warm up, decay to 0 by `epochs`
+    schedule: str = setting("plateau", choices=SCHEDULES)
+    warmup_epochs: int = setting(2, low=0)  # cosine: epochs of linear warm-up from 0
+    patience: int = setting(25, low=1)  # epochs without a better validation RMSE before stopping
+    lr_patience: int = setting(8, low=1)  # plateau: epochs without improvement before the learning rate halves
+    min_learning_rate: float = setting(1e-5, low=0)  # plateau: the floor of the halving
+    max_minutes: float = setting(0.0, low=0)  # wall-clock budget of one specialist's fold (0: none); best weights kept
+    workers: int = setting(1, low=1, high=64)  # PyDataset workers preparing augmented batches
 
 
 @dataclass
 class SpecialistConfig:
-    model: ModelConfig = field(default_factory=ModelConfig)
+    """One specialist's settings: whether `fkp cv` trains it, and its model, augmentation and training."""
+
+    enabled: bool = True
+    model: ModelConfig = field(default_factory=lambda: family_config("regression"))
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
 
 
 @dataclass
+class InferenceConfig:
+    """Choices made when predicting, not when training."""
+
+    tta: bool = True  # average each prediction with its mirror's
+    # Which trained specialist answers a coordinate: the first of this order that predicts it.
+    prefer: list[str] = setting(list(SMALLEST_FIRST), choices=tuple(SPECIALISTS))
+
+
+@dataclass
 class Config:
     name: str = "default"
-    seed: int = 42
-    # The specialists trained; each coordinate is answered by the smallest one that predicts it.
-    # ["full"] trains one network on every face for all 30 (half the training time of two).
-    specialists: list[str] = field(default_factory=lambda: list(SPECIALISTS))
-    full: SpecialistConfig = field(default_factory=SpecialistConfig)
-    partial: SpecialistConfig = field(default_factory=SpecialistConfig)
+    seed: int = setting(42, low=0, high=2**31 - 1)
+    # One table per specialist named in keypoints.toml.
+    specialists: dict[str, SpecialistConfig] = field(
+        default_factory=lambda: {name: SpecialistConfig() for name in SPECIALISTS})
+    inference: InferenceConfig = field(default_factory=InferenceConfig)
+
+    @property
+    def trained(self) -> list[str]:
+        """The specialists `fkp cv` trains, in keypoints.toml's order."""
+        return [name for name, settings in self.specialists.items() if settings.enabled]
 
     def specialist(self, name: str) -> SpecialistConfig:
-        return getattr(self, name)
+        return self.specialists[name]
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
 
-_SECTIONS = {f.name for f in dataclasses.fields(SpecialistConfig)}
+SHARED_TABLES = tuple(f.name for f in dataclasses.fields(SpecialistConfig) if f.name != "enabled")
 
 
 def find_config(name_or_path: str, kind: str = "") -> Path:
@@ -105,13 +118,13 @@ def read_toml(path: Path) -> dict:
         raise InputError(path, f"not valid TOML: {error}") from None
 
 
-def _check(value, expected, key: str, source: str):
+def _check_type(value, expected, key: str, source: str):
     """``value`` if it fits the annotation ``expected`` (ints widen to float), else an InputError."""
     origin = typing.get_origin(expected)
     if origin is list:
         (item,) = typing.get_args(expected)
         if isinstance(value, list):
-            return [_check(v, item, key, source) for v in value]
+            return [_check_type(v, item, key, source) for v in value]
     elif expected is float and isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
     elif isinstance(value, expected) and not (expected is int and isinstance(value, bool)):
@@ -120,60 +133,94 @@ def _check(value, expected, key: str, source: str):
     raise InputError(source, f"key {key!r} must be {name}, got {type(value).__name__} {value!r}")
 
 
-def _apply(target, table: dict, prefix: str, source: str) -> None:
-    """Set dataclass ``target``'s fields from ``table``, refusing unknown keys and wrong types."""
+def _apply(target, table, prefix: str, source: str) -> None:
+    """Set dataclass ``target``'s fields from ``table``, refusing unknown keys, wrong types and values
+    outside a key's range. A model table's ``family`` picks the dataclass of the rest."""
+    if not isinstance(table, dict):
+        raise InputError(source, f"key {prefix.rstrip('.')!r} must be a table")
     hints = typing.get_type_hints(type(target))
+    fields = {f.name: f for f in dataclasses.fields(target)}
     for key, value in table.items():
         dotted = f"{prefix}{key}"
-        if key not in hints:
-            known = ", ".join(hints)
+        if key not in hints or key == "specialists":
+            known = ", ".join(name for name in hints if name != "specialists")
             raise InputError(source, f"unknown key {dotted!r} (known here: {known})")
         expected = hints[key]
-        if dataclasses.is_dataclass(expected):
+        if expected is ModelConfig:
             if not isinstance(value, dict):
                 raise InputError(source, f"key {dotted!r} must be a table")
+            family = value.get("family", target.model.family)
+            if family not in FAMILIES:
+                raise InputError(source, f"key '{dotted}.family' must be one of {', '.join(FAMILIES)}, got {family!r}")
+            if family != target.model.family:
+                target.model = family_config(family)
+            _apply(target.model, value, f"{dotted}.", source)
+        elif dataclasses.is_dataclass(expected):
             _apply(getattr(target, key), value, f"{dotted}.", source)
         else:
-            setattr(target, key, _check(value, expected, dotted, source))
+            value = _check_type(value, expected, dotted, source)
+            ranges.check(value, fields[key].metadata, dotted, source)
+            setattr(target, key, value)
+
+
+def upgrade(raw: dict) -> dict:
+    """A config in the shape used before specialists and inference had tables of their own
+    (``specialists = [...]``, top-level [full.*]/[partial.*], ``train.tta``), in today's shape, so
+    runs made then still blend, show and resume."""
+    raw = copy.deepcopy(raw)
+    listed = raw.get("specialists")
+    if isinstance(listed, list) or any(name in raw for name in SPECIALISTS):
+        trained = listed if isinstance(listed, list) else list(SPECIALISTS)
+        unknown = [name for name in trained if name not in SPECIALISTS]
+        if unknown:
+            raise InputError("config", f"key 'specialists' names unknown specialists {unknown} "
+                                       f"(known: {', '.join(SPECIALISTS)})")
+        raw["specialists"] = {name: {**raw.pop(name, {}), "enabled": name in trained} for name in SPECIALISTS}
+    tables = [raw, *(t for t in raw.get("specialists", {}).values() if isinstance(t, dict))]
+    tta = [table["train"].pop("tta") for table in tables
+           if isinstance(table.get("train"), dict) and "tta" in table["train"]]
+    if tta:
+        raw.setdefault("inference", {}).setdefault("tta", tta[-1])
+    return raw
 
 
 def resolve(raw: dict, source: str) -> Config:
-    """A Config from a parsed TOML document (shared tables first, then per-specialist ones)."""
-    raw = copy.deepcopy(raw)
+    """A Config from a parsed TOML document: top-level keys, then the shared tables into every
+    specialist, then each specialist's own tables."""
+    raw = upgrade(raw)
     config = Config()
-    shared = {key: raw.pop(key) for key in list(raw) if key in _SECTIONS}
-    per_specialist = {key: raw.pop(key) for key in list(raw) if key in SPECIALISTS}
+    shared = {key: raw.pop(key) for key in list(raw) if key in SHARED_TABLES}
+    per_specialist = raw.pop("specialists", {})
     _apply(config, raw, "", source)
-    _check_specialists(config.specialists, source)
-    for name in SPECIALISTS:
-        _apply(config.specialist(name), shared, "", source)
-        table = per_specialist.get(name, {})
-        if not isinstance(table, dict):
-            raise InputError(source, f"key {name!r} must be a table")
-        _apply(config.specialist(name), table, f"{name}.", source)
-        _check_choices(config.specialist(name), name, source)
+    if not isinstance(per_specialist, dict):
+        raise InputError(source, "key 'specialists' must be a table of " + ", ".join(SPECIALISTS))
+    unknown = set(per_specialist) - set(SPECIALISTS)
+    if unknown:
+        raise InputError(source, f"unknown specialist {sorted(unknown)[0]!r} under 'specialists' "
+                                 f"(keypoints.toml has {', '.join(SPECIALISTS)})")
+    for name, settings in config.specialists.items():
+        _apply(settings, shared, "", source)
+        _apply(settings, per_specialist.get(name, {}), f"specialists.{name}.", source)
+    _check_coverage(config, source)
     return config
 
 
-SCHEDULES = ("plateau", "cosine")
+def resolve_specialist(table: dict, source: str) -> SpecialistConfig:
+    """One specialist's settings from its table ({enabled, model, augment, train}), checked."""
+    settings = SpecialistConfig()
+    _apply(settings, table, "", source)
+    return settings
 
 
-def _check_specialists(names: list[str], source: str) -> None:
-    unknown = [name for name in names if name not in SPECIALISTS]
-    uncovered = set(COORDINATES) - {c for name in names if name in SPECIALISTS for c in SPECIALISTS[name].coordinates}
-    if unknown or uncovered or len(set(names)) != len(names):
-        raise InputError(source, f"key 'specialists' must name each of {', '.join(SPECIALISTS)} at most once and "
-                                 f"cover all {len(COORDINATES)} coordinates, got {names!r}")
-
-
-def _check_choices(settings: SpecialistConfig, name: str, source: str) -> None:
-    """Refuse values that are the right type but not a known choice."""
-    if settings.train.schedule not in SCHEDULES:
-        raise InputError(source, f"key '{name}.train.schedule' must be one of {', '.join(SCHEDULES)}, "
-                                 f"got {settings.train.schedule!r}")
-    if settings.model.input_downsample < 1 or IMAGE_SIZE % settings.model.input_downsample:
-        raise InputError(source, f"key '{name}.model.input_downsample' must divide {IMAGE_SIZE}, "
-                                 f"got {settings.model.input_downsample}")
+def _check_coverage(config: Config, source: str) -> None:
+    """Every coordinate must have a trained specialist, and each specialist a place in the preference."""
+    covered = {c for name in config.trained for c in SPECIALISTS[name].coordinates}
+    if covered != set(COORDINATES):
+        raise InputError(source, f"the enabled specialists ({', '.join(config.trained) or 'none'}) must cover all "
+                                 f"{len(COORDINATES)} coordinates: enable {', '.join(SPECIALISTS)} or more")
+    if sorted(config.inference.prefer) != sorted(SPECIALISTS):
+        raise InputError(source, f"key 'inference.prefer' must name each of {', '.join(SPECIALISTS)} once, "
+                                 f"got {config.inference.prefer!r}")
 
 
 def parse_override(assignment: str) -> dict:
@@ -200,24 +247,25 @@ def _merge(base: dict, update: dict) -> dict:
     return base
 
 
+def apply_overrides(config: Config, overrides: list[str]) -> Config:
+    """``--set KEY=VALUE`` on a resolved config: a shared table's key reaches every specialist."""
+    resolved = config.to_dict()
+    for assignment in overrides:
+        update = parse_override(assignment)
+        for table in set(update) & set(SHARED_TABLES):
+            for settings in resolved["specialists"].values():
+                _merge(settings[table], copy.deepcopy(update[table]))
+            del update[table]
+        _merge(resolved, update)
+    return resolve(resolved, "--set")
+
+
 def load_config(name_or_path: str, overrides: list[str] = ()) -> Config:
     path = find_config(name_or_path)
     raw = read_toml(path)
     raw.setdefault("name", path.stem)
     config = resolve(raw, str(path))
-    if overrides:
-        # Overrides land on the resolved config, so a shared key reaches both specialists.
-        resolved = config.to_dict()
-        for assignment in overrides:
-            update = parse_override(assignment)
-            for section in set(update) & _SECTIONS:
-                for name in SPECIALISTS:
-                    update.setdefault(name, {}).setdefault(section, {})
-                    _merge(update[name][section], update[section])
-                del update[section]
-            _merge(resolved, update)
-        config = resolve(resolved, "--set")
-    return config
+    return apply_overrides(config, list(overrides)) if overrides else config
 
 
 BLEND_METHODS = ("nnls", "ridge", "elasticnet")
@@ -227,22 +275,16 @@ BLEND_METHODS = ("nnls", "ridge", "elasticnet")
 class BlendConfig:
     """How `fkp blend` weighs its runs, per coordinate, on their out-of-fold predictions."""
 
-    method: str = "nnls"  # nnls: scipy's non-negative least squares, no intercept; ridge / elasticnet: scikit-learn's
-    alpha: float = 1.0  # ridge / elasticnet regularisation strength, as scikit-learn defines it
-    l1_ratio: float = 0.5  # elasticnet's share of L1 in the penalty
+    # nnls: scipy's non-negative least squares, no intercept; ridge / elasticnet: scikit-learn's
+    method: str = setting("nnls", choices=BLEND_METHODS)
+    alpha: float = setting(1.0, low=0)  # ridge / elasticnet regularisation strength, as scikit-learn defines it
+    l1_ratio: float = setting(0.5, low=0, high=1)  # elasticnet's share of L1 in the penalty
     positive: bool = True  # ridge / elasticnet: keep the weights non-negative
 
 
 def load_blend_config(name_or_path: str) -> BlendConfig:
     """A blend config by path or by name in configs/blend/, validated."""
     path = find_config(name_or_path, "blend")
-    raw = read_toml(path)
     config = BlendConfig()
-    _apply(config, raw, "", str(path))
-    if config.method not in BLEND_METHODS:
-        raise InputError(path, f"key 'method' must be one of {', '.join(BLEND_METHODS)}, got {config.method!r}")
-    if config.alpha < 0:
-        raise InputError(path, f"key 'alpha' must be at least 0, got {config.alpha}")
-    if not 0 <= config.l1_ratio <= 1:
-        raise InputError(path, f"key 'l1_ratio' must be within 0..1, got {config.l1_ratio}")
+    _apply(config, read_toml(path), "", str(path))
     return config

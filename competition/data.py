@@ -22,7 +22,7 @@ from isal import isal_zlib
 
 from .errors import InputError
 from .io import atomic_path, write_csv
-from .schema import COORDINATES, IMAGE_SIZE, KEYPOINTS, PARTIAL_COORDINATES
+from .schema import COORDINATES, IMAGE_SIZE, KEYPOINTS, style_of
 
 PIXELS = IMAGE_SIZE * IMAGE_SIZE
 TRAINING, TEST, LOOKUP = "training", "test", "IdLookupTable"
@@ -40,10 +40,9 @@ class TrainingSet:
         return len(self.images)
 
     @property
-    def is_full_label(self) -> np.ndarray:
-        """The annotation style: True where a face has any keypoint beyond the partial four."""
-        partial = np.isin(COORDINATES, PARTIAL_COORDINATES)
-        return ~np.isnan(self.keypoints[:, ~partial]).all(axis=1)
+    def style(self) -> np.ndarray:
+        """Each face's annotation style (a name in schema.STYLES), read from which keypoints it has."""
+        return style_of(~np.isnan(self.keypoints))
 
     def head(self, n: int | None) -> TrainingSet:
         return self if n is None else TrainingSet(self.images[:n], self.keypoints[:n], self.fingerprint)
@@ -325,6 +324,12 @@ def load_lookup(data_dir: Path, test: TestSet) -> pd.DataFrame:
                   lambda row: f"FeatureName {_shown(lookup['FeatureName'].iloc[row])} is not one of the "
                               f"{len(KEYPOINTS)} keypoints' coordinates")
     return lookup
+
+
+def lookup_styles(lookup: pd.DataFrame) -> pd.Series:
+    """Each test face's annotation style, read from the coordinates IdLookupTable asks of it, by ImageId."""
+    asked = pd.crosstab(lookup["ImageId"], lookup["FeatureName"]).reindex(columns=list(COORDINATES), fill_value=0)
+    return pd.Series(style_of(asked.to_numpy() > 0), index=asked.index, name="style")
 
 
 def write_sample(data_dir: Path, out: Path, training_faces: int, test_faces: int, seed: int) -> None:

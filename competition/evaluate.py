@@ -1,23 +1,23 @@
-"""Cross-validation scores computed like the leaderboard.
+"""Cross-validation scores computed like the leaderboard, per annotation style.
 
-Kaggle scores the RMSE over exactly the coordinates IdLookupTable asks for: a face's labelled
-coordinates, whichever annotation style it has. Out-of-fold, a face's labelled coordinates are
-its known ones; the partial specialist answers for the 8 partial coordinates, the full
-specialist for the other 22.
+Kaggle scores the RMSE over exactly the coordinates IdLookupTable asks for: all 30 of a full-style
+test face, the 8 of a partial-style one. Out of fold, a face's asked coordinates are its labelled
+ones, and each coordinate comes from the trained specialist the run's config prefers for it
+(``leaderboard_mix``). ``score`` is the one scoring function every report uses.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from pathlib import Path
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
 
-from .errors import InputError
-from .schema import COORDINATES, KEYPOINTS, PARTIAL_COORDINATES, specialist_for
+from .runs import Run
+from .schema import COORDINATES, KEYPOINTS, SMALLEST_FIRST, SPECIALISTS, STYLES, specialist_for
 
-PARTIAL_COLUMNS = np.array([COORDINATES.index(c) for c in PARTIAL_COORDINATES])
+ALL_FACES = "all faces"
+STYLE_COLUMNS = {name: f"{name}-style" for name in STYLES}
 
 
 def rmse(truth: np.ndarray, prediction: np.ndarray) -> float:
@@ -28,64 +28,66 @@ def rmse(truth: np.ndarray, prediction: np.ndarray) -> float:
     return float(np.sqrt(np.mean((prediction[labelled] - truth[labelled]) ** 2)))
 
 
-def per_keypoint_rmse(truth: np.ndarray, prediction: np.ndarray) -> dict[str, float]:
-    """RMSE of each keypoint over its x and y, for faces where it is labelled."""
-    return {k: rmse(truth[:, 2 * i : 2 * i + 2], prediction[:, 2 * i : 2 * i + 2]) for i, k in enumerate(KEYPOINTS)}
+def score(truth: np.ndarray, prediction: np.ndarray, style: np.ndarray) -> pd.Series:
+    """The leaderboard's RMSE over all faces, and over the faces of each annotation style alone
+    (each face over its labelled coordinates)."""
+    return pd.Series({ALL_FACES: rmse(truth, prediction),
+                      **{column: rmse(truth[style == name], prediction[style == name])
+                         for name, column in STYLE_COLUMNS.items()}})
 
 
-def read_predictions(specialist_dir: Path, filename: str, key: str) -> pd.DataFrame:
-    """The predictions of every finished fold of one specialist, indexed by ``key`` (row/ImageId)."""
-    frames = [pd.read_csv(path).assign(fold=int(path.parent.name.removeprefix("fold")))
-              for path in sorted(specialist_dir.glob(f"fold*/{filename}"))]
-    if not frames:
-        return pd.DataFrame(columns=[key, "fold"]).set_index(key)
-    return pd.concat(frames).set_index(key).sort_index()
+def face_errors(truth: np.ndarray, predicted: np.ndarray) -> np.ndarray:
+    """Each face's RMSE over its labelled coordinates (NaN for a face with none)."""
+    labelled = ~np.isnan(truth)
+    squared = np.where(labelled, (predicted - np.where(labelled, truth, 0)) ** 2, 0).sum(axis=1)
+    counts = labelled.sum(axis=1)
+    return np.sqrt(np.divide(squared, counts, out=np.full(len(truth), np.nan), where=counts > 0))
 
 
-def read_oof(run_dir: Path, tta: bool, specialists: Iterable[str]) -> dict[str, pd.DataFrame]:
-    """Each specialist's out-of-fold predictions (flip-TTA ones if ``tta``), indexed by row."""
-    frames = {name: read_predictions(run_dir / name, "oof_tta.csv" if tta else "oof.csv", "row") for name in specialists}
-    for name, frame in frames.items():
-        if frame.empty:
-            raise InputError(run_dir / name, "no finished fold: run `fkp cv` first")
-    return frames
+def keypoint_scores(truth: np.ndarray, prediction: np.ndarray, style: np.ndarray) -> pd.DataFrame:
+    """``score`` of each keypoint's x and y (rows), then of all coordinates ("overall")."""
+    rows = {k: score(truth[:, 2 * i : 2 * i + 2], prediction[:, 2 * i : 2 * i + 2], style)
+            for i, k in enumerate(KEYPOINTS)}
+    rows["overall"] = score(truth, prediction, style)
+    return pd.DataFrame(rows).T
 
 
-def leaderboard_mix(frames: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """All 30 coordinates, each from the specialist that owns it, on the keys every specialist has."""
-    keys = frames["full"].index
+def cv_table(truth: np.ndarray, mixed: np.ndarray, style: np.ndarray,
+             networks: dict[str, np.ndarray]) -> pd.DataFrame:
+    """RMSE per keypoint: the leaderboard mix on all faces and per style, then each trained network
+    alone on the faces labelled for its coordinates ((N, 30) predictions, NaN outside them)."""
+    table = keypoint_scores(truth, mixed, style)
+    for name, prediction in networks.items():
+        own = np.where(np.isnan(prediction), np.nan, truth)
+        table[f"{name} net"] = keypoint_scores(own, np.nan_to_num(prediction), style)[ALL_FACES]
+    labelled = ~np.isnan(truth)
+    table["labelled"] = [*(int(labelled[:, 2 * i].sum()) for i in range(len(KEYPOINTS))), len(truth)]
+    return table
+
+
+def leaderboard_mix(frames: dict[str, pd.DataFrame], prefer: Sequence[str] = SMALLEST_FIRST) -> pd.DataFrame:
+    """All 30 coordinates, each from the first specialist in ``prefer`` that predicts it, on the keys every
+    specialist has."""
+    keys = next(iter(frames.values())).index
     for frame in frames.values():
         keys = keys.intersection(frame.index)
-    return pd.DataFrame({c: frames[specialist_for(c, frames)].loc[keys, c] for c in COORDINATES}, index=keys)
+    return pd.DataFrame({c: frames[specialist_for(c, frames, prefer)].loc[keys, c] for c in COORDINATES}, index=keys)
 
 
-OOF_VARIANTS = ("no TTA", "flip TTA", "used")
+def network_predictions(frames: dict[str, pd.DataFrame], keys: pd.Index) -> dict[str, np.ndarray]:
+    """Each specialist's predictions on ``keys`` as (N, 30), NaN outside its coordinates."""
+    out = {}
+    for name, frame in frames.items():
+        full = pd.DataFrame(np.nan, index=keys, columns=list(COORDINATES))
+        columns = list(SPECIALISTS[name].coordinates)
+        full[columns] = frame.loc[keys, columns].to_numpy()
+        out[name] = full.to_numpy()
+    return out
 
 
-def oof_variants(run_dir: Path, used: dict[str, bool]) -> dict[str, pd.DataFrame]:
-    """A run's leaderboard-mixed out-of-fold predictions (row x 30 coordinates, plus each row's fold)
-    without TTA, with flip TTA, and as ``used`` per specialist (the run's); each prediction file read once."""
-    plain, flipped = read_oof(run_dir, tta=False, specialists=used), read_oof(run_dir, tta=True, specialists=used)
-    chosen = {name: flipped[name] if flag else plain[name] for name, flag in used.items()}
-    variants = {}
-    for label, frames in zip(OOF_VARIANTS, (plain, flipped, chosen)):
-        mixed = leaderboard_mix(frames)
-        variants[label] = mixed.assign(fold=frames["full"].loc[mixed.index, "fold"])
-    return variants
-
-
-def cv_table(truth: np.ndarray, full_oof: np.ndarray, combined: np.ndarray) -> pd.DataFrame:
-    """RMSE per keypoint: full specialist alone, partial specialist (its 4), and the leaderboard mix."""
-    partial_only = np.full_like(truth, np.nan)
-    partial_only[:, PARTIAL_COLUMNS] = truth[:, PARTIAL_COLUMNS]
-    table = pd.DataFrame(
-        {
-            "full": per_keypoint_rmse(truth, full_oof),
-            "partial": per_keypoint_rmse(partial_only, combined),
-            "leaderboard": per_keypoint_rmse(truth, combined),
-            "labelled faces": {k: int((~np.isnan(truth[:, 2 * i])).sum()) for i, k in enumerate(KEYPOINTS)},
-        }
-    )
-    table.loc["overall"] = [rmse(truth, full_oof), rmse(partial_only, combined), rmse(truth, combined),
-                            len(truth)]
-    return table.astype({"labelled faces": int})
+def mixed_oof(run: Run, variant: str) -> pd.DataFrame:
+    """A run's out-of-fold predictions of all 30 coordinates (row x coordinates, and each row's fold),
+    on the rows every trained specialist has predicted."""
+    frames = run.oof(variant)
+    mixed = leaderboard_mix(frames, run.spec.resolved.inference.prefer)
+    return mixed.assign(fold=next(iter(frames.values())).loc[mixed.index, "fold"])

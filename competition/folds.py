@@ -26,6 +26,7 @@ class Folds:
     k: int
     seed: int
     fingerprint: str  # of the training set they were built for
+    style: np.ndarray  # (N,) annotation style of each training row, stored beside its fold
 
     def validation_rows(self, k: int) -> np.ndarray:
         return np.flatnonzero(self.fold == k)
@@ -35,7 +36,7 @@ class Folds:
 
     def head(self, n: int | None) -> Folds:
         """The folds of the first ``n`` rows (for --limit smoke runs): same assignment, fewer rows."""
-        return self if n is None else Folds(self.fold[:n], self.k, self.seed, self.fingerprint)
+        return self if n is None else Folds(self.fold[:n], self.k, self.seed, self.fingerprint, self.style[:n])
 
 
 def make_folds(training: TrainingSet, k: int, seed: int) -> Folds:
@@ -43,10 +44,11 @@ def make_folds(training: TrainingSet, k: int, seed: int) -> Folds:
         raise InputError("--folds", f"need at least 2 folds, got {k}")
     _, groups = np.unique(training.images.reshape(len(training), -1), axis=0, return_inverse=True)
     splitter = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
+    style = training.style
     fold = np.empty(len(training), np.int64)
-    for index, (_, validation) in enumerate(splitter.split(training.images, training.is_full_label, groups.ravel())):
+    for index, (_, validation) in enumerate(splitter.split(training.images, style, groups.ravel())):
         fold[validation] = index
-    return Folds(fold, k, seed, training.fingerprint)
+    return Folds(fold, k, seed, training.fingerprint, style)
 
 
 def folds_path(folds_dir: Path, dataset: str, k: int) -> Path:
@@ -54,10 +56,9 @@ def folds_path(folds_dir: Path, dataset: str, k: int) -> Path:
     return folds_dir / f"{dataset}-k{k}.csv"
 
 
-def save_folds(folds: Folds, training: TrainingSet, path: Path) -> None:
+def save_folds(folds: Folds, path: Path) -> None:
     """The CSV (training row -> fold, with its style) and a JSON of what it was built from."""
-    style = np.where(training.is_full_label, "full", "partial")
-    write_csv(pd.DataFrame({"row": np.arange(len(folds.fold)), "fold": folds.fold, "style": style}), path)
+    write_csv(pd.DataFrame({"row": np.arange(len(folds.fold)), "fold": folds.fold, "style": folds.style}), path)
     write_json({"k": folds.k, "seed": folds.seed, "faces": len(folds.fold), "fingerprint": folds.fingerprint},
                path.with_suffix(".json"))
 
@@ -78,7 +79,13 @@ def load_folds(path: Path, training: TrainingSet) -> Folds:
             f"this one has {len(training)} faces, fingerprint {training.fingerprint}: "
             "rebuild with `fkp folds --overwrite` or pick another --folds-dir",
         )
-    return Folds(frame["fold"].to_numpy(), int(meta["k"]), int(meta["seed"]), meta["fingerprint"])
+    style = frame["style"].to_numpy().astype(str)
+    if not (style == training.style).all():
+        row = int(np.flatnonzero(style != training.style)[0])
+        raise InputError(path, f"style {str(style[row])!r} of training row {row} is not the style of its labels "
+                               f"({str(training.style[row])!r}): rebuild with `fkp folds --overwrite`", line=row + 2,
+                         column="style")
+    return Folds(frame["fold"].to_numpy(), int(meta["k"]), int(meta["seed"]), meta["fingerprint"], style)
 
 
 def folds_for(training: TrainingSet, path: Path, k: int, seed: int) -> tuple[Folds, bool]:
@@ -89,5 +96,5 @@ def folds_for(training: TrainingSet, path: Path, k: int, seed: int) -> tuple[Fol
             raise InputError(path, f"holds {folds.k} folds, not {k}: rebuild with `fkp folds --folds {k} --overwrite`")
         return folds, False
     folds = make_folds(training, k, seed)
-    save_folds(folds, training, path)
+    save_folds(folds, path)
     return folds, True

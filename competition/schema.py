@@ -1,9 +1,9 @@
-"""The keypoint schema (names, flip pairs, specialist subsets), read once from keypoints.toml."""
+"""The keypoint schema (names, flip pairs, annotation styles, specialist subsets), read once from keypoints.toml."""
 
 from __future__ import annotations
 
 import tomllib
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from importlib import resources
 
@@ -21,8 +21,8 @@ MIRROR_AXIS: float = IMAGE_SIZE - 1 + 2 * FIRST_PIXEL_CENTRE
 
 
 @dataclass(frozen=True)
-class Specialist:
-    """A subset of keypoints that one CNN predicts."""
+class KeypointSubset:
+    """Some of the 15 keypoints, in schema order."""
 
     name: str
     keypoints: tuple[str, ...]
@@ -33,8 +33,16 @@ class Specialist:
 
     @property
     def columns(self) -> np.ndarray:
-        """Indices of this specialist's coordinates among the 30 COORDINATES."""
+        """Indices of these coordinates among the 30 COORDINATES."""
         return np.array([COORDINATES.index(c) for c in self.coordinates])
+
+
+class Style(KeypointSubset):
+    """An annotation style: the keypoints its faces are labelled with and Kaggle asks for."""
+
+
+class Specialist(KeypointSubset):
+    """The keypoints that one CNN predicts."""
 
     @property
     def flip_permutation(self) -> np.ndarray:
@@ -46,22 +54,49 @@ class Specialist:
         return np.array([self.keypoints.index(partner[k]) for k in self.keypoints])
 
 
-def _specialist(name: str, keypoints: str | list[str]) -> Specialist:
-    chosen = KEYPOINTS if keypoints == "all" else tuple(keypoints)
+def _keypoints(owner: str, chosen: str | list[str], styles: dict[str, Style]) -> tuple[str, ...]:
+    """"all", a style's name, or a list of keypoint names -> keypoints in schema order."""
+    if chosen == "all":
+        return KEYPOINTS
+    if isinstance(chosen, str):
+        if chosen not in styles:
+            raise ValueError(f"keypoints.toml: {owner!r} names unknown style {chosen!r}")
+        return styles[chosen].keypoints
     unknown = set(chosen) - set(KEYPOINTS)
     if unknown:
-        raise ValueError(f"keypoints.toml: specialist {name!r} names unknown keypoints {sorted(unknown)}")
-    return Specialist(name, tuple(k for k in KEYPOINTS if k in chosen))
+        raise ValueError(f"keypoints.toml: {owner!r} names unknown keypoints {sorted(unknown)}")
+    return tuple(k for k in KEYPOINTS if k in chosen)
 
 
+STYLES: dict[str, Style] = {}
+for _name, _chosen in _SPEC["styles"].items():
+    STYLES[_name] = Style(_name, _keypoints(_name, _chosen, {}))
 SPECIALISTS: dict[str, Specialist] = {
-    name: _specialist(name, kps) for name, kps in _SPEC["specialists"].items()
+    name: Specialist(name, _keypoints(name, chosen, STYLES)) for name, chosen in _SPEC["specialists"].items()
 }
-PARTIAL_COORDINATES: tuple[str, ...] = SPECIALISTS["partial"].coordinates
+# Today's rule for which trained specialist answers a coordinate: the one with the fewest keypoints.
+SMALLEST_FIRST: tuple[str, ...] = tuple(sorted(SPECIALISTS, key=lambda name: len(SPECIALISTS[name].keypoints)))
+_STYLES_SMALLEST_FIRST = sorted(STYLES.values(), key=lambda style: len(style.keypoints))
 
 
-def specialist_for(coordinate: str, trained: Iterable[str] = tuple(SPECIALISTS)) -> str:
-    """The specialist whose prediction is used for a coordinate: the one with the fewest keypoints
-    among those ``trained`` that predict it (partial for its 8 when it was trained, else full)."""
-    owners = [name for name in trained if coordinate in SPECIALISTS[name].coordinates]
-    return min(owners, key=lambda name: len(SPECIALISTS[name].keypoints))
+def style_of(labelled: np.ndarray) -> np.ndarray:
+    """Each face's annotation style from its (N, 30) labelled-coordinate mask: the style with the
+    fewest keypoints that holds all of the face's labels."""
+    style = np.full(len(labelled), _STYLES_SMALLEST_FIRST[-1].name, dtype=object)
+    for candidate in reversed(_STYLES_SMALLEST_FIRST[:-1]):
+        outside = np.ones(len(COORDINATES), bool)
+        outside[candidate.columns] = False
+        style[~labelled[:, outside].any(axis=1)] = candidate.name
+    return style.astype(str)
+
+
+def specialist_for(
+    coordinate: str, trained: Iterable[str] = tuple(SPECIALISTS), prefer: Sequence[str] = SMALLEST_FIRST,
+) -> str:
+    """The specialist whose prediction is used for a coordinate: the first in ``prefer`` among those
+    ``trained`` that predict it."""
+    trained = set(trained)
+    for name in prefer:
+        if name in trained and coordinate in SPECIALISTS[name].coordinates:
+            return name
+    raise ValueError(f"no trained specialist ({', '.join(sorted(trained))}) predicts {coordinate}")

@@ -1,34 +1,28 @@
-"""Train one specialist on one fold; write its model, predictions and history atomically.
-
-``runs/<run>/<specialist>/fold<k>/`` is made in a temporary folder and renamed when complete,
-so a folder that exists is a finished fold and a killed run resumes at the next one.
+"""Train one specialist on one fold, in stages: ``prepare_fold -> build_fold_model -> train_stage ->
+predict_fold -> write_fold``. `fkp cv` runs them in a fold's own process (``train_fold``); `fkp tune`
+builds its trials from the same pieces, so a trial trains exactly like a fold.
 """
 
 from __future__ import annotations
 
-import json
 import time
-from pathlib import Path
+from dataclasses import dataclass
 
 import keras
 import numpy as np
 import pandas as pd
-import tomli_w
 
-from .artifacts import PREDICTIONS, FoldResult, fold_dir
 from .augment import Augmenter
-from .config import Config, SpecialistConfig, TrainConfig
+from .config import SpecialistConfig, TrainConfig
 from .data import TestSet, TrainingSet
 from .dataset import FaceBatches
-from .folds import Folds
 from .errors import InputError
-from .io import atomic_path
-from .model import build_model, target_statistics
+from .folds import Folds
+from .jobs import FoldJob, FoldResult
+from .models import build_model, target_statistics
 from .predict import PREDICT_BATCH, predict_with_flip
+from .runs import FoldArtifacts, Run
 from .schema import SPECIALISTS, Specialist
-
-
-
 
 
 def labelled_rows(keypoints: np.ndarray, rows: np.ndarray, specialist: Specialist) -> np.ndarray:
@@ -70,13 +64,27 @@ class _TimeBudget(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
-def fold_seed(config: Config, fold: int) -> int:
-    """The seed of one fold's weights, shuffling and augmentation."""
-    return config.seed * 1000 + fold
+@dataclass(frozen=True)
+class PreparedFold:
+    """One specialist's faces on one fold: the rows it trains and validates on, their batches, its seed."""
+
+    specialist: Specialist
+    fold: int
+    seed: int
+    train_rows: np.ndarray
+    val_rows: np.ndarray
+    train_batches: FaceBatches  # augmented and shuffled
+    val_batches: FaceBatches  # plain
+
+    @property
+    def name(self) -> str:
+        return f"{self.specialist.name}_fold{self.fold}"
 
 
-def fold_rows(name: str, fold: int, training: TrainingSet, folds: Folds) -> tuple[np.ndarray, np.ndarray]:
-    """A fold's training and validation rows that hold any of the specialist's keypoints."""
+def prepare_fold(
+    name: str, fold: int, settings: SpecialistConfig, training: TrainingSet, folds: Folds, seed: int,
+) -> PreparedFold:
+    """The fold's training and validation rows that hold any of the specialist's keypoints, batched."""
     specialist = SPECIALISTS[name]
     train_rows = labelled_rows(training.keypoints, folds.training_rows(fold), specialist)
     val_rows = labelled_rows(training.keypoints, folds.validation_rows(fold), specialist)
@@ -85,15 +93,6 @@ def fold_rows(name: str, fold: int, training: TrainingSet, folds: Folds) -> tupl
             "--limit", f"fold {fold} has {len(train_rows)} training and {len(val_rows)} validation faces "
             f"labelled for the {name} specialist: use more faces or fewer folds"
         )
-    return train_rows, val_rows
-
-
-def face_batches(
-    name: str, settings: SpecialistConfig, training: TrainingSet, train_rows: np.ndarray, val_rows: np.ndarray,
-    seed: int,
-) -> tuple[FaceBatches, FaceBatches]:
-    """Augmented, shuffled training batches and plain validation batches of one specialist's coordinates."""
-    specialist = SPECIALISTS[name]
     columns = specialist.columns
     train_batches = FaceBatches(
         training.images[train_rows], training.keypoints[np.ix_(train_rows, columns)], settings.train.batch_size,
@@ -101,7 +100,7 @@ def face_batches(
         workers=settings.train.workers, use_multiprocessing=False,
     )
     val_batches = FaceBatches(training.images[val_rows], training.keypoints[np.ix_(val_rows, columns)], PREDICT_BATCH)
-    return train_batches, val_batches
+    return PreparedFold(specialist, fold, seed, train_rows, val_rows, train_batches, val_batches)
 
 
 def learning_rate(train: TrainConfig, steps_per_epoch: int) -> float | keras.optimizers.schedules.LearningRateSchedule:
@@ -118,19 +117,29 @@ def learning_rate(train: TrainConfig, steps_per_epoch: int) -> float | keras.opt
     )
 
 
-def fit(
-    model: keras.Model, train_batches: FaceBatches, val_batches: FaceBatches, train: TrainConfig, *,
-    epochs: int, log_prefix: str, callbacks=(), initial_epoch: int = 0,
+def build_fold_model(prepared: PreparedFold, settings: SpecialistConfig) -> keras.Model:
+    """The specialist's model of its config's family, seeded by the fold, standardised on its training targets."""
+    keras.utils.set_random_seed(prepared.seed)
+    return build_model(
+        settings.model, *target_statistics(prepared.train_batches.targets),
+        learning_rate(settings.train, len(prepared.train_batches)), name=prepared.name,
+    )
+
+
+def train_stage(
+    model: keras.Model, prepared: PreparedFold, train: TrainConfig, *, epochs: int, log_prefix: str, callbacks=(),
+    initial_epoch: int = 0,
 ) -> keras.callbacks.History:
-    """Fit with early stopping on validation RMSE, and LR halving unless the rate follows a schedule."""
+    """Fit on the fold's batches with early stopping on validation RMSE, and LR halving unless the rate
+    follows a schedule. A trainer of several stages calls this once per stage."""
     plateau = [
         keras.callbacks.ReduceLROnPlateau(
             monitor="val_rmse", mode="min", factor=0.5, patience=train.lr_patience, min_lr=train.min_learning_rate,
         )
     ] if train.schedule == "plateau" else []
     return model.fit(
-        train_batches,
-        validation_data=val_batches,
+        prepared.train_batches,
+        validation_data=prepared.val_batches,
         epochs=epochs,
         initial_epoch=initial_epoch,
         verbose=0,
@@ -146,55 +155,38 @@ def fit(
     )
 
 
-def train_fold(
-    name: str,
-    fold: int,
-    config: Config,
-    training: TrainingSet,
-    test: TestSet,
-    folds: Folds,
-    run_dir: Path,
-) -> FoldResult:
-    specialist = SPECIALISTS[name]
-    settings = config.specialist(name)
-    train_rows, val_rows = fold_rows(name, fold, training, folds)
-    seed = fold_seed(config, fold)
-    keras.utils.set_random_seed(seed)
-    train_batches, val_batches = face_batches(name, settings, training, train_rows, val_rows, seed)
-    model = build_model(
-        *target_statistics(train_batches.targets), settings.model,
-        learning_rate(settings.train, len(train_batches)), name=f"{name}_fold{fold}",
-    )
+def predict_fold(model: keras.Model, prepared: PreparedFold, training: TrainingSet, test: TestSet,
+                 folds: Folds) -> dict[tuple[str, str], pd.DataFrame]:
+    """Out-of-fold predictions for every validation face (labelled or not) and the test set's, each plain
+    and with flip TTA."""
+    coordinates = list(prepared.specialist.coordinates)
+    oof_rows = folds.validation_rows(prepared.fold)
+    predictions = {}
+    for kind, images, key, ids in (("oof", training.images[oof_rows], "row", oof_rows),
+                                   ("test", test.images, "ImageId", test.image_ids)):
+        for variant, values in zip(("plain", "flip"), predict_with_flip(model, images, prepared.specialist)):
+            frame = pd.DataFrame(values, columns=coordinates)
+            frame.insert(0, key, ids)
+            predictions[kind, variant] = frame
+    return predictions
+
+
+def train_fold(job: FoldJob) -> FoldResult:
+    """One fold job, start to finish: today one training stage."""
+    settings = job.config.specialist(job.specialist)
+    prepared = prepare_fold(job.specialist, job.fold, settings, job.training, job.folds, job.seed)
+    model = build_fold_model(prepared, settings)
     started = time.perf_counter()
-    history = fit(model, train_batches, val_batches, settings.train, epochs=settings.train.epochs,
-                  log_prefix=f"[{name} fold {fold}]")
+    history = train_stage(model, prepared, settings.train, epochs=settings.train.epochs, log_prefix=job.label)
     seconds = time.perf_counter() - started
     trained_epochs = len(history.history["loss"])
-
-    # Out-of-fold predictions for every validation face (labelled or not), and the test set's.
-    oof_rows = folds.validation_rows(fold)
-    oof, oof_tta = predict_with_flip(model, training.images[oof_rows], specialist)
-    test_plain, test_tta = predict_with_flip(model, test.images, specialist)
-    coordinates = list(specialist.coordinates)
-    frames = {
-        "oof": pd.DataFrame(oof, columns=coordinates).assign(row=oof_rows),
-        "oof_tta": pd.DataFrame(oof_tta, columns=coordinates).assign(row=oof_rows),
-        "test": pd.DataFrame(test_plain, columns=coordinates).assign(ImageId=test.image_ids),
-        "test_tta": pd.DataFrame(test_tta, columns=coordinates).assign(ImageId=test.image_ids),
-    }
-    val_rmse = history.history.get("val_rmse", [np.nan])
     result = FoldResult(
-        name, fold, float(np.nanmin(val_rmse)), trained_epochs, seconds,
-        trained_epochs * len(train_rows) / seconds,
+        job.specialist, job.fold, float(np.nanmin(history.history.get("val_rmse", [np.nan]))), trained_epochs,
+        seconds, trained_epochs * len(prepared.train_rows) / seconds,
     )
-    with atomic_path(fold_dir(run_dir, name, fold), directory=True) as tmp:
-        model.save(tmp / "model.keras")
-        for key, frame in frames.items():
-            key_column = frame.columns[-1]
-            frame[[key_column, *coordinates]].to_csv(tmp / PREDICTIONS[key], index=False)
-        pd.DataFrame(history.history).rename_axis("epoch").to_csv(tmp / "history.csv")
-        (tmp / "config.toml").write_text(tomli_w.dumps(config.to_dict()))
-        (tmp / "fold.json").write_text(json.dumps({**result.__dict__, "train_faces": len(train_rows),
-                                                   "val_faces": len(val_rows), "backend": keras.backend.backend()},
-                                                  indent=2))
+    report = {**result.__dict__, "train_faces": len(prepared.train_rows), "val_faces": len(prepared.val_rows),
+              "backend": keras.backend.backend()}
+    predictions = predict_fold(model, prepared, job.training, job.test, job.folds)
+    Run(job.run_dir).write_fold(job.specialist, job.fold, FoldArtifacts(
+        model, predictions, pd.DataFrame(history.history), job.config.to_dict(), report))
     return result

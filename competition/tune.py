@@ -1,8 +1,8 @@
 """`fkp tune`: a Keras Tuner search per specialist on one fold, its best hyperparameters written as a config.
 
-The search space is a TOML file in configs/search/. A trial builds through ``model.build_model`` and
-trains through ``train.face_batches`` / ``train.fit`` on the fold's training faces, scored on its
-validation faces, so it trains exactly like a `fkp cv` fold with the trial's settings. Trials live in
+The search space is a TOML file in configs/search/. A trial is made of `fkp cv`'s own fold stages
+(``train.prepare_fold``, ``build_fold_model``, ``train_stage``) on the fold's training faces, scored
+on its validation faces, so it trains exactly like a `fkp cv` fold with the trial's settings. Trials live in
 Keras Tuner's project folder ``runs/tune/<project>/<specialist>/``: re-running the same command
 reloads the oracle and continues; Keras Tuner's chief/worker mode spreads trials over machines.
 """
@@ -20,19 +20,18 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import keras
 import keras_tuner as kt
 import numpy as np
 import pandas as pd
 
-from .config import Config, SpecialistConfig, find_config, read_toml, resolve
+from .config import SHARED_TABLES, Config, SpecialistConfig, find_config, read_toml, resolve, resolve_specialist, upgrade
 from .data import TrainingSet
 from .errors import InputError
 from .folds import Folds
 from .io import claim_record, write_toml
-from .model import build_model, target_statistics
+from .jobs import fold_seed
 from .schema import SPECIALISTS
-from .train import face_batches, fit, fold_rows, fold_seed, learning_rate
+from .train import PreparedFold, build_fold_model, prepare_fold, train_stage
 
 OBJECTIVE = "val_rmse"  # PixelRMSE on the validation faces, in pixels
 TUNERS = {"bayesian": kt.BayesianOptimization, "random": kt.RandomSearch, "hyperband": kt.Hyperband}
@@ -41,7 +40,6 @@ CHIEF = "chief"  # Keras Tuner's tuner id for the process that runs the oracle
 DERIVED = {"model.blocks": int, "model.base_filters": int, "augment.strength": float}
 AUGMENT_RANGES = ("rotate", "scale", "shift", "brightness", "contrast")  # what augment.strength scales
 _SPEC_KEYS = {"values", "min", "max", "step", "sampling", "default"}
-_SECTIONS = {f.name for f in dataclasses.fields(SpecialistConfig)}
 
 
 @dataclass(frozen=True)
@@ -50,12 +48,13 @@ class SearchSpace:
     params: dict[str, dict]  # "section.key" -> {"values": [...]} or {"min": .., "max": .., ...}
 
 
-def _search_key_type(name: str, source: str) -> type:
-    """The type of a searchable key's values; unknown and unsearchable keys are refused."""
+def _search_key_type(name: str, source: str, base: SpecialistConfig) -> type:
+    """The type of a searchable key's values (in ``base``'s model family); unknown and unsearchable keys
+    are refused."""
     if name in DERIVED:
         return DERIVED[name]
     section, _, key = name.partition(".")
-    hints = typing.get_type_hints(typing.get_type_hints(SpecialistConfig)[section])
+    hints = typing.get_type_hints(type(getattr(base, section)))
     if key not in hints:
         known = sorted([f"{section}.{k}" for k, t in hints.items() if t in (int, float, bool)]
                        + [d for d in DERIVED if d.startswith(f"{section}.")])
@@ -82,8 +81,9 @@ def _declare(hp: kt.HyperParameters, name: str, spec: dict, kind: type):
                    default=spec.get("default"))
 
 
-def load_search_space(name_or_path: str) -> SearchSpace:
-    """A search space by path, or by name in ./configs/search or the project's configs/search/."""
+def load_search_space(name_or_path: str, base: SpecialistConfig) -> SearchSpace:
+    """A search space by path, or by name in ./configs/search or the project's configs/search/, checked
+    against the keys of ``base`` (the settings it varies)."""
     path = find_config(name_or_path, "search")
     source = str(path)
     raw = read_toml(path)
@@ -91,11 +91,11 @@ def load_search_space(name_or_path: str) -> SearchSpace:
         raise InputError(path, f"expected only a [search] table, found {sorted(raw) or 'nothing'}")
     params = {}
     for section, table in raw["search"].items():
-        if section not in _SECTIONS or not isinstance(table, dict):
-            raise InputError(path, f"[search.{section}] is not a table of one of {sorted(_SECTIONS)}")
+        if section not in SHARED_TABLES or not isinstance(table, dict):
+            raise InputError(path, f"[search.{section}] is not a table of one of {sorted(SHARED_TABLES)}")
         for key, spec in table.items():
             name = f"{section}.{key}"
-            kind = _search_key_type(name, source)
+            kind = _search_key_type(name, source, base)
             if not isinstance(spec, dict) or set(spec) - _SPEC_KEYS:
                 raise InputError(path, f"{name} must be a table of {sorted(_SPEC_KEYS)}")
             if ("values" in spec) == ("min" in spec or "max" in spec) or ("min" in spec) != ("max" in spec):
@@ -123,15 +123,16 @@ def load_search_space(name_or_path: str) -> SearchSpace:
     return SearchSpace(path, params)
 
 
-def declare(hp: kt.HyperParameters, space: SearchSpace) -> dict:
+def declare(hp: kt.HyperParameters, space: SearchSpace, base: SpecialistConfig) -> dict:
     """Declare the space's hyperparameters on ``hp``; their values in this trial."""
-    return {name: _declare(hp, name, spec, _search_key_type(name, str(space.path)))
+    return {name: _declare(hp, name, spec, _search_key_type(name, str(space.path), base))
             for name, spec in space.params.items()}
 
 
 def tuned_section(base: SpecialistConfig, values: dict) -> dict:
-    """A specialist's config table ({model, augment, train}): the base config with ``values`` applied."""
-    section = dataclasses.asdict(base)  # a deep copy
+    """A specialist's config table ({enabled, model, augment, train}): the base config with ``values``
+    applied, enabled so that `fkp cv` trains it."""
+    section = {**dataclasses.asdict(base), "enabled": True}  # a deep copy
     model, augment = section["model"], section["augment"]
     if "model.blocks" in values or "model.base_filters" in values:
         blocks = values.get("model.blocks", len(model["filters"]))
@@ -149,42 +150,39 @@ def tuned_section(base: SpecialistConfig, values: dict) -> dict:
 
 def tuned_settings(base: SpecialistConfig, values: dict) -> SpecialistConfig:
     """The settings a trial trains with, checked (ints widened to floats) like a config file's table."""
-    return resolve({"full": tuned_section(base, values)}, "search").full
+    return resolve_specialist(tuned_section(base, values), "search")
 
 
 class SpecialistHyperModel(kt.HyperModel):
-    """One specialist's CNN over a search space, trained on one fold like a `fkp cv` fold."""
+    """One specialist's model over a search space, trained on one fold like a `fkp cv` fold."""
 
     def __init__(self, name: str, base: Config, space: SearchSpace, training: TrainingSet, folds: Folds, fold: int):
         super().__init__(name=f"{name}_fold{fold}")
-        self.specialist, self.base, self.space, self.training = name, base.specialist(name), space, training
+        self.specialist, self.base, self.space = name, base.specialist(name), space
+        self.training, self.folds, self.fold = training, folds, fold
         self.seed = fold_seed(base, fold)
-        self.train_rows, self.val_rows = fold_rows(name, fold, training, folds)
-        columns = SPECIALISTS[name].columns
-        self.target_mean, self.target_spread = target_statistics(training.keypoints[np.ix_(self.train_rows, columns)])
+        prepared = self.prepare(self.base)  # refuses a fold without faces before any trial
+        self.train_faces, self.val_faces = len(prepared.train_rows), len(prepared.val_rows)
 
     def settings(self, hp: kt.HyperParameters) -> SpecialistConfig:
-        return tuned_settings(self.base, declare(hp, self.space))
+        return tuned_settings(self.base, declare(hp, self.space, self.base))
+
+    def prepare(self, settings: SpecialistConfig) -> PreparedFold:
+        return prepare_fold(self.specialist, self.fold, settings, self.training, self.folds, self.seed)
 
     def build(self, hp):
         settings = self.settings(hp)
-        keras.utils.set_random_seed(self.seed)
-        steps_per_epoch = math.ceil(len(self.train_rows) / settings.train.batch_size)
-        return build_model(self.target_mean, self.target_spread, settings.model,
-                           learning_rate(settings.train, steps_per_epoch), name=self.name)
+        return build_fold_model(self.prepare(settings), settings)
 
     def fit(self, hp, model, *, epochs: int, callbacks=(), initial_epoch: int = 0, log_prefix: str = ""):
         settings = self.settings(hp)
-        train_batches, val_batches = face_batches(
-            self.specialist, settings, self.training, self.train_rows, self.val_rows, self.seed
-        )
         started = time.perf_counter()
-        history = fit(model, train_batches, val_batches, settings.train, epochs=epochs, log_prefix=log_prefix,
-                      callbacks=callbacks, initial_epoch=initial_epoch)
+        history = train_stage(model, self.prepare(settings), settings.train, epochs=epochs, log_prefix=log_prefix,
+                              callbacks=callbacks, initial_epoch=initial_epoch)
         seconds = time.perf_counter() - started
         trained = len(history.history["loss"])
         print(f"{log_prefix} best {OBJECTIVE} {np.nanmin(history.history[OBJECTIVE]):.4f} after {trained} epochs, "
-              f"{seconds:.0f}s, {trained * len(self.train_rows) / seconds:.0f} faces/s", flush=True)
+              f"{seconds:.0f}s, {trained * self.train_faces / seconds:.0f} faces/s", flush=True)
         return history
 
 
@@ -260,6 +258,13 @@ def environment(variables: dict[str, str]) -> Iterator[None]:
                 os.environ[key] = value
 
 
+def specialist_settings(base: Config, name: str) -> SpecialistConfig:
+    """The base config's settings of the specialist to tune."""
+    if name not in SPECIALISTS:
+        raise InputError("--specialist", f"unknown specialist {name!r} (known: {', '.join(SPECIALISTS)})")
+    return base.specialist(name)
+
+
 def project_dir(runs_dir: Path, project: str, specialist: str) -> Path:
     return runs_dir / "tune" / project / specialist
 
@@ -285,8 +290,7 @@ def run_search(
 
     ``epochs`` per trial (Hyperband: the most) defaults to the base config's ``train.epochs``.
     """
-    if name not in SPECIALISTS:
-        raise InputError("--specialist", f"unknown specialist {name!r} (known: {', '.join(SPECIALISTS)})")
+    specialist_settings(base, name)
     if tuner not in TUNERS:
         raise InputError("--tuner", f"unknown tuner {tuner!r} (known: {', '.join(TUNERS)})")
     if not 0 <= fold < folds.k:
@@ -299,7 +303,7 @@ def run_search(
     spec.claim(directory, overwrite)
     hypermodel = SpecialistHyperModel(name, base, space, training, folds, fold)
     log(f"[{name}] searching {len(space.params)} hyperparameters of {space.path} with {tuner}: "
-        f"{len(hypermodel.train_rows)} training and {len(hypermodel.val_rows)} validation faces of fold {fold}, "
+        f"{hypermodel.train_faces} training and {hypermodel.val_faces} validation faces of fold {fold}, "
         f"up to {max_trials} trials of {epochs} epochs; trials in {directory}")
     budget = {"max_epochs": epochs} if tuner == "hyperband" else {"max_trials": max_trials}
     distribution = distribution or {}
@@ -345,8 +349,8 @@ def tuned_config_path(name_or_path: str) -> Path:
 
 def write_tuned_config(path: Path, name: str, section: dict, seed: int) -> None:
     """Write (or update) ``name``'s table of a config file, keeping the other specialist's as it is."""
-    raw = read_toml(path) if path.exists() else {"seed": seed}
-    raw[name] = section
+    raw = upgrade(read_toml(path)) if path.exists() else {"seed": seed}
+    raw.setdefault("specialists", {})[name] = section
     resolve(raw, str(path))
     write_toml(raw, path, header="# Best hyperparameters found by `fkp tune`; train with them: fkp cv --config "
                                  f"{path.stem}\n")

@@ -1,51 +1,65 @@
-"""Run folders laid out as `fkp cv` writes them, with predictions of a chosen quality.
+"""Runs written through ``Run.write_fold``, as `fkp cv` writes them, with predictions of a chosen quality.
 
-Blending and pictures read only these files, so a run whose out-of-fold predictions are the
-truth plus Gaussian noise of a known size tests them in milliseconds, against known answers.
+Blending and pictures read only what a run holds, so a run whose out-of-fold predictions are the
+truth plus Gaussian noise of a known size tests them in seconds, against known answers.
 """
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from competition.config import Config
-from competition.cv import RunSpec
 from competition.data import TestSet, TrainingSet
 from competition.folds import Folds
+from competition.runs import FoldArtifacts, Run, RunSpec
 from competition.schema import SPECIALISTS
+
+
+@functools.cache
+def tiny_model():
+    """A real (untrained) model to save in each fold, as `fkp cv` does."""
+    from competition.models import build_model
+    from competition.models.regression import Config as RegressionConfig
+
+    return build_model(RegressionConfig(filters=[2], convs_per_block=1, dense_units=2, input_downsample=4),
+                       np.zeros(2), np.ones(2), 1e-3)
 
 
 def write_run(
     run_dir: Path, training: TrainingSet, test: TestSet, folds: Folds, *, noise: float, tta_noise: float,
-    seed: int, limit: int | None = None, tta: bool = True,
-) -> None:
-    """OOF predictions = truth (the mean face where unlabelled) + N(0, noise) (``tta_noise`` for the TTA files);
-    test predictions = the mean face + N(0, 1); a made-up three-epoch history."""
-    config = Config()
-    config.full.train.tta = config.partial.train.tta = tta
-    RunSpec(training.fingerprint, folds.k, folds.seed, limit, config.to_dict()).claim(run_dir)
+    seed: int, limit: int | None = None, tta: bool = True, config: Config | None = None,
+) -> Run:
+    """OOF predictions = truth (the mean face where unlabelled) + N(0, noise) (``tta_noise`` for the flip-TTA
+    variant); test predictions = the mean face + N(0, 1); a made-up three-epoch history."""
+    config = config or Config()
+    config.inference.tta = tta
+    run = Run(run_dir)
+    run.claim(RunSpec(training.fingerprint, folds.k, folds.seed, limit, config.to_dict()))
     rng = np.random.default_rng(seed)
     mean_face = np.nanmean(training.keypoints, axis=0)
-    for name, specialist in SPECIALISTS.items():
+    history = pd.DataFrame({"loss": [60.0, 20.0, 12.0], "rmse": [8.0, 4.5, 3.5],
+                            "val_loss": [40.0, 18.0, 14.0], "val_rmse": [6.5, 4.2, 3.8]})
+    for name in config.trained:
+        specialist = SPECIALISTS[name]
         columns = list(specialist.coordinates)
         for fold in range(folds.k):
-            folder = run_dir / name / f"fold{fold}"
-            folder.mkdir(parents=True)
             rows = folds.validation_rows(fold)
             truth = training.keypoints[np.ix_(rows, specialist.columns)]
             centre = np.where(np.isnan(truth), mean_face[specialist.columns], truth)
-            for filename, sigma in (("oof.csv", noise), ("oof_tta.csv", tta_noise)):
+            predictions = {}
+            for variant, sigma in (("plain", noise), ("flip", tta_noise)):
                 predicted = pd.DataFrame(centre + rng.normal(0, sigma, centre.shape), columns=columns)
                 predicted.insert(0, "row", rows)
-                predicted.to_csv(folder / filename, index=False)
-            for filename in ("test.csv", "test_tta.csv"):
+                predictions["oof", variant] = predicted
+            for variant in ("plain", "flip"):
                 shape = (len(test), len(columns))
                 predicted = pd.DataFrame(mean_face[specialist.columns] + rng.normal(0, 1, shape), columns=columns)
                 predicted.insert(0, "ImageId", test.image_ids)
-                predicted.to_csv(folder / filename, index=False)
-            history = pd.DataFrame({"loss": [60.0, 20.0, 12.0], "rmse": [8.0, 4.5, 3.5],
-                                    "val_loss": [40.0, 18.0, 14.0], "val_rmse": [6.5, 4.2, 3.8]})
-            history.rename_axis("epoch").to_csv(folder / "history.csv")
+                predictions["test", variant] = predicted
+            run.write_fold(name, fold, FoldArtifacts(tiny_model(), predictions, history, config.to_dict(),
+                                                     {"specialist": name, "fold": fold}))
+    return run

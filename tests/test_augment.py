@@ -9,7 +9,7 @@ from competition.schema import COORDINATES, SPECIALISTS
 @pytest.fixture(params=["full", "partial"])
 def faces(request, training):
     specialist = SPECIALISTS[request.param]
-    rows = np.flatnonzero(training.is_full_label)[:6] if request.param == "full" else np.arange(6)
+    rows = np.flatnonzero(training.style == "full")[:6] if request.param == "full" else np.arange(6)
     points = training.keypoints[np.ix_(rows, specialist.columns)].reshape(len(rows), -1, 2)
     return training.images[rows], points, specialist
 
@@ -76,7 +76,7 @@ def test_augmenter_with_zero_strength_changes_nothing(faces):
 
 def test_augmenter_always_flipping_swaps_labels(training):
     specialist = SPECIALISTS["full"]
-    rows = np.flatnonzero(training.is_full_label)[:4]
+    rows = np.flatnonzero(training.style == "full")[:4]
     points = training.keypoints[rows].reshape(4, 15, 2)
     flip_only = AugmentConfig(flip=1.0, rotate=0, scale=0, shift=0, brightness=0, contrast=0)
     _, out = Augmenter(flip_only, specialist.flip_permutation)(training.images[rows], points, seed=3)

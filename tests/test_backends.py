@@ -4,14 +4,16 @@ Each backend's run is skipped where that backend is not installed.
 """
 
 import importlib.util
-import json
 import os
 import subprocess
 import sys
 
 import pytest
 
+from competition.runs import Run
 
+
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["torch", "jax"])
 def test_cv_runs_under_the_backend(backend, data_dir, tmp_path):
     if importlib.util.find_spec(backend) is None:
@@ -22,10 +24,8 @@ def test_cv_runs_under_the_backend(backend, data_dir, tmp_path):
         cwd=tmp_path, capture_output=True, text=True, env={**os.environ, "KERAS_BACKEND": backend},
     )
     assert cv.returncode == 0, cv.stdout + cv.stderr
-    last = cv.stdout.strip().splitlines()[-1]
-    assert last.startswith("cv_rmse=") and 0 < float(last.removeprefix("cv_rmse=")) < 30
+    assert cv.stdout.strip().splitlines()[-1].startswith("cv_rmse=")
+    run = Run(tmp_path / "runs" / "smoke")
     for specialist in ("full", "partial"):
-        for fold in (0, 1):
-            folder = tmp_path / "runs" / "smoke" / specialist / f"fold{fold}"
-            assert json.loads((folder / "fold.json").read_text())["backend"] == backend
-            assert (folder / "model.keras").exists()
+        assert [report["backend"] for report in run.fold_reports(specialist).values()] == [backend, backend]
+        assert all(path.exists() for path in run.models(specialist).values())

@@ -1,5 +1,7 @@
 """Blending runs: weights fitted on out-of-fold predictions, scored without leaking, same folds only."""
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -9,14 +11,14 @@ from typer.testing import CliRunner
 
 from competition import data
 from competition.blend import blend_runs
-from competition.blender import fit, out_of_fold
 from competition.cli import app
 from competition.config import PROJECT_CONFIGS, BlendConfig, Config, load_blend_config
-from competition.cv import RunSpec
 from competition.errors import InputError
 from competition.evaluate import rmse
 from competition.folds import make_folds
+from competition.runs import Run, RunSpec
 from competition.schema import COORDINATES, specialist_for
+from competition.stacking import fit_weights, out_of_fold_blend
 
 MIXTURE = np.array([0.6, 0.0, 0.4])  # the third member's weight, the second one's zero
 
@@ -38,7 +40,7 @@ def mixture():
 ], ids=["nnls", "ridge", "elasticnet"])
 def test_weights_recover_a_known_mixture(mixture, config):
     members, truth = mixture
-    weights = fit(members, truth, config)
+    weights = fit_weights(members, truth, config)
     np.testing.assert_allclose(weights.coef, np.tile(MIXTURE, (30, 1)), atol=0.01)
     np.testing.assert_allclose(weights.intercept, 0, atol=0.5)
     assert rmse(truth, weights.apply(members)) < 0.05
@@ -49,7 +51,7 @@ def test_only_labelled_faces_count(mixture):
     members, truth = mixture
     members = members.copy()
     members[:, np.isnan(truth)] = 1e4
-    weights = fit(members, truth, BlendConfig())
+    weights = fit_weights(members, truth, BlendConfig())
     np.testing.assert_allclose(weights.coef, np.tile(MIXTURE, (30, 1)), atol=0.01)
 
 
@@ -58,7 +60,7 @@ def test_nnls_gives_a_run_that_only_hurts_no_weight():
     truth = rng.normal(48, 5, (300, 2))
     good = truth + rng.normal(0, 1, truth.shape)
     contrary = -truth  # points the other way: least squares would weigh it negatively
-    weights = fit(np.stack([good, contrary]), truth, BlendConfig())
+    weights = fit_weights(np.stack([good, contrary]), truth, BlendConfig())
     assert (weights.coef[:, 1] == 0).all()
     assert (weights.coef[:, 0] > 0.9).all()
 
@@ -66,10 +68,10 @@ def test_nnls_gives_a_run_that_only_hurts_no_weight():
 def test_held_out_faces_are_predicted_by_weights_that_never_saw_them(mixture):
     members, truth = mixture
     fold = np.arange(len(truth)) % 4
-    blended = out_of_fold(members, truth, fold, BlendConfig())
+    blended = out_of_fold_blend(members, truth, fold, BlendConfig())
     changed = truth.copy()
     changed[fold == 2] = np.random.default_rng(5).normal(48, 10, changed[fold == 2].shape)
-    again = out_of_fold(members, changed, fold, BlendConfig())
+    again = out_of_fold_blend(members, changed, fold, BlendConfig())
     np.testing.assert_array_equal(again[fold == 2], blended[fold == 2])
     assert not np.allclose(again[fold != 2], blended[fold != 2])
 
@@ -100,7 +102,7 @@ def test_pure_noise_runs_cannot_buy_a_better_blend_score(runs, config, in_sample
     fold = np.arange(90) % 3
     spread = np.sqrt(np.mean((truth - truth.mean(axis=0)) ** 2))  # the best any honest noise blend can do
     assert rmse(truth, in_sample(noise, truth)) < 0.7 * spread  # what a leaking score would report
-    assert rmse(truth, out_of_fold(noise, truth, fold, config)) > spread
+    assert rmse(truth, out_of_fold_blend(noise, truth, fold, config)) > spread
 
 
 def test_every_shipped_blend_config_loads():
@@ -177,8 +179,8 @@ def test_two_runs_blend_into_a_submission_beside_its_weights_picture_and_report(
 
     # The submission is the weighted sum of the runs' fold-averaged flip-TTA test predictions.
     def fold_averaged(name):
-        frames = {s: pd.concat(pd.read_csv(p) for p in sorted((runs / name / s).glob("fold*/test_tta.csv")))
-                  .groupby("ImageId").mean() for s in ("full", "partial")}
+        frames = {s: frame.drop(columns="fold").groupby(level=0).mean()
+                  for s, frame in Run(runs / name).test("flip").items()}
         return pd.DataFrame({c: frames[specialist_for(c)][c] for c in COORDINATES})
 
     w = weights.set_index("coordinate")
@@ -208,8 +210,7 @@ def test_tta_is_chosen_by_the_runs_config_or_the_flag(runs, sample):
     training, _, _ = sample
     by_config = blend_runs([runs / "good", runs / "worse"], training, BlendConfig())
     plain = blend_runs([runs / "good", runs / "worse"], training, BlendConfig(), tta=False)
-    assert by_config.tta["good"] == {"full": True, "partial": True}
-    assert plain.tta["good"] == {"full": False, "partial": False}
+    assert by_config.tta["good"] is True and plain.tta["good"] is False
     assert by_config.scores["used"].equals(by_config.scores["flip TTA"])
     assert plain.scores["used"].equals(plain.scores["no TTA"])
     assert by_config.blend_scores["used"] == by_config.blend_scores["flip TTA"]
@@ -238,7 +239,7 @@ def test_runs_must_follow_the_runs_option(runs, sample_dir):
 @pytest.mark.parametrize("command", ["blend", "show"])
 def test_a_run_without_a_finished_fold_is_refused_with_one_line(tmp_path, sample, sample_dir, command):
     training, _, folds = sample
-    RunSpec(training.fingerprint, folds.k, folds.seed, None, Config().to_dict()).claim(tmp_path / "empty")
+    Run(tmp_path / "empty").claim(RunSpec(training.fingerprint, folds.k, folds.seed, None, Config().to_dict()))
     result = fkp(command, "--run", "empty", "--runs-dir", tmp_path, "--data", sample_dir)
     assert result.exit_code == 2, result.output
     assert len(result.stderr.strip().splitlines()) == 1
@@ -251,3 +252,37 @@ def test_a_run_recorded_before_the_specialists_key_reads_as_both_specialists():
     assert RunSpec("f", 5, 42, None, config).specialists == ["full", "partial"]
     single = {**config, "specialists": ["full"]}
     assert RunSpec("f", 5, 42, None, single).specialists == ["full"]
+
+
+def test_the_blend_reports_each_annotation_style(runs, sample):
+    """Style scores computed by hand from the runs' own predictions (pooled squared error per style)."""
+    training, _, _ = sample
+    blend = blend_runs([runs / "good"], training, BlendConfig())
+    oof = Run(runs / "good").oof("flip")
+    rows = oof["full"].index.intersection(oof["partial"].index).to_numpy()
+    predicted = oof["full"].loc[rows, list(COORDINATES)].to_numpy()
+    partial_columns = [COORDINATES.index(c) for c in oof["partial"].columns if c != "fold"]
+    predicted[:, partial_columns] = oof["partial"].loc[rows, [COORDINATES[c] for c in partial_columns]].to_numpy()
+    truth = training.keypoints[rows]
+    for style in ("full", "partial"):
+        chosen = training.style[rows] == style
+        errors = (predicted[chosen] - truth[chosen])[~np.isnan(truth[chosen])]
+        assert np.isclose(blend.style_scores.loc["good", f"{style}-style"], np.sqrt(np.mean(errors**2)))
+    assert blend.style_scores.loc["blend"].equals(blend.style_scores.loc["good"])  # one run: its fold average
+
+
+def test_a_run_made_before_the_seams_change_still_blends_and_shows(tmp_path, sample_dir):
+    """tests/fixtures/run_before_seams: a real `fkp cv` run (bundled sample, --limit 80, 2 folds) written by
+    the code before runs.py and the [specialists] tables; its model files left out."""
+    import shutil
+
+    from competition.show import show_run
+
+    runs_dir = tmp_path / "runs"
+    shutil.copytree(Path(__file__).parent / "fixtures" / "run_before_seams", runs_dir / "old")
+    result = fkp("blend", "--run", "old", "--runs-dir", runs_dir, "--data", sample_dir, "--out", tmp_path / "s.csv")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip().splitlines()[-1] == "blend_rmse=3.74591"  # what the old code's blend printed
+    assert len(pd.read_csv(tmp_path / "s.csv")) == len(pd.read_csv(sample_dir / "IdLookupTable.csv"))
+    paths = show_run(runs_dir / "old", data.load_training(sample_dir))
+    assert all(path.exists() for path in paths)

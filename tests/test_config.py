@@ -1,7 +1,10 @@
+import math
+
 import pytest
 
-from competition.config import PROJECT_CONFIGS, load_config
+from competition.config import PROJECT_CONFIGS, BlendConfig, Config, load_config, resolve
 from competition.errors import InputError
+from competition.models import FAMILIES
 
 
 def write(tmp_path, text):
@@ -15,19 +18,49 @@ def test_every_shipped_config_loads():
         assert load_config(str(path)).name == path.stem
 
 
-def test_shared_tables_apply_to_both_and_specialist_tables_override(tmp_path):
-    config = load_config(write(tmp_path, "[model]\ndropout = 0.1\n[partial.model]\ndropout = 0.4\n"))
-    assert config.full.model.dropout == 0.1
-    assert config.partial.model.dropout == 0.4
-    assert config.name == "exp"
+def test_shared_tables_apply_to_every_specialist_and_specialist_tables_override(tmp_path):
+    config = load_config(write(tmp_path, "[model]\ndropout = 0.1\n[specialists.partial.model]\ndropout = 0.4\n"))
+    assert config.specialist("full").model.dropout == 0.1
+    assert config.specialist("partial").model.dropout == 0.4
+    assert config.name == "exp" and config.trained == ["full", "partial"]
+
+
+def test_a_specialist_can_be_left_untrained_and_inference_has_its_own_table(tmp_path):
+    config = load_config(write(tmp_path, "[specialists.partial]\nenabled = false\n[inference]\ntta = false\n"))
+    assert config.trained == ["full"]
+    assert config.inference.tta is False and config.inference.prefer == ["partial", "full"]
 
 
 def test_cli_overrides_reach_the_right_specialist(tmp_path):
-    path = write(tmp_path, "[train]\nepochs = 3\n")
-    config = load_config(path, ["train.epochs=7", "full.model.filters=[8, 16]", "augment.flip=0"])
-    assert config.full.train.epochs == config.partial.train.epochs == 7
-    assert config.full.model.filters == [8, 16] and config.partial.model.filters != [8, 16]
-    assert config.partial.augment.flip == 0.0 and isinstance(config.partial.augment.flip, float)
+    path = write(tmp_path, "[train]\nepochs = 3\n[specialists.full.model]\ndropout = 0.4\n")
+    config = load_config(path, ["train.epochs=7", "specialists.full.model.filters=[8, 16]", "augment.flip=0",
+                                "model.dropout=0.2", "inference.tta=false"])
+    full, partial = config.specialist("full"), config.specialist("partial")
+    assert full.train.epochs == partial.train.epochs == 7
+    assert full.model.filters == [8, 16] and partial.model.filters != [8, 16]
+    assert partial.augment.flip == 0.0 and isinstance(partial.augment.flip, float)
+    assert full.model.dropout == partial.model.dropout == 0.2  # a shared --set reaches every specialist
+    assert config.inference.tta is False
+
+
+def test_the_model_family_is_picked_by_name(tmp_path):
+    config = load_config(write(tmp_path, "[model]\nfamily = 'regression'\nfilters = [8]\n"))
+    assert type(config.specialist("full").model) is FAMILIES["regression"].Config
+    assert config.specialist("full").model.filters == [8]
+
+
+def test_a_config_in_the_shape_before_the_specialists_table_still_resolves():
+    """Runs made before `specialists` became a table recorded this shape in run.json."""
+    old = Config().to_dict()
+    full, partial = old["specialists"]["full"], old["specialists"]["partial"]
+    for table in (full, partial):
+        del table["enabled"]
+        del table["model"]["family"]
+        table["train"]["tta"] = False
+    raw = {"name": "cpu", "seed": 7, "specialists": ["full"], "full": full, "partial": partial}
+    config = resolve(raw, "run.json")
+    assert config.trained == ["full"] and config.seed == 7 and config.inference.tta is False
+    assert config.specialist("partial").model.filters == full["model"]["filters"]
 
 
 @pytest.mark.parametrize(
@@ -38,18 +71,42 @@ def test_cli_overrides_reach_the_right_specialist(tmp_path):
         ("[train]\nepochs = 2.5\n", "key 'train.epochs' must be int"),
         ("[model]\nfilters = [8, 'x']\n", "key 'model.filters' must be int"),
         ("[model]\nbatch_norm = 1\n", "key 'model.batch_norm' must be bool"),
-        ("[full]\nmodel = 3\n", "key 'full.model' must be a table"),
+        ("[specialists.full]\nmodel = 3\n", "key 'specialists.full.model' must be a table"),
         ("seed = \n", "not valid TOML"),
-        ("[train]\nschedule = 'linear'\n", "key 'full.train.schedule' must be one of plateau, cosine"),
-        ("[partial.model]\ninput_downsample = 5\n", "key 'partial.model.input_downsample' must divide 96"),
-        ("specialists = ['partial']\n", "key 'specialists' must .* cover all 30 coordinates"),
-        ("specialists = ['full', 'ful']\n", "key 'specialists' must name each of full, partial at most once"),
+        ("[train]\nschedule = 'linear'\n", "key 'train.schedule' must be one of plateau, cosine"),
+        ("[specialists.partial.model]\ninput_downsample = 5\n",
+         "key 'specialists.partial.model.input_downsample' must be a whole divisor of 96"),
+        ("[specialists.full]\nenabled = false\n", "must cover all 30 coordinates"),
+        ("[specialists.ful]\nenabled = false\n", "unknown specialist 'ful'"),
+        ("[model]\nfamily = 'hourglass'\n", "key 'model.family' must be one of regression"),
+        ("[inference]\nprefer = ['full']\n", "key 'inference.prefer' must name each of full, partial once"),
+        ("[inference]\nprefer = ['full', 'ful']\n", "key 'inference.prefer' must be one of full, partial"),
+        # values of the right type outside the range declared beside the key
+        ("[train]\nepochs = 0\n", "key 'train.epochs' must be at least 1, got 0"),
+        ("[train]\nbatch_size = -3\n", "key 'train.batch_size' must be at least 1"),
+        ("[train]\nlearning_rate = nan\n", "key 'train.learning_rate' must be within"),
+        ("[train]\nmax_minutes = -1\n", "key 'train.max_minutes' must be at least 0"),
+        ("[model]\ndropout = 1.0\n", "key 'model.dropout' must be at least 0 and below 1"),
+        ("[model]\nfilters = [8, 0]\n", "key 'model.filters' must be at least 1, got 0 in"),
+        ("[model]\nfilters = []\n", "key 'model.filters' must not be empty"),
+        ("[augment]\nflip = 1.5\n", "key 'augment.flip' must be within 0..1"),
+        ("seed = -1\n", "key 'seed' must be within 0"),
     ],
 )
 def test_bad_configs_are_refused_with_the_key(tmp_path, text, message):
     with pytest.raises(InputError, match=message) as error:
         load_config(write(tmp_path, text))
     assert "exp.toml" in str(error.value)
+
+
+def test_a_bad_override_names_the_option(tmp_path):
+    with pytest.raises(InputError, match="--set: key 'specialists.full.train.epochs' must be at least 1"):
+        load_config(write(tmp_path, ""), ["train.epochs=0"])
+
+
+def test_the_defaults_lie_within_their_own_ranges():
+    assert resolve(Config().to_dict(), "defaults").to_dict() == Config().to_dict()
+    assert not math.isnan(BlendConfig().alpha)
 
 
 def test_unknown_config_name_lists_the_known_ones():

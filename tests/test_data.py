@@ -7,7 +7,7 @@ import pytest
 
 from competition import data
 from competition.errors import InputError
-from competition.schema import COORDINATES
+from competition.schema import COORDINATES, STYLES
 
 
 def test_vectorised_parse_matches_a_plain_split_on_real_rows(sample_dir):
@@ -47,7 +47,27 @@ def test_training_set_matches_the_csv(sample_dir, training):
     np.testing.assert_array_equal(training.keypoints, frame[list(COORDINATES)].to_numpy(np.float32))
     assert training.images.shape == (300, 96, 96) and training.images.dtype == np.uint8
     full = frame[list(COORDINATES)].notna().sum(axis=1) > 8
-    assert (training.is_full_label == full.to_numpy()).all()
+    assert ((training.style == "full") == full.to_numpy()).all()
+    assert set(training.style) == {"full", "partial"}
+
+
+def test_a_test_faces_style_is_read_from_what_idlookuptable_asks():
+    lookup = pd.DataFrame({"RowId": range(1, 39), "ImageId": [7] * 30 + [9] * 8,
+                           "FeatureName": [*COORDINATES, "left_eye_center_x", "left_eye_center_y",
+                                           "right_eye_center_x", "right_eye_center_y", "nose_tip_x", "nose_tip_y",
+                                           "mouth_center_bottom_lip_x", "mouth_center_bottom_lip_y"]})
+    styles = data.lookup_styles(lookup)
+    assert styles.to_dict() == {7: "full", 9: "partial"}
+
+
+def test_test_styles_follow_what_is_asked_beyond_the_partial_eight(data_dir):
+    """Kaggle asks a partial-style face for (up to) its 8 coordinates, a full-style one for more (up to 30)."""
+    test = data.load_test(data_dir)
+    lookup = data.load_lookup(data_dir, test)
+    beyond = ~lookup["FeatureName"].isin(STYLES["partial"].coordinates)
+    asks_more = beyond.groupby(lookup["ImageId"]).any()
+    styles = data.lookup_styles(lookup)
+    assert len(styles) == len(test) and ((styles == "full") == asks_more).all()
 
 
 def test_extracted_csvs_load_like_the_zips(tmp_path, sample_dir, training):

@@ -1,4 +1,5 @@
 import numpy as np
+import pandas as pd
 import pytest
 
 from competition.data import TrainingSet
@@ -21,9 +22,9 @@ def test_folds_are_disjoint_covering_and_deterministic(training):
 
 def test_folds_are_stratified_by_annotation_style(training):
     folds = make_folds(training, 5, seed=0)
-    overall = training.is_full_label.mean()
+    overall = (training.style == "full").mean()
     for k in range(5):
-        share = training.is_full_label[folds.validation_rows(k)].mean()
+        share = (training.style[folds.validation_rows(k)] == "full").mean()
         assert abs(share - overall) < 0.03
 
 
@@ -53,8 +54,20 @@ def test_one_fold_is_refused(training):
         make_folds(training, 1, seed=0)
 
 
-def test_save_writes_row_fold_style(tmp_path, training):
+def test_save_writes_row_fold_style_and_the_style_is_read_back(tmp_path, training):
     folds = make_folds(training, 2, seed=0)
-    save_folds(folds, training, tmp_path / "f.csv")
+    save_folds(folds, tmp_path / "f.csv")
     header = (tmp_path / "f.csv").read_text().splitlines()[0]
     assert header == "row,fold,style"
+    loaded = load_folds(tmp_path / "f.csv", training)
+    assert (loaded.style == training.style).all() and (loaded.head(10).style == training.style[:10]).all()
+
+
+def test_a_stored_style_that_disagrees_with_the_labels_is_refused(tmp_path, training):
+    save_folds(make_folds(training, 2, seed=0), tmp_path / "f.csv")
+    frame = pd.read_csv(tmp_path / "f.csv")
+    row = int(np.flatnonzero(training.style == "full")[0])
+    frame.loc[row, "style"] = "partial"
+    frame.to_csv(tmp_path / "f.csv", index=False)
+    with pytest.raises(InputError, match=f"line {row + 2}, column style: style 'partial' of training row {row}"):
+        load_folds(tmp_path / "f.csv", training)

@@ -2,12 +2,13 @@ import keras
 import numpy as np
 import pandas as pd
 
-from competition.config import ModelConfig
 from competition.evaluate import leaderboard_mix, rmse
-from competition.model import MaskedMeanSquaredError, PixelRMSE, build_model, target_statistics
+from competition.models import build_model, target_statistics
+from competition.models.losses import MaskedMeanSquaredError, PixelRMSE
+from competition.models.regression import Config as RegressionConfig
 from competition.schema import SPECIALISTS
 
-SMALL = ModelConfig(filters=[4, 8], convs_per_block=1, dense_units=8, dropout=0.0)
+SMALL = RegressionConfig(filters=[4, 8], convs_per_block=1, dense_units=8, dropout=0.0)
 
 
 def test_masked_loss_ignores_missing_labels():
@@ -33,6 +34,7 @@ def test_rmse_hand_computed_case():
 
 
 def test_leaderboard_mix_takes_the_partial_specialists_eight_coordinates_on_shared_rows():
+    """The default preference: the smallest trained specialist answers a coordinate."""
     coordinates = list(SPECIALISTS["full"].coordinates)
     full = pd.DataFrame(np.zeros((3, 30)), index=[4, 5, 6], columns=coordinates)
     partial = pd.DataFrame(np.ones((2, 8)), index=[5, 6], columns=list(SPECIALISTS["partial"].coordinates))
@@ -46,7 +48,7 @@ def test_untrained_model_predicts_the_mean_face_and_survives_save_load(tmp_path)
     targets = np.array([[30.0, 40.0], [34.0, np.nan], [32.0, 44.0]])
     mean, spread = target_statistics(targets)
     np.testing.assert_allclose(mean, [32.0, 42.0])
-    model = build_model(mean, spread, SMALL, 1e-3)
+    model = build_model(SMALL, mean, spread, 1e-3)
     faces = np.random.default_rng(0).integers(0, 255, (3, 96, 96, 1)).astype(np.float32)
     predicted = model.predict(faces, verbose=0)
     np.testing.assert_allclose(predicted, np.tile(mean, (3, 1)), atol=1e-5)
@@ -58,7 +60,14 @@ def test_untrained_model_predicts_the_mean_face_and_survives_save_load(tmp_path)
 
 def test_input_downsample_feeds_the_first_conv_a_smaller_face_and_still_maps_raw_faces_to_pixels():
     mean, spread = target_statistics(np.array([[30.0, 40.0], [34.0, 44.0]]))
-    model = build_model(mean, spread, ModelConfig(filters=[4, 8], convs_per_block=1, dense_units=8, dropout=0.0,
-                                                  input_downsample=2), 1e-3)
+    model = build_model(RegressionConfig(filters=[4, 8], convs_per_block=1, dense_units=8, dropout=0.0,
+                                         input_downsample=2), mean, spread, 1e-3)
     assert tuple(model.get_layer("block0_conv0").input.shape) == (None, 48, 48, 1)
     assert model.input_shape == (None, 96, 96, 1) and model.output_shape == (None, 2)
+
+
+def test_leaderboard_mix_follows_the_configs_preference():
+    coordinates = list(SPECIALISTS["full"].coordinates)
+    full = pd.DataFrame(np.zeros((2, 30)), index=[5, 6], columns=coordinates)
+    partial = pd.DataFrame(np.ones((2, 8)), index=[5, 6], columns=list(SPECIALISTS["partial"].coordinates))
+    assert leaderboard_mix({"full": full, "partial": partial}, prefer=["full", "partial"]).to_numpy().sum() == 0

@@ -1,6 +1,6 @@
 import numpy as np
 
-from competition.schema import COORDINATES, FLIP_PAIRS, KEYPOINTS, MIRROR_AXIS, SPECIALISTS, specialist_for
+from competition.schema import COORDINATES, FLIP_PAIRS, KEYPOINTS, MIRROR_AXIS, SPECIALISTS, STYLES, specialist_for, style_of
 
 
 def test_fifteen_keypoints_thirty_coordinates_in_kaggle_order():
@@ -25,7 +25,21 @@ def test_specialists():
     assert list(SPECIALISTS["partial"].columns) == [0, 1, 2, 3, 20, 21, 28, 29]
     assert specialist_for("nose_tip_y") == "partial"
     assert specialist_for("mouth_left_corner_x") == "full"
+    assert specialist_for("nose_tip_y", trained=["full", "partial"]) == "partial"
+    assert specialist_for("mouth_left_corner_x", trained=["full", "partial"]) == "full"
     assert specialist_for("nose_tip_y", trained=["full"]) == "full"
+    assert specialist_for("nose_tip_y", trained=["full", "partial"], prefer=["full", "partial"]) == "full"
+
+
+def test_a_faces_style_is_the_smallest_style_that_holds_its_labels():
+    assert set(STYLES) == {"full", "partial"}
+    assert STYLES["partial"].coordinates == SPECIALISTS["partial"].coordinates
+    labelled = np.zeros((4, 30), bool)
+    labelled[0] = True  # all 30
+    labelled[1, [0, 1, 2, 3, 20, 21, 28, 29]] = True  # the partial eight
+    labelled[2, [0, 1, 4, 5]] = True  # an eye centre and an inner corner: beyond the partial style
+    # row 3: nothing labelled
+    assert list(style_of(labelled)) == ["full", "partial", "full", "partial"]
 
 
 def test_flip_permutation_swaps_pairs_and_is_its_own_inverse():

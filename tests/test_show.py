@@ -13,8 +13,10 @@ from competition import data
 from competition.cli import app
 from competition.folds import make_folds
 from competition.plots import SIDE_COLOURS, FacePanel, face_grid, save_png
+from competition.evaluate import face_errors
+from competition.runs import Run
 from competition.schema import COORDINATES
-from competition.show import face_errors, worst_and_median
+from competition.show import worst_and_median
 
 FIGURES = ("validation_faces.png", "learning_curves.png", "rmse_per_keypoint.png")
 
@@ -32,8 +34,9 @@ def shown(tmp_path_factory, sample_dir):
 
 
 def test_show_writes_the_figures_and_a_report_that_links_them(shown):
-    run, stdout = shown
-    plots = run / "a" / "plots"
+    runs_dir, stdout = shown
+    run = Run(runs_dir / "a")
+    plots = run.plots_dir
     for name in FIGURES:
         assert str(plots / name) in stdout
         with Image.open(plots / name) as image:
@@ -42,16 +45,17 @@ def test_show_writes_the_figures_and_a_report_that_links_them(shown):
             pixels = np.asarray(image.convert("L"), float)
         assert pixels.shape[0] > 300 and pixels.shape[1] > 500
         assert pixels.std() > 10  # something is drawn
-    report = (run / "a" / "report.md").read_text()
+    report = run.report_path.read_text()
     assert re.findall(r"\]\((plots/[a-z_]+\.png)\)", report)[::2] == [f"plots/{n}" for n in FIGURES]
     assert "no TTA" in report and "flip TTA" in report
-    assert not list(run.rglob("*.tmp"))
+    assert re.search(r"By annotation style .*all faces \d\.\d{4}, full-style \d\.\d{4}, partial-style \d\.\d{4}", report)
+    assert not list(runs_dir.rglob("*.tmp"))
 
 
 def test_the_validation_grid_shows_real_faces(shown):
     """The face grid is mostly photograph: its grey levels spread like faces', not like a blank chart."""
-    run, _ = shown
-    with Image.open(run / "a" / "plots" / "validation_faces.png") as image:
+    runs_dir, _ = shown
+    with Image.open(Run(runs_dir / "a").plots_dir / "validation_faces.png") as image:
         rgb = np.asarray(image.convert("RGB"), float)
     level = rgb.mean(axis=2)
     mid_grey = (np.ptp(rgb, axis=2) < 8) & (level > 30) & (level < 220)  # neither background, text nor markers
@@ -91,7 +95,7 @@ def test_a_left_right_mix_up_shows_in_the_colours(tmp_path, training):
 
 
 def test_face_grid_draws_each_face_and_its_points(training):
-    rows = np.flatnonzero(training.is_full_label)[:3]
+    rows = np.flatnonzero(training.style == "full")[:3]
     panels = [FacePanel(training.images[r], training.keypoints[r] + 1.5, training.keypoints[r], f"row {r}")
               for r in rows]
     figure = face_grid(panels, "faces", columns=2)

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from keras import ops
 
-from competition.config import ModelConfig
-from competition.model import build_model
+from competition.models import build_model
+from competition.models.regression import Config as RegressionConfig
 from competition.predict import predict_pixels, predict_with_flip
 from competition.schema import FIRST_PIXEL_CENTRE, FLIP_PAIRS, IMAGE_SIZE, MIRROR_AXIS, SPECIALISTS
 
@@ -73,8 +73,8 @@ def test_tta_of_a_constant_model_averages_each_point_with_its_mirror_partner(fac
     """An untrained model predicts its target mean; TTA averages it with its mirror, worked by hand."""
     specialist = SPECIALISTS["partial"]  # left eye, right eye, nose tip, bottom lip
     mean = np.array([66.0, 37.0, 30.0, 39.0, 48.0, 60.0, 49.0, 80.0])
-    small = ModelConfig(filters=[4], convs_per_block=1, dense_units=4, dropout=0.0)
-    model = build_model(mean, np.ones(8), small, 1e-3)
+    small = RegressionConfig(filters=[4], convs_per_block=1, dense_units=4, dropout=0.0)
+    model = build_model(small, mean, np.ones(8), 1e-3)
     plain, with_tta = predict_with_flip(model, faces, specialist)
     np.testing.assert_allclose(plain, np.tile(mean, (len(faces), 1)), atol=1e-4)
     # Mirror axis 97 (1-based pixel centres). Left eye x: (66 + (97 - 30)) / 2; y: (37 + 39) / 2;

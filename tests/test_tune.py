@@ -75,9 +75,9 @@ def trial_statuses(project: Path) -> dict[str, str]:
 
 def test_shipped_search_spaces_load():
     for path in (PROJECT_CONFIGS / "search").glob("*.toml"):
-        space = load_search_space(str(path))
+        space = load_search_space(str(path), SpecialistConfig())
         assert "train.learning_rate" in space.params and "model.blocks" in space.params
-    assert load_search_space("default").path.resolve() == PROJECT_CONFIGS / "search" / "default.toml"
+    assert load_search_space("default", SpecialistConfig()).path.resolve() == PROJECT_CONFIGS / "search" / "default.toml"
 
 
 @pytest.mark.parametrize(
@@ -102,13 +102,13 @@ def test_bad_search_spaces_are_refused_with_the_key(tmp_path, text, message):
     path = tmp_path / "space.toml"
     path.write_text(text)
     with pytest.raises(InputError, match=re.escape(message)) as error:
-        load_search_space(str(path))
+        load_search_space(str(path), SpecialistConfig())
     assert str(path) in str(error.value)
 
 
 def test_unknown_search_space_name_lists_the_known_ones():
     with pytest.raises(InputError, match="known: .*default"):
-        load_search_space("no-such-space")
+        load_search_space("no-such-space", SpecialistConfig())
 
 
 # --- from hyperparameters to settings ------------------------------------------------------------
@@ -129,8 +129,8 @@ def test_tuned_section_maps_derived_and_direct_keys_onto_the_base():
 
 def test_the_hypermodel_builds_the_cv_model_with_the_trials_values(training, tiny_space):
     folds = make_folds(training, 3, 0)
-    hypermodel = SpecialistHyperModel("partial", load_config("smoke"), load_search_space(str(tiny_space)),
-                                      training, folds, 0)
+    hypermodel = SpecialistHyperModel("partial", load_config("smoke"),
+                                      load_search_space(str(tiny_space), SpecialistConfig()), training, folds, 0)
     hp = kt.HyperParameters()
     hp.Fixed("model.base_filters", 8)
     hp.Fixed("model.batch_norm", False)
@@ -154,12 +154,44 @@ def test_tuned_config_keeps_the_other_specialists_table(tmp_path):
     write_tuned_config(path, "partial", tuned_section(base, {"model.dropout": 0.1}), seed=7)
     write_tuned_config(path, "full", tuned_section(base, {"model.dense_units": 64}), seed=9)
     config = load_config(str(path))
-    assert config.partial.model.dropout == 0.1 and config.partial.model.dense_units == base.model.dense_units
-    assert config.full.model.dense_units == 64 and config.full.model.dropout == base.model.dropout
+    full, partial = config.specialist("full"), config.specialist("partial")
+    assert partial.model.dropout == 0.1 and partial.model.dense_units == base.model.dense_units
+    assert full.model.dense_units == 64 and full.model.dropout == base.model.dropout
     assert config.seed == 7  # the file's seed stays
     write_tuned_config(path, "partial", tuned_section(base, {"model.dropout": 0.4}), seed=7)
     again = load_config(str(path))
-    assert again.partial.model.dropout == 0.4 and again.full.model.dense_units == 64
+    assert again.specialist("partial").model.dropout == 0.4 and again.specialist("full").model.dense_units == 64
+
+
+def test_a_tuned_config_written_in_the_old_shape_is_updated_in_todays(tmp_path):
+    path = tmp_path / "tuned.toml"
+    path.write_text("seed = 3\n[full.model]\ndense_units = 64\n[full.train]\ntta = false\n")
+    write_tuned_config(path, "partial", tuned_section(SpecialistConfig(), {"model.dropout": 0.1}), seed=7)
+    config = load_config(str(path))
+    assert config.specialist("full").model.dense_units == 64 and config.specialist("partial").model.dropout == 0.1
+    assert config.inference.tta is False and "[specialists.full.model]" in path.read_text()
+
+
+@pytest.mark.slow
+def test_a_trial_with_the_base_settings_trains_exactly_like_a_cv_fold(training, tmp_path):
+    """The tuner builds its trials from `fkp cv`'s own fold stages: same model, batches and weights."""
+    from competition.data import TestSet
+    from competition.jobs import FoldJob
+    from competition.train import train_fold
+
+    config = load_config("smoke", ["train.epochs=2", "model.filters=[4, 8]", "model.dense_units=8"])
+    folds = make_folds(training.head(80), 2, 0)
+    space = tmp_path / "space.toml"
+    space.write_text("[search.model]\ndropout = { values = [0.2] }\n")  # the smoke config's own value
+    hypermodel = SpecialistHyperModel("partial", config, load_search_space(str(space), SpecialistConfig()),
+                                      training.head(80), folds, 1)
+    hp = kt.HyperParameters()
+    model = hypermodel.build(hp)
+    trial = hypermodel.fit(hp, model, epochs=2)
+    test = TestSet(np.arange(1, 3), training.images[:2])
+    result = train_fold(FoldJob(tmp_path / "run", "partial", 1, config, training.head(80), test, folds))
+    assert result.epochs == len(trial.history["val_rmse"]) == 2
+    assert np.isclose(result.best_val_rmse, min(trial.history["val_rmse"]), rtol=0, atol=1e-5)
 
 
 def test_a_search_refuses_to_continue_with_other_settings(tmp_path):
@@ -221,6 +253,7 @@ def tuned_work(tmp_path_factory, data_dir):
     return work, outputs, cv.stdout
 
 
+@pytest.mark.slow
 def test_tune_ends_with_the_best_trials_table(tuned_work):
     work, outputs, _ = tuned_work
     out = outputs["partial"]
@@ -230,6 +263,7 @@ def test_tune_ends_with_the_best_trials_table(tuned_work):
     assert len(scores) == 2 and np.isclose(best, min(scores), atol=1e-5)
 
 
+@pytest.mark.slow
 def test_tuned_config_holds_each_specialists_best_trial_and_cv_uses_it(tuned_work):
     work, _, _ = tuned_work
     tuned = load_config(str(work / "configs" / "tuned.toml"))
@@ -249,6 +283,7 @@ def test_tuned_config_holds_each_specialists_best_trial_and_cv_uses_it(tuned_wor
         assert ran.train.epochs == 1  # --epochs 1
 
 
+@pytest.mark.slow
 def test_a_killed_search_resumes_without_redoing_finished_trials(tmp_path, data_dir, tiny_space):
     args = [*FKP, *tune_args(data_dir, tiny_space, "--specialist", "partial", "--limit", 60, "--epochs", 2,
                              "--max-trials", 3, "--project", "killed")]
@@ -279,6 +314,7 @@ def test_a_killed_search_resumes_without_redoing_finished_trials(tmp_path, data_
     assert second.stdout.strip().splitlines()[-1].startswith("best_val_rmse=")
 
 
+@pytest.mark.slow
 def test_a_chief_and_two_workers_share_one_search(tmp_path, data_dir, tiny_space):
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

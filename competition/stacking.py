@@ -1,8 +1,8 @@
-"""Per-coordinate blend weights, fitted on out-of-fold predictions, and their honest score.
+"""Stacking runs: per-coordinate blend weights, fitted on out-of-fold predictions, and their honest score.
 
 Members are arrays (M runs, N faces, C coordinates); truth is (N, C) with NaN where a face is not
 labelled. Each coordinate gets its own weights, fitted on the faces labelled for it.
-``out_of_fold`` scores the blender the way the runs were scored: the weights that predict a face
+``out_of_fold_blend`` scores the blender the way the runs were scored: the weights that predict a face
 never saw it, so a run of pure noise cannot buy a better score by overfitting the OOF rows.
 """
 
@@ -45,7 +45,7 @@ def _fit_coordinate(predictions: np.ndarray, target: np.ndarray, config: BlendCo
     return model.coef_, float(model.intercept_)
 
 
-def fit(members: np.ndarray, truth: np.ndarray, config: BlendConfig) -> Weights:
+def fit_weights(members: np.ndarray, truth: np.ndarray, config: BlendConfig) -> Weights:
     """Weights fitted, coordinate by coordinate, on the faces labelled for that coordinate."""
     n_members, _, n_coordinates = members.shape
     weights = Weights.average(n_members, n_coordinates)
@@ -58,12 +58,12 @@ def fit(members: np.ndarray, truth: np.ndarray, config: BlendConfig) -> Weights:
     return weights
 
 
-def out_of_fold(members: np.ndarray, truth: np.ndarray, fold: np.ndarray, config: BlendConfig) -> np.ndarray:
+def out_of_fold_blend(members: np.ndarray, truth: np.ndarray, fold: np.ndarray, config: BlendConfig) -> np.ndarray:
     """(N, C) blended predictions where each face's weights were fitted on the other folds' faces.
 
     ``fold`` must hold at least two folds (the caller refuses fewer, with a reason for the user)."""
     blended = np.empty(truth.shape)
     for held_out in np.unique(fold):
         held = fold == held_out
-        blended[held] = fit(members[:, ~held], truth[~held], config).apply(members[:, held])
+        blended[held] = fit_weights(members[:, ~held], truth[~held], config).apply(members[:, held])
     return blended

@@ -1,0 +1,46 @@
+"""A fold job (one specialist on one fold of a run) and what it reports: what crosses between the
+process that holds the data and the fold's own process (Keras-free)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from .config import Config
+from .data import TestSet, TrainingSet
+from .folds import Folds
+
+
+@dataclass(frozen=True)
+class FoldJob:
+    run_dir: Path
+    specialist: str
+    fold: int
+    config: Config
+    training: TrainingSet
+    test: TestSet
+    folds: Folds
+
+    @property
+    def label(self) -> str:
+        """How its progress lines start: ``[full fold 0]``."""
+        return f"[{self.specialist} fold {self.fold}]"
+
+    @property
+    def seed(self) -> int:
+        """The seed of the fold's weights, shuffling and augmentation."""
+        return fold_seed(self.config, self.fold)
+
+
+def fold_seed(config: Config, fold: int) -> int:
+    return config.seed * 1000 + fold
+
+
+@dataclass(frozen=True)
+class FoldResult:
+    specialist: str
+    fold: int
+    best_val_rmse: float
+    epochs: int
+    seconds: float
+    faces_per_second: float

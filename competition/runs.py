@@ -1,0 +1,171 @@
+"""A run folder, and the only code that knows its layout.
+
+```
+runs/<run>/run.json, config.toml         RunSpec: data fingerprint, folds, config
+runs/<run>/<specialist>/fold<k>/         one specialist on one fold, written whole:
+    model.keras                          raw 96x96 faces in, pixel coordinates out
+    oof.csv, oof_tta.csv                 out-of-fold predictions (row, coordinates), plain / flip TTA
+    test.csv, test_tta.csv               test predictions (ImageId, coordinates)
+    history.csv, config.toml, fold.json  per-epoch metrics, resolved config, FoldResult and counts
+runs/<run>/plots/*.png, report.md        `fkp show`
+```
+
+A fold folder is made under a temporary name and renamed when complete, so a folder that exists
+is a finished fold and a killed run resumes at the next one. Keras-free: the process that holds the
+data reads and writes runs without loading a backend.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from functools import cached_property
+from pathlib import Path
+
+import pandas as pd
+import tomli_w
+
+from .config import Config, resolve
+from .errors import InputError
+from .io import atomic_path, write_json, write_toml
+
+VARIANTS = ("plain", "flip")  # predictions as the model makes them, and averaged with the mirrored face's
+VARIANT_LABELS = {"plain": "no TTA", "flip": "flip TTA"}
+_KEYS = {"oof": "row", "test": "ImageId"}  # what indexes out-of-fold and test predictions
+_FILES = {("oof", "plain"): "oof.csv", ("oof", "flip"): "oof_tta.csv",
+          ("test", "plain"): "test.csv", ("test", "flip"): "test_tta.csv"}
+_MODEL, _HISTORY, _CONFIG, _FOLD = "model.keras", "history.csv", "config.toml", "fold.json"
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """What makes a run's folds comparable: same data, same folds, same config, same subset."""
+
+    fingerprint: str
+    folds: int
+    fold_seed: int
+    limit: int | None
+    config: dict  # as recorded; runs made before today's config shape read through ``resolved``
+
+    @cached_property
+    def resolved(self) -> Config:
+        return resolve(self.config, "run.json")
+
+    @property
+    def specialists(self) -> list[str]:
+        """The specialists the run trains."""
+        return self.resolved.trained
+
+    def comparable(self) -> dict:
+        """The spec with its config in today's shape, for comparing with another."""
+        return {**asdict(self), "config": self.resolved.to_dict()}
+
+
+@dataclass(frozen=True)
+class FoldArtifacts:
+    """Everything a trained fold leaves in the run."""
+
+    model: object  # anything with ``save(path)``: a Keras model
+    predictions: dict[tuple[str, str], pd.DataFrame]  # ("oof" | "test", variant) -> key column, then coordinates
+    history: pd.DataFrame  # one row per epoch
+    config: dict  # the resolved config it trained with
+    report: dict  # fold.json: its FoldResult, face counts, backend
+
+
+class Run:
+    """``runs/<name>/``: its spec, its folds' files, and the readers every command uses."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.name = self.path.name
+
+    def __repr__(self) -> str:
+        return f"Run({str(self.path)!r})"
+
+    @property
+    def spec_path(self) -> Path:
+        return self.path / "run.json"
+
+    @cached_property
+    def spec(self) -> RunSpec:
+        path = self.spec_path
+        if not path.exists():
+            raise InputError(self.path, "not a run folder (no run.json): run `fkp cv` first")
+        return RunSpec(**json.loads(path.read_text()))
+
+    def claim(self, spec: RunSpec) -> None:
+        """Record ``spec`` for a new run; refuse to add folds to a run made with another one."""
+        path = self.spec_path
+        if path.exists():
+            recorded = self.spec.comparable()
+            differs = [key for key, value in spec.comparable().items() if recorded[key] != value]
+            if differs:
+                raise InputError(path, f"made with other {', '.join(differs)}: pick another --run or delete the run")
+            return
+        write_json(asdict(spec), path)
+        write_toml(spec.config, self.path / _CONFIG)
+        self.__dict__.pop("spec", None)
+
+    def fold_dir(self, specialist: str, fold: int) -> Path:
+        return self.path / specialist / f"fold{fold}"
+
+    def is_finished(self, specialist: str, fold: int) -> bool:
+        return self.fold_dir(specialist, fold).exists()
+
+    def finished_folds(self, specialist: str) -> list[int]:
+        return sorted(int(path.name.removeprefix("fold")) for path in (self.path / specialist).glob("fold*")
+                      if path.is_dir() and path.name.removeprefix("fold").isdigit())
+
+    def write_fold(self, specialist: str, fold: int, artifacts: FoldArtifacts) -> Path:
+        """Write one fold whole: a temporary folder renamed into place."""
+        with atomic_path(self.fold_dir(specialist, fold), directory=True) as tmp:
+            artifacts.model.save(tmp / _MODEL)
+            for key, frame in artifacts.predictions.items():
+                frame.to_csv(tmp / _FILES[key], index=False)
+            artifacts.history.rename_axis("epoch").to_csv(tmp / _HISTORY)
+            (tmp / _CONFIG).write_text(tomli_w.dumps(artifacts.config))
+            (tmp / _FOLD).write_text(json.dumps(artifacts.report, indent=2))
+        return self.fold_dir(specialist, fold)
+
+    def _predictions(self, kind: str, variant: str, specialist: str) -> pd.DataFrame:
+        """One specialist's predictions over its finished folds, indexed by row or ImageId, with their fold."""
+        key = _KEYS[kind]
+        frames = [pd.read_csv(self.fold_dir(specialist, fold) / _FILES[kind, variant]).assign(fold=fold)
+                  for fold in self.finished_folds(specialist)]
+        if not frames:
+            return pd.DataFrame(columns=[key, "fold"]).set_index(key)
+        return pd.concat(frames).set_index(key).sort_index()
+
+    def oof(self, variant: str, specialists: list[str] | None = None) -> dict[str, pd.DataFrame]:
+        """Each trained specialist's out-of-fold predictions, indexed by training row, with a fold column."""
+        frames = {name: self._predictions("oof", variant, name) for name in specialists or self.spec.specialists}
+        for name, frame in frames.items():
+            if frame.empty:
+                raise InputError(self.path / name, "no finished fold: run `fkp cv` first")
+        return frames
+
+    def test(self, variant: str, specialists: list[str] | None = None) -> dict[str, pd.DataFrame]:
+        """Each trained specialist's test predictions of every finished fold, indexed by ImageId, with a fold column."""
+        return {name: self._predictions("test", variant, name) for name in specialists or self.spec.specialists}
+
+    def histories(self) -> dict[str, dict[int, pd.DataFrame]]:
+        """Each trained specialist's per-epoch metrics, by fold."""
+        return {name: {fold: pd.read_csv(self.fold_dir(name, fold) / _HISTORY) for fold in self.finished_folds(name)}
+                for name in self.spec.specialists}
+
+    def models(self, specialist: str) -> dict[int, Path]:
+        """The saved model of each finished fold of a specialist."""
+        return {fold: self.fold_dir(specialist, fold) / _MODEL for fold in self.finished_folds(specialist)}
+
+    def fold_reports(self, specialist: str) -> dict[int, dict]:
+        """Each finished fold's fold.json."""
+        return {fold: json.loads((self.fold_dir(specialist, fold) / _FOLD).read_text())
+                for fold in self.finished_folds(specialist)}
+
+    @property
+    def plots_dir(self) -> Path:
+        return self.path / "plots"
+
+    @property
+    def report_path(self) -> Path:
+        return self.path / "report.md"
