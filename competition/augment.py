@@ -7,11 +7,15 @@ also has its left/right keypoints swapped, through the specialist's flip permuta
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from .config import AugmentConfig
 from .imgaug_compat import iaa
-from .schema import FIRST_PIXEL_CENTRE, MIRROR_AXIS
+from .schema import FIRST_PIXEL_CENTRE, IMAGE_SIZE, KEYPOINTS, MIRROR_AXIS, Specialist
+
+EYES = ("left_eye_center", "right_eye_center")  # what a framing is measured by
 
 # imgaug puts pixel i's centre at i + 0.5; the labels put it at i + FIRST_PIXEL_CENTRE.
 _IMGAUG_OFFSET = 0.5 - FIRST_PIXEL_CENTRE
@@ -40,12 +44,55 @@ def imgaug_flip(images: np.ndarray, points: np.ndarray, permutation: np.ndarray)
     return images, points[:, permutation]
 
 
-class Augmenter:
-    """Random flips, small affine warps and brightness/contrast for training batches."""
+@dataclass(frozen=True)
+class FramingRange:
+    """How faces are framed across the training labels: the range of the inter-ocular distance and of
+    the eye centres' midpoint (labels' pixels). Rare framings (a small face in a corner, a face
+    zoomed far in) lie at its edges; re-framing draws uniformly within it so they are seen often."""
 
-    def __init__(self, config: AugmentConfig, permutation: np.ndarray):
+    eye_distance: tuple[float, float]
+    midpoint_x: tuple[float, float]
+    midpoint_y: tuple[float, float]
+    eyes: tuple[int, int]  # where the left and right eye centres are among a specialist's keypoints
+
+    @classmethod
+    def of(cls, keypoints: np.ndarray, specialist: Specialist) -> FramingRange | None:
+        """From (N, 30) labels; None when the specialist lacks the eye centres or no face has both."""
+        if not {EYES[0], EYES[1]} <= set(specialist.keypoints):
+            return None
+        left, right = (keypoints[:, 2 * KEYPOINTS.index(eye) : 2 * KEYPOINTS.index(eye) + 2] for eye in EYES)
+        both = ~np.isnan(left).any(axis=1) & ~np.isnan(right).any(axis=1)
+        if not both.any():
+            return None
+        distance = np.linalg.norm(left[both] - right[both], axis=1)
+        midpoint = (left[both] + right[both]) / 2
+        return cls((float(distance.min()), float(distance.max())),
+                   (float(midpoint[:, 0].min()), float(midpoint[:, 0].max())),
+                   (float(midpoint[:, 1].min()), float(midpoint[:, 1].max())),
+                   tuple(specialist.keypoints.index(eye) for eye in EYES))
+
+    def reframe(self, points: np.ndarray, rng: np.random.Generator):
+        """An imgaug affine taking one face's eyes ((K, 2) label pixels) to a framing drawn uniformly within
+        the range; None if the face lacks an eye centre."""
+        left, right = points[self.eyes[0]], points[self.eyes[1]]
+        if np.isnan(left).any() or np.isnan(right).any() or np.allclose(left, right):
+            return None
+        scale = rng.uniform(*self.eye_distance) / np.linalg.norm(left - right)
+        target = np.array([rng.uniform(*self.midpoint_x), rng.uniform(*self.midpoint_y)])
+        centre = IMAGE_SIZE / 2 - _IMGAUG_OFFSET  # imgaug scales about the image centre, in label pixels
+        moved = centre + scale * ((left + right) / 2 - centre)
+        shift = target - moved
+        return iaa.Affine(scale=float(scale), translate_percent={"x": float(shift[0] / IMAGE_SIZE),
+                                                                  "y": float(shift[1] / IMAGE_SIZE)}, mode="edge")
+
+
+class Augmenter:
+    """Random flips, re-framings, small affine warps and brightness/contrast for training batches."""
+
+    def __init__(self, config: AugmentConfig, permutation: np.ndarray, framing: FramingRange | None = None):
         self.flip_probability = config.flip
         self.permutation = permutation
+        self.framing_probability, self.framing = (config.framing, framing) if framing else (0.0, None)
         self.pipeline = iaa.Sequential(
             [
                 iaa.Affine(
@@ -66,6 +113,12 @@ class Augmenter:
         flip = rng.random(len(images)) < self.flip_probability
         if flip.any():
             images[flip], points[flip] = imgaug_flip(images[flip], points[flip], self.permutation)
+        for face in np.flatnonzero(rng.random(len(images)) < self.framing_probability):
+            affine = self.framing.reframe(points[face], rng)
+            if affine is not None:
+                affine.seed_(0)
+                moved, moved_points = _imgaug_keypoints(images[face : face + 1], points[face : face + 1], affine)
+                images[face], points[face] = moved[0], moved_points[0]
         pipeline = self.pipeline.deepcopy()  # a private copy: batches may be made in parallel threads
         pipeline.seed_(int(rng.integers(2**31)))
         return _imgaug_keypoints(images, points, pipeline)

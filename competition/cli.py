@@ -162,7 +162,7 @@ def cv(
     test = data_module.load_test(folder)
 
     from .cv import run_cv  # Keras loads in each fold's own process, never in this one
-    from .evaluate import ALL_FACES, cv_table, mixed_oof, network_predictions
+    from .evaluate import ALL_FACES, run_scores
     from .runs import VARIANT_LABELS, Run
 
     console.print(f"run {run_dir}: config {config.name}, {len(training)} faces, {split.k} folds, "
@@ -171,23 +171,18 @@ def cv(
     run = Run(run_dir)
     run_cv(config, training, test, split, run, only_fold=fold, limit=limit, log=log)
     console.print(f"trained in {time.perf_counter() - started:.0f}s")
-    tables = {}
-    for key in VARIANT_LABELS:
-        mixed = mixed_oof(run, key)
-        rows = mixed.index.to_numpy()
-        tables[key] = cv_table(training.keypoints[rows], mixed[list(COORDINATES)].to_numpy(), training.style[rows],
-                               network_predictions(run.oof(key), mixed.index))
+    tables, overall, faces = run_scores(run, training)
     use_tta = config.inference.tta if tta is None else tta
     used = "flip" if use_tta else "plain"
-    _print_table(tables[used], f"OOF RMSE per keypoint ({len(rows)} faces, {VARIANT_LABELS[used]}): the leaderboard "
+    _print_table(tables[used], f"OOF RMSE per keypoint ({faces} faces, {VARIANT_LABELS[used]}): the leaderboard "
                                "mix on all faces and per annotation style, each network alone (net), faces labelled")
     for key, label in VARIANT_LABELS.items():
-        overall = tables[key].loc["overall"]
-        console.print(f"OOF RMSE, {label}: " + ", ".join(f"{column} {overall[column]:.4f}"
-                                                         for column in tables[key].columns[:-1]))
-    if len(rows) < len(training):
-        console.print(f"{len(rows)} of {len(training)} faces have out-of-fold predictions so far (missing folds).")
-    print(f"cv_rmse={tables[used].loc['overall', ALL_FACES]:.5f}")
+        networks = tables[key].loc["overall"].filter(like=" net")
+        console.print(f"OOF RMSE, {label}: " + ", ".join(f"{column} {value:.4f}" for column, value in
+                                                         [*overall[key].items(), *networks.items()]))
+    if faces < len(training):
+        console.print(f"{faces} of {len(training)} faces have out-of-fold predictions so far (missing folds).")
+    print(f"cv_rmse={overall[used][ALL_FACES]:.5f}")
 
 
 @app.command()

@@ -36,6 +36,9 @@ class AugmentConfig:
     shift: float = setting(0.05, low=0, below=1)  # fraction of the image, either way
     brightness: float = setting(0.2, low=0, below=1)  # relative, either way
     contrast: float = setting(0.2, low=0, below=1)  # relative, either way
+    # probability of re-framing a face: its eyes moved and scaled to a framing drawn uniformly within the
+    # training labels' range of eye distance and position (rare framings: tiny faces in a corner, close-ups)
+    framing: float = setting(0.0, low=0, high=1)
 
 
 @dataclass

@@ -13,11 +13,13 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from .runs import Run
+from .runs import VARIANT_LABELS, Run
 from .schema import COORDINATES, KEYPOINTS, SMALLEST_FIRST, SPECIALISTS, STYLES, specialist_for
 
 ALL_FACES = "all faces"
 STYLE_COLUMNS = {name: f"{name}-style" for name in STYLES}
+WORST_FACES = 20  # a few faces decide an RMSE: their own figure shows progress on them
+WORST_COLUMN = f"worst {WORST_FACES}"
 
 
 def rmse(truth: np.ndarray, prediction: np.ndarray) -> float:
@@ -29,11 +31,13 @@ def rmse(truth: np.ndarray, prediction: np.ndarray) -> float:
 
 
 def score(truth: np.ndarray, prediction: np.ndarray, style: np.ndarray) -> pd.Series:
-    """The leaderboard's RMSE over all faces, and over the faces of each annotation style alone
-    (each face over its labelled coordinates)."""
+    """The leaderboard's RMSE over all faces, over the faces of each annotation style alone (each face
+    over its labelled coordinates), and over the WORST_FACES faces with the largest errors."""
+    worst = np.argsort(-np.nan_to_num(face_errors(truth, prediction), nan=-1.0), kind="stable")[:WORST_FACES]
     return pd.Series({ALL_FACES: rmse(truth, prediction),
                       **{column: rmse(truth[style == name], prediction[style == name])
-                         for name, column in STYLE_COLUMNS.items()}})
+                         for name, column in STYLE_COLUMNS.items()},
+                      WORST_COLUMN: rmse(truth[worst], prediction[worst])})
 
 
 def face_errors(truth: np.ndarray, predicted: np.ndarray) -> np.ndarray:
@@ -45,11 +49,11 @@ def face_errors(truth: np.ndarray, predicted: np.ndarray) -> np.ndarray:
 
 
 def keypoint_scores(truth: np.ndarray, prediction: np.ndarray, style: np.ndarray) -> pd.DataFrame:
-    """``score`` of each keypoint's x and y (rows), then of all coordinates ("overall")."""
+    """``score`` (all faces and per style) of each keypoint's x and y (rows), then of all coordinates ("overall")."""
     rows = {k: score(truth[:, 2 * i : 2 * i + 2], prediction[:, 2 * i : 2 * i + 2], style)
             for i, k in enumerate(KEYPOINTS)}
     rows["overall"] = score(truth, prediction, style)
-    return pd.DataFrame(rows).T
+    return pd.DataFrame(rows).T.drop(columns=WORST_COLUMN)
 
 
 def cv_table(truth: np.ndarray, mixed: np.ndarray, style: np.ndarray,
@@ -91,3 +95,16 @@ def mixed_oof(run: Run, variant: str) -> pd.DataFrame:
     frames = run.oof(variant)
     mixed = leaderboard_mix(frames, run.spec.resolved.inference.prefer)
     return mixed.assign(fold=next(iter(frames.values())).loc[mixed.index, "fold"])
+
+
+def run_scores(run: Run, training) -> tuple[dict[str, pd.DataFrame], dict[str, pd.Series], int]:
+    """`fkp cv`'s report of a run, per variant (plain, flip): the ``cv_table``, the overall ``score``, and
+    how many faces have out-of-fold predictions from every trained specialist."""
+    tables, overall = {}, {}
+    for variant in VARIANT_LABELS:
+        mixed = mixed_oof(run, variant)
+        rows = mixed.index.to_numpy()
+        truth, predicted, style = training.keypoints[rows], mixed[list(COORDINATES)].to_numpy(), training.style[rows]
+        tables[variant] = cv_table(truth, predicted, style, network_predictions(run.oof(variant), mixed.index))
+        overall[variant] = score(truth, predicted, style)
+    return tables, overall, len(rows)

@@ -12,7 +12,7 @@ import keras
 import numpy as np
 import pandas as pd
 
-from .augment import Augmenter
+from .augment import Augmenter, FramingRange
 from .config import SpecialistConfig, TrainConfig
 from .data import TestSet, TrainingSet
 from .dataset import FaceBatches
@@ -96,7 +96,8 @@ def prepare_fold(
     columns = specialist.columns
     train_batches = FaceBatches(
         training.images[train_rows], training.keypoints[np.ix_(train_rows, columns)], settings.train.batch_size,
-        augmenter=Augmenter(settings.augment, specialist.flip_permutation), shuffle=True, seed=seed,
+        augmenter=Augmenter(settings.augment, specialist.flip_permutation,
+                            FramingRange.of(training.keypoints[train_rows], specialist)), shuffle=True, seed=seed,
         workers=settings.train.workers, use_multiprocessing=False,
     )
     val_batches = FaceBatches(training.images[val_rows], training.keypoints[np.ix_(val_rows, columns)], PREDICT_BATCH)

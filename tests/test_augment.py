@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from competition.augment import Augmenter, imgaug_flip, mirror_points
+from competition.augment import Augmenter, FramingRange, imgaug_flip, mirror_points
 from competition.config import AugmentConfig
-from competition.schema import COORDINATES, SPECIALISTS
+from competition.schema import COORDINATES, SPECIALISTS, Specialist
 
 
 @pytest.fixture(params=["full", "partial"])
@@ -83,3 +83,35 @@ def test_augmenter_always_flipping_swaps_labels(training):
     left_eye = COORDINATES.index("left_eye_center_x") // 2
     assert (out[:, left_eye, 0] > 48).all()
     np.testing.assert_allclose(out[:, left_eye, 0], 97 - points[:, 1, 0], atol=1e-4)
+
+
+def test_the_framing_range_is_the_spread_of_the_training_labels_eyes():
+    keypoints = np.full((3, 30), np.nan)
+    keypoints[0, :4] = (60, 40, 30, 40)  # distance 30, midpoint (45, 40)
+    keypoints[1, :4] = (70, 30, 50, 30)  # distance 20, midpoint (60, 30)
+    keypoints[2, :2] = (10, 10)  # one eye only: not a framing
+    framing = FramingRange.of(keypoints, SPECIALISTS["partial"])
+    assert framing == FramingRange((20.0, 30.0), (45.0, 60.0), (30.0, 40.0), (0, 1))
+    nose_only = Specialist("nose", ("nose_tip",))
+    assert FramingRange.of(keypoints, nose_only) is None
+
+
+def test_a_reframed_face_lands_within_the_range_and_its_pixels_follow_its_keypoints():
+    """A bright dot under each eye: after re-framing, each labelled eye still sits on its dot."""
+    framing = FramingRange((10.0, 14.0), (20.0, 30.0), (60.0, 70.0), (0, 1))
+    image = np.zeros((1, 96, 96), np.uint8)
+    points = np.full((1, 4, 2), np.nan)
+    for index, (x, y) in enumerate(((66, 40), (30, 40))):  # label pixels: pixel (row, col) at (col + 1, row + 1)
+        image[0, y - 2 : y + 1, x - 2 : x + 1] = 255
+        points[0, index] = (x, y)
+    config = AugmentConfig(flip=0, rotate=0, scale=0, shift=0, brightness=0, contrast=0, framing=1.0)
+    augmenter = Augmenter(config, SPECIALISTS["partial"].flip_permutation, framing)
+    for seed in range(5):
+        moved, moved_points = augmenter(image, points, seed)
+        left, right = moved_points[0, 0], moved_points[0, 1]
+        assert 10 - 0.5 <= np.linalg.norm(left - right) <= 14 + 0.5
+        midpoint = (left + right) / 2
+        assert 20 - 0.5 <= midpoint[0] <= 30 + 0.5 and 60 - 0.5 <= midpoint[1] <= 70 + 0.5
+        assert np.isnan(moved_points[0, 2:]).all()  # missing stays missing
+        for x, y in (left, right):
+            assert moved[0, int(round(y)) - 1, int(round(x)) - 1] > 100  # the dot under the moved label
