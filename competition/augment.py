@@ -21,26 +21,28 @@ EYES = ("left_eye_center", "right_eye_center")  # what a framing is measured by
 _IMGAUG_OFFSET = 0.5 - FIRST_PIXEL_CENTRE
 
 
-def mirror_points(points: np.ndarray, permutation: np.ndarray) -> np.ndarray:
-    """Keypoints (N, K, 2) of the mirrored faces: x -> MIRROR_AXIS - x, left/right pairs swapped."""
+def mirror_points(points: np.ndarray, permutation: np.ndarray, axis: float = MIRROR_AXIS) -> np.ndarray:
+    """Keypoints (N, K, 2) of the mirrored faces: x -> axis - x, left/right pairs swapped."""
     flipped = points[:, permutation].copy()
-    flipped[..., 0] = MIRROR_AXIS - flipped[..., 0]
+    flipped[..., 0] = axis - flipped[..., 0]
     return flipped
 
 
-
-def _imgaug_keypoints(images: np.ndarray, points: np.ndarray, augmenter) -> tuple[np.ndarray, np.ndarray]:
+def _imgaug_keypoints(images: np.ndarray, points: np.ndarray, augmenter,
+                      offset: float = _IMGAUG_OFFSET) -> tuple[np.ndarray, np.ndarray]:
     """Run an imgaug augmenter on faces and (N, K, 2) keypoints, missing (NaN) ones kept missing."""
     missing = np.isnan(points)
-    shifted = np.where(missing, 0.0, points) + _IMGAUG_OFFSET
+    shifted = np.where(missing, 0.0, points) + offset
     images_aug, points_aug = augmenter(images=images, keypoints=list(shifted.astype(np.float32)))
-    points_aug = np.stack(points_aug) - _IMGAUG_OFFSET
+    points_aug = np.stack(points_aug) - offset
     return np.asarray(images_aug), np.where(missing, np.nan, points_aug)
 
 
-def imgaug_flip(images: np.ndarray, points: np.ndarray, permutation: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """imgaug's Fliplr plus the left/right swap that imgaug does not do."""
-    images, points = _imgaug_keypoints(images, points, iaa.Fliplr(1.0))
+def imgaug_flip(images: np.ndarray, points: np.ndarray, permutation: np.ndarray,
+                axis: float = MIRROR_AXIS) -> tuple[np.ndarray, np.ndarray]:
+    """imgaug's Fliplr plus the left/right swap that imgaug does not do. Fliplr mirrors its own x about
+    IMAGE_SIZE; shifting the labels by half the difference makes it mirror them about ``axis``."""
+    images, points = _imgaug_keypoints(images, points, iaa.Fliplr(1.0), offset=(IMAGE_SIZE - axis) / 2)
     return images, points[:, permutation]
 
 
@@ -89,9 +91,10 @@ class FramingRange:
 class Augmenter:
     """Random flips, re-framings, small affine warps and brightness/contrast for training batches."""
 
-    def __init__(self, config: AugmentConfig, permutation: np.ndarray, framing: FramingRange | None = None):
+    def __init__(self, config: AugmentConfig, permutation: np.ndarray, framing: FramingRange | None = None,
+                 mirror_axis: float = MIRROR_AXIS):
         self.flip_probability = config.flip
-        self.permutation = permutation
+        self.permutation, self.mirror_axis = permutation, mirror_axis
         self.framing_probability, self.framing = (config.framing, framing) if framing else (0.0, None)
         self.pipeline = iaa.Sequential(
             [
@@ -112,7 +115,7 @@ class Augmenter:
         images, points = images.copy(), points.copy()
         flip = rng.random(len(images)) < self.flip_probability
         if flip.any():
-            images[flip], points[flip] = imgaug_flip(images[flip], points[flip], self.permutation)
+            images[flip], points[flip] = imgaug_flip(images[flip], points[flip], self.permutation, self.mirror_axis)
         for face in np.flatnonzero(rng.random(len(images)) < self.framing_probability):
             affine = self.framing.reframe(points[face], rng)
             if affine is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 import sys
@@ -19,7 +20,7 @@ from rich.table import Table
 from . import data as data_module
 from .config import load_config
 from .errors import InputError
-from .folds import folds_for, folds_path, make_folds, save_folds
+from .folds import folds_for, folds_path, load_folds, make_folds, save_folds
 from .schema import COORDINATES
 
 app = typer.Typer(
@@ -95,16 +96,36 @@ def folds(
     seed: Annotated[int, typer.Option(help="Shuffle seed.")] = 42,
     folds_dir: FoldsDirOption = Path("folds"),
     overwrite: Annotated[bool, typer.Option(help="Replace stored folds.")] = False,
+    estimate_mirror_axis: Annotated[bool, typer.Option(
+        "--estimate-mirror-axis", help="Estimate the labels' mirror axis on this data (a short no-flip training "
+        "of --config's full network on fold 0) and store it with the folds; flips then mirror about it.")] = False,
+    config_name: Annotated[str, typer.Option(
+        "--config", help="Config whose full network estimates the mirror axis.")] = "cpu",
 ):
-    """Build the K-fold split (stratified by annotation style) and store it."""
+    """Build the K-fold split (stratified by annotation style) and store it; estimate the mirror axis."""
     folder, is_sample = _data(data)
     training = data_module.load_training(folder)
     path = folds_path(folds_dir, _dataset_name(folder, is_sample), k)
-    if path.exists() and not overwrite:
+    if path.exists() and not (overwrite or estimate_mirror_axis):
         raise InputError(path, "folds already stored: pass --overwrite to replace them")
-    built = make_folds(training, k, seed)
-    save_folds(built, path)
-    console.print(f"{path}: {k} folds of {len(training)} faces, seed {seed}")
+    if path.exists() and not overwrite:
+        split = load_folds(path, training)
+        if split.k != k:
+            raise InputError(path, f"holds {split.k} folds, not {k}: pass --overwrite to rebuild them")
+    else:
+        split = make_folds(training, k, seed)
+    if estimate_mirror_axis:
+        from .cv import in_fresh_process
+        from .mirror import estimate_mirror_axis as estimate
+
+        started = time.perf_counter()
+        axis = in_fresh_process(estimate, training, split, load_config(config_name))
+        split = dataclasses.replace(split, mirror_axis=round(axis, 3))
+        console.print(f"mirror axis estimated on {folder}: x -> {split.mirror_axis} - x "
+                      f"({time.perf_counter() - started:.0f}s)")
+    save_folds(split, path)
+    console.print(f"{path}: {split.k} folds of {len(training)} faces, seed {split.seed}"
+                  + (f", mirror axis {split.mirror_axis}" if split.mirror_axis is not None else ""))
 
 
 def _training_and_folds(folder: Path, is_sample: bool, folds_dir: Path, k: int, seed: int, limit: int | None):

@@ -19,12 +19,17 @@ def _train_fold(job: FoldJob) -> FoldResult:
     return train_fold(job)
 
 
-def train_in_fresh_process(job: FoldJob) -> FoldResult:
-    """``train.train_fold(job)`` in a spawned process of its own. The backend keeps memory for every
-    model a process has built (TensorFlow about 100 MB each), so a run of ten would grow by a GiB;
-    and this process, which holds the data, never loads Keras (about 570 MB)."""
+def in_fresh_process(function, *args):
+    """``function(*args)`` in a spawned process of its own. The backend keeps memory for every model a
+    process has built (TensorFlow about 100 MB each), so a run of ten would grow by a GiB; and this
+    process, which holds the data, never loads Keras (about 570 MB)."""
     with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        return pool.submit(_train_fold, job).result()
+        return pool.submit(function, *args).result()
+
+
+def train_in_fresh_process(job: FoldJob) -> FoldResult:
+    """``train.train_fold(job)`` in a process of its own."""
+    return in_fresh_process(_train_fold, job)
 
 
 def run_cv(
@@ -41,7 +46,7 @@ def run_cv(
     """Train the run's unfinished fold jobs; a finished fold is skipped, so a killed run resumes."""
     if only_fold is not None and not 0 <= only_fold < folds.k:
         raise InputError("--fold", f"fold {only_fold} does not exist: folds are 0..{folds.k - 1}")
-    run.claim(RunSpec(training.fingerprint, folds.k, folds.seed, limit, config.to_dict()))
+    run.claim(RunSpec(training.fingerprint, folds.k, folds.seed, limit, config.to_dict(), folds.flip_axis))
     results = []
     for name in config.trained:
         for fold in range(folds.k) if only_fold is None else [only_fold]:

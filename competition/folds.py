@@ -18,6 +18,7 @@ from sklearn.model_selection import StratifiedGroupKFold
 from .data import TrainingSet
 from .errors import InputError
 from .io import write_csv, write_json
+from .schema import MIRROR_AXIS, MIRROR_AXIS_OVERRIDE
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,15 @@ class Folds:
     seed: int
     fingerprint: str  # of the training set they were built for
     style: np.ndarray  # (N,) annotation style of each training row, stored beside its fold
+    mirror_axis: float | None = None  # estimated on this data (`fkp folds --estimate-mirror-axis`)
+
+    @property
+    def flip_axis(self) -> float:
+        """The axis flips mirror labels about (x -> axis - x): keypoints.toml's ``mirror_axis`` if set, else the
+        one estimated on this data and stored with the folds, else that of 1-based pixel centres (97)."""
+        if MIRROR_AXIS_OVERRIDE is not None:
+            return MIRROR_AXIS_OVERRIDE
+        return MIRROR_AXIS if self.mirror_axis is None else self.mirror_axis
 
     def validation_rows(self, k: int) -> np.ndarray:
         return np.flatnonzero(self.fold == k)
@@ -36,7 +46,9 @@ class Folds:
 
     def head(self, n: int | None) -> Folds:
         """The folds of the first ``n`` rows (for --limit smoke runs): same assignment, fewer rows."""
-        return self if n is None else Folds(self.fold[:n], self.k, self.seed, self.fingerprint, self.style[:n])
+        if n is None:
+            return self
+        return Folds(self.fold[:n], self.k, self.seed, self.fingerprint, self.style[:n], self.mirror_axis)
 
 
 def make_folds(training: TrainingSet, k: int, seed: int) -> Folds:
@@ -59,7 +71,8 @@ def folds_path(folds_dir: Path, dataset: str, k: int) -> Path:
 def save_folds(folds: Folds, path: Path) -> None:
     """The CSV (training row -> fold, with its style) and a JSON of what it was built from."""
     write_csv(pd.DataFrame({"row": np.arange(len(folds.fold)), "fold": folds.fold, "style": folds.style}), path)
-    write_json({"k": folds.k, "seed": folds.seed, "faces": len(folds.fold), "fingerprint": folds.fingerprint},
+    axis = {} if folds.mirror_axis is None else {"mirror_axis": folds.mirror_axis}
+    write_json({"k": folds.k, "seed": folds.seed, "faces": len(folds.fold), "fingerprint": folds.fingerprint, **axis},
                path.with_suffix(".json"))
 
 
@@ -85,7 +98,8 @@ def load_folds(path: Path, training: TrainingSet) -> Folds:
         raise InputError(path, f"style {str(style[row])!r} of training row {row} is not the style of its labels "
                                f"({str(training.style[row])!r}): rebuild with `fkp folds --overwrite`", line=row + 2,
                          column="style")
-    return Folds(frame["fold"].to_numpy(), int(meta["k"]), int(meta["seed"]), meta["fingerprint"], style)
+    return Folds(frame["fold"].to_numpy(), int(meta["k"]), int(meta["seed"]), meta["fingerprint"], style,
+                 meta.get("mirror_axis"))
 
 
 def folds_for(training: TrainingSet, path: Path, k: int, seed: int) -> tuple[Folds, bool]:

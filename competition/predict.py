@@ -6,7 +6,7 @@ import keras
 import numpy as np
 
 from .augment import mirror_points
-from .schema import Specialist
+from .schema import MIRROR_AXIS, Specialist
 
 # Faces per forward pass (prediction and validation): a batch of 256 of the default network peaks
 # ~0.9 GiB higher than one of 64 on TensorFlow's CPU backend (benchmarks/bench_predict.py for speed).
@@ -20,10 +20,11 @@ def predict_pixels(model: keras.Model, images: np.ndarray, batch_size: int = PRE
 
 
 def predict_with_flip(
-    model: keras.Model, images: np.ndarray, specialist: Specialist, batch_size: int = PREDICT_BATCH
+    model: keras.Model, images: np.ndarray, specialist: Specialist, batch_size: int = PREDICT_BATCH,
+    mirror_axis: float = MIRROR_AXIS,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Plain predictions and flip-TTA ones: the mean of the face's and its mirror's mapped back."""
     plain = predict_pixels(model, images, batch_size)
     on_mirror = predict_pixels(model, np.ascontiguousarray(images[:, :, ::-1]), batch_size)
-    mapped_back = mirror_points(on_mirror.reshape(len(images), -1, 2), specialist.flip_permutation)
+    mapped_back = mirror_points(on_mirror.reshape(len(images), -1, 2), specialist.flip_permutation, mirror_axis)
     return plain, (plain + mapped_back.reshape(len(images), -1)) / 2

@@ -28,6 +28,7 @@ import tomli_w
 from .config import Config, resolve
 from .errors import InputError
 from .io import atomic_path, write_json, write_toml
+from .schema import MIRROR_AXIS
 
 VARIANTS = ("plain", "flip")  # predictions as the model makes them, and averaged with the mirrored face's
 VARIANT_LABELS = {"plain": "no TTA", "flip": "flip TTA"}
@@ -46,6 +47,7 @@ class RunSpec:
     fold_seed: int
     limit: int | None
     config: dict  # as recorded; runs made before today's config shape read through ``resolved``
+    mirror_axis: float = MIRROR_AXIS  # what flips mirrored x about (runs made before it was recorded: 97)
 
     @cached_property
     def resolved(self) -> Config:

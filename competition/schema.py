@@ -18,6 +18,8 @@ FLIP_PAIRS: tuple[tuple[str, str], ...] = tuple(tuple(p) for p in _SPEC["flip_pa
 # Labels put pixel column i's centre at i + FIRST_PIXEL_CENTRE, so a mirror maps x to MIRROR_AXIS - x.
 FIRST_PIXEL_CENTRE: float = _SPEC["first_pixel_centre"]
 MIRROR_AXIS: float = IMAGE_SIZE - 1 + 2 * FIRST_PIXEL_CENTRE
+# An axis set by hand wins over the one estimated on the data and stored with the folds.
+MIRROR_AXIS_OVERRIDE: float | None = _SPEC.get("mirror_axis")
 
 
 @dataclass(frozen=True)

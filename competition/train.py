@@ -97,7 +97,8 @@ def prepare_fold(
     train_batches = FaceBatches(
         training.images[train_rows], training.keypoints[np.ix_(train_rows, columns)], settings.train.batch_size,
         augmenter=Augmenter(settings.augment, specialist.flip_permutation,
-                            FramingRange.of(training.keypoints[train_rows], specialist)), shuffle=True, seed=seed,
+                            FramingRange.of(training.keypoints[train_rows], specialist), folds.flip_axis),
+        shuffle=True, seed=seed,
         workers=settings.train.workers, use_multiprocessing=False,
     )
     val_batches = FaceBatches(training.images[val_rows], training.keypoints[np.ix_(val_rows, columns)], PREDICT_BATCH)
@@ -105,7 +106,7 @@ def prepare_fold(
 
 
 def learning_rate(train: TrainConfig, steps_per_epoch: int) -> float | keras.optimizers.schedules.LearningRateSchedule:
-    """The optimizer's learning rate: fixed for ``fit``'s plateau halving, or a per-step cosine schedule.
+    """The optimizer's learning rate: fixed for ``train_stage``'s plateau halving, or a per-step cosine schedule.
 
     The cosine schedule reaches 0 at ``train.epochs``, so a short budget still ends on small steps.
     """
@@ -165,7 +166,8 @@ def predict_fold(model: keras.Model, prepared: PreparedFold, training: TrainingS
     predictions = {}
     for kind, images, key, ids in (("oof", training.images[oof_rows], "row", oof_rows),
                                    ("test", test.images, "ImageId", test.image_ids)):
-        for variant, values in zip(("plain", "flip"), predict_with_flip(model, images, prepared.specialist)):
+        flipped = predict_with_flip(model, images, prepared.specialist, mirror_axis=folds.flip_axis)
+        for variant, values in zip(("plain", "flip"), flipped):
             frame = pd.DataFrame(values, columns=coordinates)
             frame.insert(0, key, ids)
             predictions[kind, variant] = frame

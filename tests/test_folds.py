@@ -71,3 +71,15 @@ def test_a_stored_style_that_disagrees_with_the_labels_is_refused(tmp_path, trai
     frame.to_csv(tmp_path / "f.csv", index=False)
     with pytest.raises(InputError, match=f"line {row + 2}, column style: style 'partial' of training row {row}"):
         load_folds(tmp_path / "f.csv", training)
+
+
+def test_an_estimated_mirror_axis_is_stored_with_the_folds_and_used_for_flips(tmp_path, training):
+    import dataclasses
+
+    from competition.schema import MIRROR_AXIS
+
+    folds = make_folds(training, 2, seed=0)
+    assert folds.mirror_axis is None and folds.flip_axis == MIRROR_AXIS == 97
+    save_folds(dataclasses.replace(folds, mirror_axis=97.4), tmp_path / "f.csv")
+    loaded = load_folds(tmp_path / "f.csv", training)
+    assert loaded.mirror_axis == 97.4 and loaded.flip_axis == 97.4 and loaded.head(10).flip_axis == 97.4

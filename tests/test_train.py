@@ -20,6 +20,12 @@ from competition.train import build_fold_model, learning_rate, prepare_fold, tra
 TINY = RegressionConfig(filters=[4], convs_per_block=1, dense_units=4, dropout=0.0)
 
 
+def AugmentConfigForFlips():  # noqa: N802 - a config: every face flipped, nothing else
+    from competition.config import AugmentConfig
+
+    return AugmentConfig(flip=1.0, rotate=0, scale=0, shift=0, brightness=0, contrast=0)
+
+
 def tiny_settings(**train) -> SpecialistConfig:
     return SpecialistConfig(model=TINY, train=TrainConfig(batch_size=32, **train))
 
@@ -131,3 +137,26 @@ def test_the_process_that_holds_the_data_never_loads_keras():
              "competition.config; print('keras' in sys.modules)")
     result = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
+
+
+def test_a_fold_flips_about_the_axis_stored_with_its_folds(training):
+    """Augmentation and flip TTA both mirror x about the folds' axis."""
+    import dataclasses
+
+    from competition.train import predict_fold
+
+    folds = dataclasses.replace(make_folds(training.head(64), 2, 0), mirror_axis=99.0)
+    settings = SpecialistConfig(model=TINY, augment=AugmentConfigForFlips(), train=TrainConfig(batch_size=32))
+    prepared = prepare_fold("partial", 0, settings, training.head(64), folds, seed=0)
+    assert prepared.train_batches.augmenter.mirror_axis == 99.0
+    _, points = prepared.train_batches[0]
+    rows = prepared.train_rows[prepared.train_batches.order[:32]]
+    original = training.keypoints[rows][:, [0, 2]]  # left and right eye x
+    np.testing.assert_allclose(points[:, [0, 2]], 99.0 - original[:, [1, 0]], atol=1e-3)  # always flipped
+    model = build_fold_model(prepared, settings)
+    predictions = predict_fold(model, prepared, training.head(64), TestSet(np.arange(1, 3), training.images[:2]),
+                               folds)
+    plain, flipped = predictions["test", "plain"], predictions["test", "flip"]
+    # An untrained model predicts the mean face on every face, mirrored or not: TTA averages it with its mirror.
+    mean_left_x, mean_right_x = plain["left_eye_center_x"].iloc[0], plain["right_eye_center_x"].iloc[0]
+    assert flipped["left_eye_center_x"].iloc[0] == pytest.approx((mean_left_x + 99.0 - mean_right_x) / 2, abs=1e-3)
