@@ -340,7 +340,7 @@ def predict(
     out: Annotated[Path, typer.Option(help="Folder for predictions.csv and one PNG per photo.")] = Path("predictions"),
     tta: TTAOption = None,
     passes: Annotated[int, typer.Option(
-        help="1: frame each face from the detector's box; 2: frame it again on the first pass's eyes and lip.")] = 2,
+        help="1: frame each face from the detector's box; 2: frame it again on the first pass's eyes and lip.")] = 1,
     detect: Annotated[bool, typer.Option(
         "--detect/--no-detect", help="Find faces with OpenCV's Haar cascade, or take 96x96 crops as they are.")] = True,
     allow_partial: AllowPartialOption = False,

@@ -14,11 +14,11 @@ import importlib.util
 from pathlib import Path
 
 import keras
+import numpy as np
 
 from .errors import InputError
 from .io import atomic_path
 from .models import layers as fkp_layers
-from .models import losses  # noqa: F401  (registers the saved models' custom loss and metric)
 from .runs import EXPORT_FORMATS, Run
 from .schema import COORDINATES, IMAGE_SIZE, MIRROR_AXIS, SPECIALISTS, specialist_for
 
@@ -82,6 +82,10 @@ def export_model(model: keras.Model, format: str, target: Path) -> None:
     if format == "saved_model":
         with atomic_path(target, directory=True) as tmp:
             model.export(str(tmp), format="tf_saved_model", verbose=False)
-    else:
+    elif format == "keras":
         with atomic_path(target, keep_suffix=True) as tmp:  # Keras checks the file's suffix
-            model.save(tmp) if format == "keras" else model.export(str(tmp), format="onnx", verbose=False)
+            model.save(tmp)
+    else:
+        model(np.zeros((1, IMAGE_SIZE, IMAGE_SIZE, 1), "float32"))  # Keras' ONNX export wants a model that has run
+        with atomic_path(target, keep_suffix=True) as tmp:
+            model.export(str(tmp), format="onnx", verbose=False)

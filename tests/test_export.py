@@ -35,11 +35,14 @@ def run_exported(format: str, path, faces: np.ndarray) -> np.ndarray:
     if format == "keras":
         import keras
 
+        import competition.models.layers  # noqa: F401  (registers fkp's layers, which the .keras file names)
+
         return keras.saving.load_model(path).predict(faces, verbose=0)
     if format == "saved_model":
         import tensorflow as tf
 
-        return tf.saved_model.load(str(path)).serve(faces).numpy()
+        loaded = tf.saved_model.load(str(path))  # kept: its functions need the object alive
+        return loaded.serve(faces).numpy()
     import onnxruntime
 
     session = onnxruntime.InferenceSession(str(path))

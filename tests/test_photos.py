@@ -25,10 +25,17 @@ def fkp(*args, cwd):
     return subprocess.run([*FKP, *map(str, args)], cwd=cwd, capture_output=True, text=True, env=os.environ.copy())
 
 
+def fkp_lines(result) -> list[str]:
+    """fkp's own lines on stderr (TensorFlow's C++ start-up notes, which no setting silences, left out);
+    never a traceback."""
+    assert "Traceback" not in result.stderr, result.stderr
+    return [line for line in result.stderr.splitlines() if line.startswith("fkp: ")]
+
+
 def test_the_stored_framing_is_what_the_training_labels_and_the_detector_give(training):
-    """framing.toml was measured on the competition data; the bundled sample's first 120 faces agree with it."""
-    stored, measured = load_framing(), measure_framing(training.head(120))
-    assert measured["detected"] >= 100
+    """framing.toml was measured on the competition data; the bundled sample's first 60 faces agree with it."""
+    stored, measured = load_framing(), measure_framing(training.head(60))
+    assert measured["detected"] >= 50
     in_face = np.array([measured["in_face"][k] for k in ANCHORS])
     in_box = np.array([measured["in_box"][k] for k in ANCHORS])
     np.testing.assert_allclose(in_face, stored.in_face, atol=1.5)
@@ -81,7 +88,8 @@ class TestOnARealPortrait:
     """`fkp predict` with a small trained run on scikit-image's astronaut (Eileen Collins, public domain)."""
 
     @pytest.fixture(scope="class")
-    def predicted(self, learned_run, tmp_path_factory):
+    @classmethod
+    def predicted(cls, learned_run, tmp_path_factory):
         photos = tmp_path_factory.mktemp("photos")
         Image.fromarray(skimage_data.astronaut()).save(photos / "astronaut.jpg", quality=92)
         Image.fromarray(np.full((200, 300), 128, np.uint8)).save(photos / "wall.png")  # no face
@@ -113,11 +121,9 @@ class TestOnARealPortrait:
     def test_a_file_that_is_not_an_image_is_one_line_and_the_others_are_done(self, predicted):
         result, out = predicted
         assert result.returncode == 2
-        lines = result.stderr.strip().splitlines()
-        assert len(lines) == 1 and lines[0].startswith("fkp: ") and "notes.txt: not a readable JPEG or PNG image" in lines[0]
-        assert "Traceback" not in result.stderr
-        for picture in ("astronaut.png", "wall.png"):
-            assert (out / picture).stat().st_size > 10_000
+        lines = fkp_lines(result)
+        assert len(lines) == 1 and lines[0].endswith("notes.txt: not a readable JPEG or PNG image"), lines
+        assert (out / "astronaut.png").stat().st_size > 100_000 and (out / "wall.png").exists()
 
 
 @pytest.mark.slow
@@ -144,4 +150,4 @@ def test_an_unreadable_image_is_one_line_naming_it(learned_run, tmp_path):
     broken.write_bytes(b"\xff\xd8\xff\xe0 truncated")
     result = fkp("predict", broken, "--run", "learned", "--out", tmp_path / "out", cwd=learned_run)
     assert result.returncode == 2
-    assert result.stderr.strip().splitlines() == [f"fkp: {broken}: not a readable JPEG or PNG image"]
+    assert fkp_lines(result) == [f"fkp: {broken}: not a readable JPEG or PNG image"]
