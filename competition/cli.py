@@ -382,13 +382,19 @@ def export(
         "--tta/--no-tta", help="Flip TTA inside the model (default: the run's inference.tta).")] = None,
     allow_partial: AllowPartialOption = False,
 ):
-    """Export a run as one model: every fold's specialists, their average, the specialist choice per coordinate,
-    optionally flip TTA; raw 96x96 faces in, 30 coordinates in pixels out."""
+    """Export a run as one model (every fold and specialist, optionally flip TTA): 96x96 faces in, 30 pixels out.
+
+    The model averages the folds and takes each coordinate from the specialist the run's inference.prefer picks,
+    as `fkp blend` does."""
+    from .runs import EXPORT_FORMATS
+
+    if format not in EXPORT_FORMATS:
+        raise InputError("--format", f"unknown format {format!r}: one of {', '.join(EXPORT_FORMATS)}")
+    found = _existing_run(runs_dir, run)
     from .blend import tta_used
-    from .export import check_format, export_model, run_model
+    from .export import check_format, export_model, run_model  # loads Keras
 
     check_format(format)
-    found = _existing_run(runs_dir, run)
     used = tta_used(found, tta)
     model = run_model(found, used, allow_partial)
     target = out or found.export_path(format)
