@@ -33,13 +33,13 @@ def fkp_lines(result) -> list[str]:
 
 
 def test_the_stored_framing_is_what_the_training_labels_and_the_detector_give(training):
-    """framing.toml was measured on the competition data; the bundled sample's first 60 faces agree with it."""
-    stored, measured = load_framing(), measure_framing(training.head(60))
-    assert measured["detected"] >= 50
+    """framing.toml was measured on the competition data; the bundled sample's first 30 faces agree with it."""
+    stored, measured = load_framing(), measure_framing(training.head(30))
+    assert measured["detected"] >= 25
     in_face = np.array([measured["in_face"][k] for k in ANCHORS])
     in_box = np.array([measured["in_box"][k] for k in ANCHORS])
-    np.testing.assert_allclose(in_face, stored.in_face, atol=1.5)
-    np.testing.assert_allclose(in_box, stored.in_box, atol=0.03)
+    np.testing.assert_allclose(in_face, stored.in_face, atol=1.0)
+    np.testing.assert_allclose(in_box, stored.in_box, atol=0.015)
     left, right, lip = stored.in_face
     assert left[0] > IMAGE_SIZE / 2 > right[0] and lip[1] > left[1] + 30  # the subject's left on the image's right
 
