@@ -334,6 +334,91 @@ def show(
         console.print(str(path))
 
 
+AllowPartialOption = Annotated[bool, typer.Option(help="Use a run whose folds are not all finished.")]
+
+
+def _existing_run(runs_dir: Path, name: str):
+    """The run named, refused at once (exit 2) when it is not a finished run."""
+    from .runs import Run
+
+    run = Run(runs_dir / name)
+    run.spec  # noqa: B018  (reads run.json: a missing run is an InputError here, before any model loads)
+    return run
+
+
+@app.command()
+@one_line_errors
+def predict(
+    photos: Annotated[list[Path], typer.Argument(help="Photos (JPEG, PNG; colour or grey, any size) or folders of them.",
+                                                 show_default=False)],
+    run: Annotated[str, typer.Option(help="The run whose fold models predict.")],
+    runs_dir: RunsDirOption = Path("runs"),
+    out: Annotated[Path, typer.Option(help="Folder for predictions.csv and one PNG per photo.")] = Path("predictions"),
+    tta: TTAOption = None,
+    passes: Annotated[int, typer.Option(
+        help="1: frame each face from the detector's box; 2: frame it again on the first pass's eyes and lip.")] = 1,
+    detect: Annotated[bool, typer.Option(
+        "--detect/--no-detect", help="Find faces with OpenCV's Haar cascade, or take 96x96 crops as they are.")] = True,
+    allow_partial: AllowPartialOption = False,
+):
+    """Find every face in photos and predict its keypoints with a run; write predictions.csv and pictures.
+
+    A path that is not a readable photo gets one line and exit status 2; the other photos are still done."""
+    if passes < 1:
+        raise InputError("--passes", f"need at least 1 pass, got {passes}")
+    found = _existing_run(runs_dir, run)
+    from .blend import tta_used
+    from .export import run_model
+    from .photos import predict_photos
+    from .predict import predict_pixels
+
+    started = time.perf_counter()
+    model = run_model(found, tta_used(found, tta), allow_partial)
+    loaded = time.perf_counter()
+    table, errors = predict_photos(photos, lambda faces: predict_pixels(model, faces), out, detect=detect,
+                                   passes=passes, log=log, warn=lambda error: print(f"fkp: {error}", file=sys.stderr))
+    photos_done = table["photo"].nunique()
+    console.print(f"{out / 'predictions.csv'}: {int((table['face'] > 0).sum())} faces in {photos_done} photos; "
+                  f"models loaded in {loaded - started:.1f}s, "
+                  f"{(time.perf_counter() - loaded) / max(photos_done, 1):.2f}s per photo")
+    if errors:
+        raise typer.Exit(2)
+
+
+@app.command()
+@one_line_errors
+def export(
+    run: Annotated[str, typer.Option(help="The run to export.")],
+    format: Annotated[str, typer.Option(help="keras (.keras file), saved_model (TensorFlow SavedModel folder) or onnx.")]
+    = "keras",
+    runs_dir: RunsDirOption = Path("runs"),
+    out: Annotated[Optional[Path], typer.Option(
+        help="Where to write it [default: runs/<run>/export/model.keras, saved_model/ or model.onnx].")] = None,
+    tta: Annotated[Optional[bool], typer.Option(
+        "--tta/--no-tta", help="Flip TTA inside the model (default: the run's inference.tta).")] = None,
+    allow_partial: AllowPartialOption = False,
+):
+    """Export a run as one model (every fold and specialist, optionally flip TTA): 96x96 faces in, 30 pixels out.
+
+    The model averages the folds and takes each coordinate from the specialist the run's inference.prefer picks,
+    as `fkp blend` does."""
+    from .runs import EXPORT_FORMATS
+
+    if format not in EXPORT_FORMATS:
+        raise InputError("--format", f"unknown format {format!r}: one of {', '.join(EXPORT_FORMATS)}")
+    found = _existing_run(runs_dir, run)
+    from .blend import tta_used
+    from .export import check_format, export_model, run_model  # loads Keras
+
+    check_format(format)
+    used = tta_used(found, tta)
+    model = run_model(found, used, allow_partial)
+    target = out or found.export_path(format)
+    export_model(model, format, target)
+    console.print(f"{target}: run {found.name} as one {format} model ({'flip TTA' if used else 'no TTA'}), "
+                  "faces (N, 96, 96, 1) 0..255 in, (N, 30) pixels out")
+
+
 @app.command()
 @one_line_errors
 def sample(

@@ -20,13 +20,15 @@ os.umask(_UMASK)
 
 
 @contextmanager
-def atomic_path(target: Path, *, directory: bool = False) -> Iterator[Path]:
-    """Yield a temporary sibling of ``target``; on success rename it over ``target``."""
+def atomic_path(target: Path, *, directory: bool = False, keep_suffix: bool = False) -> Iterator[Path]:
+    """Yield a temporary sibling of ``target``; on success rename it over ``target``. ``keep_suffix``
+    ends the temporary file's name with ``target``'s suffix, for writers that check it."""
     target.parent.mkdir(parents=True, exist_ok=True)
     if directory:
         tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     else:
-        fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp" + (target.suffix if keep_suffix else ""),
+                                    dir=target.parent)
         os.close(fd)
         tmp = Path(name)
         tmp.chmod(0o666 & ~_UMASK)  # mkstemp makes 0600; artifacts get the usual permissions

@@ -14,10 +14,11 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.patches import Rectangle
 from matplotlib.ticker import LogFormatter, MaxNLocator
 
 from .io import atomic_path
-from .schema import IMAGE_SIZE, KEYPOINTS
+from .schema import FIRST_PIXEL_CENTRE, IMAGE_SIZE, KEYPOINTS
 
 
 def keypoint_side(keypoint: str) -> str:
@@ -84,6 +85,25 @@ def face_grid(panels: list[FacePanel], title: str, columns: int = 4) -> Figure:
     figure.suptitle(title, fontsize=11)
     figure.legend(handles=_legend(any(p.truth is not None for p in panels)), loc="outside lower center",
                   ncol=3, fontsize=8, frameon=False, facecolor="white")
+    return figure
+
+
+def photo_figure(photo: np.ndarray, boxes: np.ndarray, keypoints: np.ndarray, title: str) -> Figure:
+    """A photo (H, W, 3) with each face's detector box (x, y, w, h in array pixels) and keypoints ((F, 30) in
+    the photo's label pixels) as dots coloured by side, at about the photo's own resolution (at most 1000 px)."""
+    height, width = photo.shape[:2]
+    inches = min(10.0, max(width, height) / 100) / max(width, height)
+    figure = Figure(figsize=(max(width * inches, 4.0), height * inches + 0.9), dpi=100, layout="constrained")
+    ax = figure.subplots()
+    ax.imshow(photo, interpolation="antialiased")
+    ax.set_axis_off()
+    for (x, y, w, h), points in zip(boxes, keypoints):
+        ax.add_patch(Rectangle((x - 0.5, y - 0.5), w, h, fill=False, edgecolor="white", linewidth=1, linestyle="--"))
+        xy = points.reshape(-1, 2) - FIRST_PIXEL_CENTRE  # imshow centres pixel i at i
+        size = float(np.clip(w / 8, 10, 60))
+        ax.scatter(xy[:, 0], xy[:, 1], s=size, c=KEYPOINT_COLOURS, edgecolors="black", linewidths=0.6)
+    ax.set_title(title, fontsize=10)
+    figure.legend(handles=_legend(False)[:3], loc="outside lower center", ncol=3, fontsize=8, frameon=False)
     return figure
 
 

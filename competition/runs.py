@@ -8,6 +8,7 @@ runs/<run>/<specialist>/fold<k>/         one specialist on one fold, written who
     test.csv, test_tta.csv               test predictions (ImageId, coordinates)
     history.csv, config.toml, fold.json  per-epoch metrics, resolved config, FoldResult and counts
 runs/<run>/plots/*.png, report.md        `fkp show`
+runs/<run>/export/model.keras, saved_model/, model.onnx   `fkp export`: the whole run as one model
 ```
 
 A fold folder is made under a temporary name and renamed when complete, so a folder that exists
@@ -36,6 +37,7 @@ _KEYS = {"oof": "row", "test": "ImageId"}  # what indexes out-of-fold and test p
 _FILES = {("oof", "plain"): "oof.csv", ("oof", "flip"): "oof_tta.csv",
           ("test", "plain"): "test.csv", ("test", "flip"): "test_tta.csv"}
 _MODEL, _HISTORY, _CONFIG, _FOLD = "model.keras", "history.csv", "config.toml", "fold.json"
+EXPORT_FORMATS = {"keras": "model.keras", "saved_model": "saved_model", "onnx": "model.onnx"}  # `fkp export` formats
 
 
 @dataclass(frozen=True)
@@ -163,6 +165,14 @@ class Run:
         """Each finished fold's fold.json."""
         return {fold: json.loads((self.fold_dir(specialist, fold) / _FOLD).read_text())
                 for fold in self.finished_folds(specialist)}
+
+    def missing_folds(self, specialist: str) -> list[int]:
+        """The folds of the run's split that a specialist has not finished."""
+        return sorted(set(range(self.spec.folds)) - set(self.finished_folds(specialist)))
+
+    def export_path(self, format: str) -> Path:
+        """Where `fkp export` writes the whole run as one model in ``format`` (a key of EXPORT_FORMATS: its file or folder name)."""
+        return self.path / "export" / EXPORT_FORMATS[format]
 
     @property
     def plots_dir(self) -> Path:

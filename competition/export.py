@@ -1,0 +1,89 @@
+"""`fkp export`: a whole run as one model, and the model `fkp predict` runs.
+
+The model is built from the run's saved fold models as one Keras functional graph: every fold of
+every trained specialist, optionally flip TTA (the mirrored face's points mapped back and averaged
+with the face's), the fold average, then each coordinate taken from the specialist the run's
+``inference.prefer`` picks. It computes what `fkp blend` averages from the fold test files
+(``blend.leaderboard_test``): raw (N, 96, 96, 1) float32 faces 0..255 in, (N, 30) label pixels out
+(COORDINATES order).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from .errors import InputError
+from .io import atomic_path
+from .models import layers as fkp_layers
+from .runs import Run
+from .schema import COORDINATES, IMAGE_SIZE, MIRROR_AXIS, SPECIALISTS, specialist_for
+
+# What each format needs beyond Keras, by importable module, and the extra that installs it.
+FORMAT_MODULES = {"keras": (), "saved_model": ("tensorflow",), "onnx": ("tensorflow", "tf2onnx", "onnx")}
+EXTRA = "pip install 'fkp[export]'"
+
+
+def fold_models(run: Run, specialist: str, allow_partial: bool) -> list[keras.Model]:
+    """A specialist's saved fold models; a run with unfinished folds is refused unless ``allow_partial``."""
+    paths = run.models(specialist)
+    missing = run.missing_folds(specialist)
+    if missing and not allow_partial:
+        raise InputError(run.path / specialist, f"folds {missing} of {run.spec.folds} are missing: finish them "
+                         "with `fkp cv --fold K` or pass --allow-partial")
+    if not paths:
+        raise InputError(run.path / specialist, "no finished fold: run `fkp cv` first")
+    return [keras.saving.load_model(path, compile=False) for _, path in sorted(paths.items())]
+
+
+def run_model(run: Run, tta: bool, allow_partial: bool = False) -> keras.Model:
+    """The whole run as one model: faces (N, 96, 96, 1) 0..255 -> (N, 30) keypoints in label pixels."""
+    faces = keras.Input((IMAGE_SIZE, IMAGE_SIZE, 1), name="faces")
+    mirrored = fkp_layers.MirrorFaces(name="mirrored_faces")(faces) if tta else None
+    answers = {}
+    for name in run.spec.specialists:
+        specialist = SPECIALISTS[name]
+        folds = []
+        for model in fold_models(run, name, allow_partial):
+            points = model(faces)
+            if tta:
+                back = fkp_layers.MirroredPointsBack(specialist.flip_permutation, MIRROR_AXIS,
+                                                     name=f"{model.name}_mirror_back")(model(mirrored))
+                points = keras.layers.Average(name=f"{model.name}_tta")([points, back])
+            folds.append(points)
+        answers[name] = folds[0] if len(folds) == 1 else keras.layers.Average(name=f"{name}_fold_average")(folds)
+    names = list(answers)
+    offsets = dict(zip(names, [sum(len(SPECIALISTS[n].coordinates) for n in names[:i]) for i in range(len(names))]))
+    columns = []
+    for coordinate in COORDINATES:
+        source = specialist_for(coordinate, names, run.spec.resolved.inference.prefer)
+        columns.append(offsets[source] + SPECIALISTS[source].coordinates.index(coordinate))
+    joined = answers[names[0]] if len(names) == 1 else keras.layers.Concatenate(name="specialists")(list(answers.values()))
+    keypoints = fkp_layers.TakeColumns(columns, name="keypoints")(joined)
+    return keras.Model(faces, keypoints, name=f"fkp_{run.name}".replace("-", "_"))
+
+
+def check_format(format: str) -> None:
+    """Refuse a format whose exporter is not installed, before any model loads."""
+    missing = [module for module in FORMAT_MODULES[format] if importlib.util.find_spec(module) is None]
+    if missing:
+        raise InputError("--format", f"{format} export needs {', '.join(missing)}: {EXTRA}")
+    if format != "keras" and keras.backend.backend() != "tensorflow":
+        raise InputError("--format", f"{format} export needs the TensorFlow backend (KERAS_BACKEND={keras.backend.backend()})")
+
+
+def export_model(model: keras.Model, format: str, target: Path) -> None:
+    """Write ``model`` as ``format`` to ``target`` (a file, or a folder for saved_model), all at once."""
+    if format == "saved_model":
+        with atomic_path(target, directory=True) as tmp:
+            model.export(str(tmp), format="tf_saved_model", verbose=False)
+    elif format == "keras":
+        with atomic_path(target, keep_suffix=True) as tmp:  # Keras checks the file's suffix
+            model.save(tmp)
+    else:
+        model(np.zeros((1, IMAGE_SIZE, IMAGE_SIZE, 1), "float32"))  # Keras' ONNX export wants a model that has run
+        with atomic_path(target, keep_suffix=True) as tmp:
+            model.export(str(tmp), format="onnx", verbose=False)

@@ -1,0 +1,78 @@
+"""`fkp export`: one model holding a whole run, matching the run's own fold-averaged predictions."""
+
+import importlib.util
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from competition import data
+from competition.cli import app
+from competition.runs import Run
+
+FKP = [sys.executable, "-m", "competition"]
+FACES = 64
+
+
+def test_an_unknown_format_is_one_line_and_exit_2(tmp_path):
+    result = CliRunner().invoke(app, ["export", "--run", "any", "--runs-dir", str(tmp_path), "--format", "tflite"])
+    assert result.exit_code == 2
+    assert result.stderr.strip().splitlines() == ["fkp: --format: unknown format 'tflite': one of keras, saved_model, onnx"]
+
+
+def test_exporting_a_missing_run_is_one_line_and_exit_2(tmp_path):
+    result = CliRunner().invoke(app, ["export", "--run", "nope", "--runs-dir", str(tmp_path)])
+    assert result.exit_code == 2
+    assert result.stderr.strip().splitlines() == [f"fkp: {tmp_path / 'nope'}: not a run folder (no run.json): "
+                                                  "run `fkp cv` first"]
+
+
+def run_exported(format: str, path, faces: np.ndarray) -> np.ndarray:
+    """The exported artifact run as a user would: .keras reloaded, SavedModel in TensorFlow, ONNX in onnxruntime."""
+    if format == "keras":
+        import keras
+
+        import competition.models.layers  # noqa: F401  (registers fkp's layers, which the .keras file names)
+
+        return keras.saving.load_model(path).predict(faces, verbose=0)
+    if format == "saved_model":
+        import tensorflow as tf
+
+        loaded = tf.saved_model.load(str(path))  # kept: its functions need the object alive
+        return loaded.serve(faces).numpy()
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(path))
+    return session.run(None, {session.get_inputs()[0].name: faces})[0]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("format,needs", [("keras", None), ("saved_model", "tensorflow"), ("onnx", "onnxruntime")])
+@pytest.mark.parametrize("tta", [True, False], ids=["tta", "no-tta"])
+def test_the_exported_run_gives_the_runs_own_fold_average(learned_run, data_dir, format, needs, tta):
+    """Both specialists of both folds, their average and the per-coordinate choice in one artifact: its
+    predictions on 64 test faces match `fkp blend`'s average of the run's test files to 1e-3 px."""
+    from competition.blend import leaderboard_test
+
+    if needs and importlib.util.find_spec(needs) is None:
+        pytest.skip(f"{needs} is not installed (pip install 'fkp[export]')")
+    if format == "onnx" and not tta:
+        pytest.skip("one ONNX conversion (about a minute on 2 cores) is enough")
+    flag = "--tta" if tta else "--no-tta"
+    result = subprocess.run([*FKP, "export", "--run", "learned", "--format", format, flag], cwd=learned_run,
+                            capture_output=True, text=True, env=os.environ.copy())
+    assert result.returncode == 0, result.stderr
+    run = Run(learned_run / "runs" / "learned")
+    assert sorted(run.spec.specialists) == ["full", "partial"]
+    test = data.load_test(data_dir)
+    faces = test.images[:FACES, ..., None].astype(np.float32)
+    expected = leaderboard_test(run, tta, allow_partial=False).loc[test.image_ids[:FACES]].to_numpy()
+    got = run_exported(format, run.export_path(format), faces)
+    assert got.shape == (FACES, 30)
+    assert np.abs(got - expected).max() < 1e-3
+    if tta:  # the other variant differs: the flag reached the graph
+        other = leaderboard_test(run, False, allow_partial=False).loc[test.image_ids[:FACES]].to_numpy()
+        assert np.abs(got - other).max() > 1e-2
