@@ -20,7 +20,7 @@ from .errors import InputError
 from .io import atomic_path
 from .models import layers as fkp_layers
 from .runs import Run
-from .schema import COORDINATES, IMAGE_SIZE, MIRROR_AXIS, SPECIALISTS, specialist_for
+from .schema import COORDINATES, IMAGE_SIZE, SPECIALISTS, specialist_for
 
 # What each format needs beyond Keras, by importable module, and the extra that installs it.
 FORMAT_MODULES = {"keras": (), "saved_model": ("tensorflow",), "onnx": ("tensorflow", "tf2onnx", "onnx")}
@@ -50,7 +50,7 @@ def run_model(run: Run, tta: bool, allow_partial: bool = False) -> keras.Model:
         for model in fold_models(run, name, allow_partial):
             points = model(faces)
             if tta:
-                back = fkp_layers.MirroredPointsBack(specialist.flip_permutation, MIRROR_AXIS,
+                back = fkp_layers.MirroredPointsBack(specialist.flip_permutation, run.spec.mirror_axis,
                                                      name=f"{model.name}_mirror_back")(model(mirrored))
                 points = keras.layers.Average(name=f"{model.name}_tta")([points, back])
             folds.append(points)
