@@ -116,7 +116,8 @@ class Augmenter:
         flip = rng.random(len(images)) < self.flip_probability
         if flip.any():
             images[flip], points[flip] = imgaug_flip(images[flip], points[flip], self.permutation, self.mirror_axis)
-        for face in np.flatnonzero(rng.random(len(images)) < self.framing_probability):
+        reframe = rng.random(len(images)) < self.framing_probability if self.framing_probability else []
+        for face in np.flatnonzero(reframe):
             affine = self.framing.reframe(points[face], rng)
             if affine is not None:
                 affine.seed_(0)
