@@ -85,6 +85,10 @@ def check(data: DataOption = None):
         f"{folder}: {len(training)} training faces ({styles}), {len(test)} test faces ({test_styles}), "
         f"{len(lookup)} lookup rows; loaded in {time.perf_counter() - started:.2f}s"
     )
+    repeated = data_module.repeated_rows(training)
+    if repeated:
+        console.print(f"{repeated} training rows repeat an earlier row (same pixels and keypoints): legal; "
+                      "the folds keep each repeat on one side of a split")
 
 
 @app.command()

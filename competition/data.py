@@ -27,7 +27,7 @@ from .schema import COORDINATES, IMAGE_SIZE, KEYPOINTS, style_of
 PIXELS = IMAGE_SIZE * IMAGE_SIZE
 TRAINING, TEST, LOOKUP = "training", "test", "IdLookupTable"
 _CHUNK_ROWS = 64  # rows parsed at once: ~2 MB of text (benchmarks/bench_load.py)
-_CACHE_FORMAT = 1  # bump when the cached arrays change meaning
+_CACHE_FORMAT = 2  # bump when the cached arrays change meaning or what a parse refuses (2: duplicate ImageIds)
 
 
 @dataclass(frozen=True)
@@ -158,6 +158,16 @@ def _refuse_first(bad, label: str, column: str, problem: Callable[[int], str]) -
     rows = np.flatnonzero(np.asarray(bad))
     if len(rows):
         raise InputError(label, problem(int(rows[0])), line=int(rows[0]) + 2, column=column)
+
+
+def _refuse_repeats(values: pd.Series, label: str, column: str) -> None:
+    """A key column names each row once: stop at the first repeat, naming the line it first appeared on."""
+
+    def problem(row: int) -> str:
+        first = int(np.flatnonzero(values.to_numpy() == values.iloc[row])[0])
+        return f"{column} {values.iloc[row]} repeats line {first + 2}"
+
+    _refuse_first(values.duplicated(), label, column, problem)
 
 
 def _shown(value) -> str:
@@ -299,6 +309,7 @@ def load_test(data_dir: Path) -> TestSet:
         frame, label = _read_csv(path, TEST, content)
         _require_columns(frame, label, ["ImageId", "Image"])
         image_ids = _numeric(frame, label, "ImageId", integer=True).astype(np.int64)
+        _refuse_repeats(pd.Series(image_ids), label, "ImageId")
         return {"image_ids": image_ids, "images": parse_pixels(frame["Image"].to_numpy(), label)}
 
     arrays = _cached(path, TEST, parse)
@@ -318,12 +329,20 @@ def load_lookup(data_dir: Path, test: TestSet) -> pd.DataFrame:
             "FeatureName": frame["FeatureName"].to_numpy(),
         }
     )
+    _refuse_repeats(lookup["RowId"], label, "RowId")
     _refuse_first(~lookup["ImageId"].isin(test.image_ids), label, "ImageId",
                   lambda row: f"ImageId {lookup['ImageId'].iloc[row]} is not in the test set")
     _refuse_first(~lookup["FeatureName"].isin(COORDINATES), label, "FeatureName",
                   lambda row: f"FeatureName {_shown(lookup['FeatureName'].iloc[row])} is not one of the "
                               f"{len(KEYPOINTS)} keypoints' coordinates")
     return lookup
+
+
+def repeated_rows(training: TrainingSet) -> int:
+    """Training rows identical to an earlier one (pixels and keypoints): legal, but worth knowing."""
+    rows = np.concatenate([training.images.reshape(len(training), -1).view(np.uint8),
+                           training.keypoints.view(np.uint8)], axis=1)
+    return len(rows) - len(np.unique(rows, axis=0))
 
 
 def lookup_styles(lookup: pd.DataFrame) -> pd.Series:
