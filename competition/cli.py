@@ -20,7 +20,7 @@ from . import data as data_module
 from .config import load_config
 from .errors import InputError
 from .folds import folds_for, folds_path, make_folds, save_folds
-from .schema import COORDINATES
+from .schema import COORDINATES, IMAGE_SIZE
 
 app = typer.Typer(
     help="Kaggle Facial Keypoints Detection: folds, specialist CNNs, tuning, blending, submission.",
@@ -288,7 +288,7 @@ def blend(
     test = data_module.load_test(folder)
     lookup = data_module.load_lookup(folder, test)
     result = blend_runs([runs_dir / name for name in names], training, config, tta=tta, allow_partial=allow_partial)
-    write_blend(result, lookup, test, out)
+    _, clipped = write_blend(result, lookup, test, out)
 
     shown = Table(title=f"Out-of-fold RMSE, leaderboard-style ({result.faces} faces)")
     for column in ("", *SCORE_COLUMNS, "TTA used"):
@@ -302,6 +302,7 @@ def blend(
     paths = output_paths(out)
     console.print(f"{out}: {len(lookup)} rows from run(s) {', '.join(result.runs)}; weights {paths['weights']}, "
                   f"faces {paths['faces']}, report {paths['report']}")
+    console.print(f"{clipped} predicted Locations fell outside the image (0..{IMAGE_SIZE}) and were clipped to its edge")
     print(f"blend_rmse={result.blend_scores['used']:.5f}")
 
 

@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass
 from functools import cached_property
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import tomli_w
 
@@ -70,6 +71,23 @@ class FoldArtifacts:
     history: pd.DataFrame  # one row per epoch
     config: dict  # the resolved config it trained with
     report: dict  # fold.json: its FoldResult, face counts, backend
+
+
+def _read_predictions(path: Path) -> pd.DataFrame:
+    """A fold's predictions; a cell that is not a finite number is refused with its line and column, so a
+    damaged fold never reaches a score or a submission."""
+    try:
+        frame = pd.read_csv(path)
+    except FileNotFoundError:
+        raise InputError(path, "missing: the fold folder is incomplete; delete it and rerun `fkp cv`") from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+        raise InputError(path, f"not a readable CSV ({str(error).strip()})") from None
+    finite = np.isfinite(frame.apply(pd.to_numeric, errors="coerce").to_numpy(np.float64))
+    if not finite.all():
+        row, column = np.argwhere(~finite)[0]
+        raise InputError(path, f"{str(frame.iat[row, column])!r} is not a finite number: delete the fold and rerun "
+                               "`fkp cv`", line=int(row) + 2, column=str(frame.columns[column]))
+    return frame
 
 
 class Run:
@@ -127,10 +145,14 @@ class Run:
             (tmp / _FOLD).write_text(json.dumps(artifacts.report, indent=2))
         return self.fold_dir(specialist, fold)
 
+    def predictions_path(self, kind: str, variant: str, specialist: str, fold: int) -> Path:
+        """Where one fold keeps its ``kind`` ("oof" | "test") predictions of one ``variant``."""
+        return self.fold_dir(specialist, fold) / _FILES[kind, variant]
+
     def _predictions(self, kind: str, variant: str, specialist: str) -> pd.DataFrame:
         """One specialist's predictions over its finished folds, indexed by row or ImageId, with their fold."""
         key = _KEYS[kind]
-        frames = [pd.read_csv(self.fold_dir(specialist, fold) / _FILES[kind, variant]).assign(fold=fold)
+        frames = [_read_predictions(self.predictions_path(kind, variant, specialist, fold)).assign(fold=fold)
                   for fold in self.finished_folds(specialist)]
         if not frames:
             return pd.DataFrame(columns=[key, "fold"]).set_index(key)
