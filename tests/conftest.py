@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -45,3 +46,12 @@ def sample_copy(tmp_path, sample_dir) -> Path:
     target = tmp_path / "data"
     shutil.copytree(sample_dir, target)
     return target
+
+
+# Fuzzing profiles (tests/test_fuzz.py): "fast" keeps the whole suite quick; FKP_FUZZ=long runs many
+# more examples of every property.
+settings.register_profile("fast", max_examples=40, deadline=None, derandomize=True,
+                          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
+                                                 HealthCheck.data_too_large])
+settings.register_profile("long", parent=settings.get_profile("fast"), max_examples=1000, derandomize=False)
+settings.load_profile(os.environ.get("FKP_FUZZ", "fast"))
