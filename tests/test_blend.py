@@ -115,7 +115,7 @@ def test_every_shipped_blend_config_loads():
 
 @pytest.mark.parametrize("text, message", [
     ('method = "average"\n', "key 'method' must be one of nnls, ridge, elasticnet"),
-    ("alpha = -1\n", "key 'alpha' must be at least 0"),
+    ("alpha = -1\n", "key 'alpha' must be within 0..1000000.0"),
     ("l1_ratio = 2\n", "key 'l1_ratio' must be within 0..1"),
     ("alfa = 1\n", "unknown key 'alfa'"),
     ('positive = "yes"\n', "key 'positive' must be bool"),
