@@ -93,7 +93,7 @@ def test_a_config_in_the_shape_before_the_specialists_table_still_resolves():
         ("seed = -1\n", "key 'seed' must be within 0"),
         ("[train]\nmin_learning_rate = inf\n", "key 'train.min_learning_rate' must be within 0..10.0, got inf"),
         ("[model]\ndense_units = 1_000_000_000\n", "key 'model.dense_units' must be within 1..65536"),
-        ("[model]\nfilters = [8, 8, 8, 8, 8, 8, 8]\n", "has 7 blocks, but a 96x96 face allows at most 6 halvings"),
+        ("[model]\nfilters = [8, 8, 8, 8, 8, 8, 8]\n", "model.filters' \\(7 blocks\\) and .*a 96x96 face.*at most 6 blocks"),
     ],
 )
 def test_bad_configs_are_refused_with_the_key(tmp_path, text, message):

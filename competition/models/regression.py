@@ -33,9 +33,9 @@ class Config(ModelConfig):
         """Each block halves the face: the blocks must leave at least one pixel."""
         side = IMAGE_SIZE // self.input_downsample
         if side >> len(self.filters) < 1:
-            raise InputError(source, f"key '{key}.filters' has {len(self.filters)} blocks, but a "
-                                     f"{side}x{side} face allows at most {side.bit_length() - 1} halvings: "
-                                     "use fewer blocks or a smaller input_downsample")
+            raise InputError(source, f"keys '{key}.filters' ({len(self.filters)} blocks) and "
+                                     f"'{key}.input_downsample' (a {side}x{side} face) do not fit: the face allows "
+                                     f"at most {side.bit_length() - 1} blocks, each halving it")
 
 
 def loss():
