@@ -61,7 +61,16 @@ def fold_average(run: Run, name: str, tta: bool, allow_partial: bool) -> pd.Data
         )
     if len(missing) == folds:
         raise InputError(run.path / name, "no finished fold to blend")
-    return predictions.drop(columns="fold").groupby(level=0).mean()
+    finished = predictions["fold"].unique()
+    per_face = predictions.groupby(level=0)["fold"].nunique()
+    if (per_face < len(finished)).any():
+        image_id = per_face.index[per_face < len(finished)][0]
+        fold = sorted(set(finished) - set(predictions.loc[[image_id], "fold"]))[0]
+        raise InputError(run.predictions_path("test", variant(tta), name, fold),
+                         f"no prediction for test ImageId {image_id}, which other folds predict: delete the fold "
+                         "and rerun `fkp cv`")
+    with np.errstate(over="ignore"):  # a mean that overflows is refused by check_submission, in one line
+        return predictions.drop(columns="fold").groupby(level=0).mean()
 
 
 def leaderboard_test(run: Run, tta: bool, allow_partial: bool) -> pd.DataFrame:
@@ -70,13 +79,36 @@ def leaderboard_test(run: Run, tta: bool, allow_partial: bool) -> pd.DataFrame:
                            run.spec.resolved.inference.prefer)
 
 
-def submission(lookup: pd.DataFrame, keypoints: pd.DataFrame) -> pd.DataFrame:
-    """``RowId,Location`` for every lookup row, in its order, from ``keypoints`` (ImageId x coordinates)."""
-    keys = pd.MultiIndex.from_arrays([lookup["ImageId"], lookup["FeatureName"]])
-    location = keypoints.stack().reindex(keys).to_numpy()
-    if np.isnan(location).any():
-        raise InputError("test predictions", "no prediction for some asked ImageId: rerun `fkp cv`")
-    return pd.DataFrame({"RowId": lookup["RowId"], "Location": np.clip(location, 0, IMAGE_SIZE)})
+def submission(lookup: pd.DataFrame, keypoints: pd.DataFrame, source: str) -> pd.DataFrame:
+    """``RowId,Location`` for every lookup row, in its order, from ``keypoints`` (ImageId x coordinates)
+    predicted by ``source``; unclipped."""
+    rows = keypoints.index.get_indexer(lookup["ImageId"])
+    if (rows < 0).any():
+        first = int(np.flatnonzero(rows < 0)[0])
+        raise InputError(source, f"no prediction for test ImageId {lookup['ImageId'].iloc[first]}, which "
+                                 f"IdLookupTable asks for (RowId {lookup['RowId'].iloc[first]}): rerun `fkp cv`")
+    columns = keypoints.columns.get_indexer(lookup["FeatureName"])
+    return pd.DataFrame({"RowId": lookup["RowId"].to_numpy(), "Location": keypoints.to_numpy()[rows, columns]})
+
+
+def check_submission(result: pd.DataFrame, lookup: pd.DataFrame, out: Path) -> None:
+    """The last look before a submission replaces the one at ``out``: every IdLookupTable RowId exactly
+    once and in its order, every Location a finite number."""
+    if list(result.columns) != ["RowId", "Location"] or not np.array_equal(result["RowId"], lookup["RowId"]):
+        raise InputError(out, "its RowIds would not be IdLookupTable's, each once and in order: not written")
+    finite = np.isfinite(result["Location"].to_numpy(np.float64))
+    if not finite.all():
+        row = int(np.flatnonzero(~finite)[0])
+        raise InputError(out, f"Location of RowId {result['RowId'].iloc[row]} would be {result['Location'].iloc[row]}, "
+                              f"not a finite number ({(~finite).sum()} such rows): not written; check the runs' "
+                              "test predictions and blend weights")
+
+
+def clip_to_image(result: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    """Locations outside the image moved to its edge, and how many were."""
+    location = result["Location"]
+    outside = int(((location < 0) | (location > IMAGE_SIZE)).sum())
+    return result.assign(Location=location.clip(0, IMAGE_SIZE)), outside
 
 
 def check_same_folds(runs: list[Run]) -> None:
@@ -185,9 +217,12 @@ def submitted_face_panels(
     ]
 
 
-def write_blend(blend: Blend, lookup: pd.DataFrame, test: TestSet, out: Path) -> pd.DataFrame:
-    """The submission, its weights, a picture of submitted test faces and a report, side by side."""
-    result = submission(lookup, blend.keypoints)
+def write_blend(blend: Blend, lookup: pd.DataFrame, test: TestSet, out: Path) -> tuple[pd.DataFrame, int]:
+    """The submission, its weights, a picture of submitted test faces and a report, side by side, once the
+    submission passes ``check_submission``; and how many Locations were clipped to the image."""
+    result = submission(lookup, blend.keypoints, f"test predictions of run(s) {', '.join(blend.runs)}")
+    check_submission(result, lookup, out)
+    result, clipped = clip_to_image(result)
     paths = output_paths(out)
     write_csv(result, out)
     write_csv(blend.weights.reset_index(), paths["weights"])
@@ -195,7 +230,7 @@ def write_blend(blend: Blend, lookup: pd.DataFrame, test: TestSet, out: Path) ->
                        f"{out.name}: submitted keypoints on test faces ({' + '.join(blend.runs)})")
     save_png(figure, paths["faces"])
     write_text(blend_report(blend, out, len(result)), paths["report"])
-    return result
+    return result, clipped
 
 
 def tta_words(tta: bool) -> str:

@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import os
 import sys
 import time
 from pathlib import Path
 from typing import Annotated, Optional
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter out of the logs
 
 import numpy as np
 import typer
@@ -18,12 +15,33 @@ from rich.console import Console
 from rich.table import Table
 
 from . import data as data_module
-from .config import load_config
+from .config import TrainConfig, check_option, load_config
 from .errors import InputError
 from .folds import folds_for, folds_path, load_folds, make_folds, save_folds
-from .schema import COORDINATES
+from .machine import gpu_for_backend, quiet_backend_env, stderr_silenced
+from .schema import COORDINATES, IMAGE_SIZE
+
+# click's base of every usage error; newer typer vendors click, so reach it through typer's own export
+ClickException = next(cls for cls in typer.BadParameter.__mro__ if cls.__name__ == "ClickException")
+
+
+class OneLineUsageErrors(typer.core.TyperGroup):
+    """A usage error (an option's value of the wrong type, an unknown option) is one line and exit
+    status 2, like bad input, instead of click's usage box."""
+
+    def main(self, *args, standalone_mode: bool = True, **kwargs):
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        try:
+            status = super().main(*args, standalone_mode=False, **kwargs)
+        except ClickException as error:
+            print(f"fkp: {error.format_message()}", file=sys.stderr)
+            sys.exit(2)
+        sys.exit(status if isinstance(status, int) else 0)
+
 
 app = typer.Typer(
+    cls=OneLineUsageErrors,
     help="Kaggle Facial Keypoints Detection: folds, specialist CNNs, tuning, blending, submission.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -42,6 +60,8 @@ RunsDirOption = Annotated[Path, typer.Option("--runs-dir", help="Where runs are 
 TTAOption = Annotated[
     Optional[bool], typer.Option("--tta/--no-tta", help="Use flip-TTA predictions (default: the run's inference.tta).")
 ]
+VerboseOption = Annotated[bool, typer.Option(
+    "--verbose", help="Show the backend's own start-up and log lines (TensorFlow's C++ logging).")]
 SAMPLE_CONFIG = "smoke"  # cheap settings picked when running on the bundled sample
 
 
@@ -55,6 +75,12 @@ def one_line_errors(command):
         except InputError as error:
             print(f"fkp: {error}", file=sys.stderr)
             raise typer.Exit(2) from None
+        except OSError as error:
+            if error.filename is None:
+                raise
+            # a path the user named that cannot be read or written: a file where a folder must be, ...
+            print(f"fkp: {error.filename}: {error.strerror}", file=sys.stderr)
+            raise typer.Exit(2) from None
 
     return wrapper
 
@@ -64,6 +90,18 @@ def _data(data: Path | None) -> tuple[Path, bool]:
     if is_sample:
         console.print(f"No --data given and no competition files in ./data: using the bundled sample ({folder}).")
     return folder, is_sample
+
+
+def _machine_config(is_sample: bool) -> str:
+    """The config `fkp cv` runs without --config: smoke on the bundled sample, default where the backend
+    sees a GPU, cpu where it does not; one line says which and why."""
+    if is_sample:
+        console.print(f"config {SAMPLE_CONFIG}: the bundled sample (pass --config to choose)")
+        return SAMPLE_CONFIG
+    gpu, reason = gpu_for_backend()
+    name = "default" if gpu else "cpu"
+    console.print(f"config {name}: {reason} (pass --config to choose)")
+    return name
 
 
 def _dataset_name(folder: Path, is_sample: bool) -> str:
@@ -86,6 +124,10 @@ def check(data: DataOption = None):
         f"{folder}: {len(training)} training faces ({styles}), {len(test)} test faces ({test_styles}), "
         f"{len(lookup)} lookup rows; loaded in {time.perf_counter() - started:.2f}s"
     )
+    repeated = data_module.repeated_rows(training)
+    if repeated:
+        console.print(f"{repeated} training rows repeat an earlier row (same pixels and keypoints): legal; "
+                      "the folds keep each repeat on one side of a split")
 
 
 @app.command()
@@ -166,15 +208,19 @@ def cv(
         "--set", help="Override a config key, e.g. --set model.dropout=0.2 or --set specialists.full.model.dropout=0.2 "
                     "(repeatable).")] = None,
     tta: TTAOption = None,
+    verbose: VerboseOption = False,
 ):
     """Train the config's specialists on every fold and print the cross-validated RMSE."""
     if k < 2:
         raise InputError("--folds", f"need at least 2 folds, got {k}")
     if limit is not None and limit < 2:
         raise InputError("--limit", f"need at least 2 faces, got {limit}")
+    if epochs is not None:
+        check_option(epochs, TrainConfig, "train.epochs", "--epochs")
+    quiet_backend_env(verbose)
     folder, is_sample = _data(data)
     settings = list(overrides or []) + ([f"train.epochs={epochs}"] if epochs is not None else [])
-    config = load_config(config_name or (SAMPLE_CONFIG if is_sample else "default"), settings)
+    config = load_config(config_name or _machine_config(is_sample), settings)
     run_dir = runs_dir / (run or ("sample" if is_sample and config_name is None else config.name))
     if fold is not None and not 0 <= fold < k:
         raise InputError("--fold", f"fold {fold} does not exist with --folds {k}: folds are 0..{k - 1}")
@@ -190,7 +236,7 @@ def cv(
                   f"{len(test)} test faces")
     started = time.perf_counter()
     run = Run(run_dir)
-    run_cv(config, training, test, split, run, only_fold=fold, limit=limit, log=log)
+    run_cv(config, training, test, split, run, only_fold=fold, limit=limit, verbose=verbose, log=log)
     console.print(f"trained in {time.perf_counter() - started:.0f}s")
     tables, overall, faces = run_scores(run, training)
     use_tta = config.inference.tta if tta is None else tta
@@ -227,6 +273,7 @@ def tune(
     out: Annotated[str, typer.Option(
         help="Config to write the best settings to: a name in ./configs or a TOML path.")] = "tuned",
     overwrite: Annotated[bool, typer.Option(help="Start the search over instead of continuing it.")] = False,
+    verbose: VerboseOption = False,
     chief: Annotated[Optional[str], typer.Option(
         help="HOST:PORT of the chief's oracle; alone, this process is the chief.")] = None,
     worker: Annotated[Optional[str], typer.Option(help="Run trials for the chief at --chief, as worker ID.")] = None,
@@ -239,10 +286,14 @@ def tune(
     """Search one specialist's hyperparameters with Keras Tuner; write the best as a config for `fkp cv`."""
     if limit is not None and limit < 2:
         raise InputError("--limit", f"need at least 2 faces, got {limit}")
+    if epochs is not None:
+        check_option(epochs, TrainConfig, "train.epochs", "--epochs")
     folder, is_sample = _data(data)
     config = load_config(config_name or (SAMPLE_CONFIG if is_sample else "default"), overrides or [])
 
-    from . import tune as tune_module  # imports Keras and Keras Tuner: only when tuning
+    quiet_backend_env(verbose)
+    with stderr_silenced(not verbose):  # the backend's C++ start-up lines
+        from . import tune as tune_module  # imports Keras and Keras Tuner: only when tuning
 
     search_space = tune_module.load_search_space(space, tune_module.specialist_settings(config, specialist))
     distribution = tune_module.distribution_env(chief, worker)
@@ -300,7 +351,7 @@ def blend(
     test = data_module.load_test(folder)
     lookup = data_module.load_lookup(folder, test)
     result = blend_runs([runs_dir / name for name in names], training, config, tta=tta, allow_partial=allow_partial)
-    write_blend(result, lookup, test, out)
+    _, clipped = write_blend(result, lookup, test, out)
 
     shown = Table(title=f"Out-of-fold RMSE, leaderboard-style ({result.faces} faces)")
     for column in ("", *SCORE_COLUMNS, "TTA used"):
@@ -314,6 +365,7 @@ def blend(
     paths = output_paths(out)
     console.print(f"{out}: {len(lookup)} rows from run(s) {', '.join(result.runs)}; weights {paths['weights']}, "
                   f"faces {paths['faces']}, report {paths['report']}")
+    console.print(f"{clipped} predicted Locations fell outside the image (0..{IMAGE_SIZE}) and were clipped to its edge")
     print(f"blend_rmse={result.blend_scores['used']:.5f}")
 
 

@@ -43,16 +43,16 @@ class AugmentConfig:
 
 @dataclass
 class TrainConfig:
-    epochs: int = setting(200, low=1)
-    batch_size: int = setting(64, low=1)
+    epochs: int = setting(200, low=1, high=100_000)
+    batch_size: int = setting(64, low=1, high=4096)
     learning_rate: float = setting(1e-3, low=1e-12, high=10.0)  # the peak one, with the cosine schedule
     # plateau: halve the rate when val RMSE stalls; cosine: warm up, decay to 0 by `epochs`
     schedule: str = setting("plateau", choices=SCHEDULES)
-    warmup_epochs: int = setting(2, low=0)  # cosine: epochs of linear warm-up from 0
-    patience: int = setting(25, low=1)  # epochs without a better validation RMSE before stopping
-    lr_patience: int = setting(8, low=1)  # plateau: epochs without improvement before the learning rate halves
-    min_learning_rate: float = setting(1e-5, low=0)  # plateau: the floor of the halving
-    max_minutes: float = setting(0.0, low=0)  # wall-clock budget of one specialist's fold (0: none); best weights kept
+    warmup_epochs: int = setting(2, low=0, high=100_000)  # cosine: epochs of linear warm-up from 0
+    patience: int = setting(25, low=1, high=100_000)  # epochs without a better validation RMSE before stopping
+    lr_patience: int = setting(8, low=1, high=100_000)  # plateau: epochs without improvement before the learning rate halves
+    min_learning_rate: float = setting(1e-5, low=0, high=10.0)  # plateau: the floor of the halving
+    max_minutes: float = setting(0.0, low=0, high=60 * 24 * 7)  # wall-clock budget of one specialist's fold (0: none); best weights kept
     workers: int = setting(1, low=1, high=64)  # PyDataset workers preparing augmented batches
 
 
@@ -204,6 +204,7 @@ def resolve(raw: dict, source: str) -> Config:
     for name, settings in config.specialists.items():
         _apply(settings, shared, "", source)
         _apply(settings, per_specialist.get(name, {}), f"specialists.{name}.", source)
+        settings.model.check(source, f"specialists.{name}.model")
     _check_coverage(config, source)
     return config
 
@@ -263,6 +264,12 @@ def apply_overrides(config: Config, overrides: list[str]) -> Config:
     return resolve(resolved, "--set")
 
 
+def check_option(value, config_class, key: str, option: str) -> None:
+    """Refuse a CLI option's value outside the range of the config key it sets, naming both."""
+    field = next(f for f in dataclasses.fields(config_class) if f.name == key.rpartition(".")[2])
+    ranges.check(value, field.metadata, key, option)
+
+
 def load_config(name_or_path: str, overrides: list[str] = ()) -> Config:
     path = find_config(name_or_path)
     raw = read_toml(path)
@@ -280,7 +287,7 @@ class BlendConfig:
 
     # nnls: scipy's non-negative least squares, no intercept; ridge / elasticnet: scikit-learn's
     method: str = setting("nnls", choices=BLEND_METHODS)
-    alpha: float = setting(1.0, low=0)  # ridge / elasticnet regularisation strength, as scikit-learn defines it
+    alpha: float = setting(1.0, low=0, high=1e6)  # ridge / elasticnet regularisation strength, as scikit-learn defines it
     l1_ratio: float = setting(0.5, low=0, high=1)  # elasticnet's share of L1 in the penalty
     positive: bool = True  # ridge / elasticnet: keep the weights non-negative
 

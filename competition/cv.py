@@ -10,11 +10,13 @@ from .data import TestSet, TrainingSet
 from .errors import InputError
 from .folds import Folds
 from .jobs import FoldJob, FoldResult
+from .machine import stderr_silenced
 from .runs import Run, RunSpec
 
 
-def _train_fold(job: FoldJob) -> FoldResult:
-    from .train import train_fold  # Keras loads in the fold's own process only
+def _train_fold(job: FoldJob, verbose: bool) -> FoldResult:
+    with stderr_silenced(not verbose):  # the backend's C++ start-up lines, printed before any log level applies
+        from .train import train_fold  # Keras loads in the fold's own process only
 
     return train_fold(job)
 
@@ -27,9 +29,9 @@ def in_fresh_process(function, *args):
         return pool.submit(function, *args).result()
 
 
-def train_in_fresh_process(job: FoldJob) -> FoldResult:
+def train_in_fresh_process(job: FoldJob, verbose: bool = False) -> FoldResult:
     """``train.train_fold(job)`` in a process of its own."""
-    return in_fresh_process(_train_fold, job)
+    return in_fresh_process(_train_fold, job, verbose)
 
 
 def run_cv(
@@ -41,6 +43,7 @@ def run_cv(
     *,
     only_fold: int | None = None,
     limit: int | None = None,
+    verbose: bool = False,
     log=print,
 ) -> list[FoldResult]:
     """Train the run's unfinished fold jobs; a finished fold is skipped, so a killed run resumes."""
@@ -54,7 +57,7 @@ def run_cv(
             if run.is_finished(name, fold):
                 log(f"{job.label} already complete: skipped")
                 continue
-            result = train_in_fresh_process(job)
+            result = train_in_fresh_process(job, verbose)
             log(
                 f"{job.label} best val_rmse {result.best_val_rmse:.4f} after {result.epochs} epochs, "
                 f"{result.seconds:.0f}s, {result.faces_per_second:.0f} faces/s"

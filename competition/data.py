@@ -27,7 +27,7 @@ from .schema import COORDINATES, IMAGE_SIZE, KEYPOINTS, style_of
 PIXELS = IMAGE_SIZE * IMAGE_SIZE
 TRAINING, TEST, LOOKUP = "training", "test", "IdLookupTable"
 _CHUNK_ROWS = 64  # rows parsed at once: ~2 MB of text (benchmarks/bench_load.py)
-_CACHE_FORMAT = 1  # bump when the cached arrays change meaning
+_CACHE_FORMAT = 2  # bump when the cached arrays change meaning or what a parse refuses (2: duplicate ImageIds)
 
 
 @dataclass(frozen=True)
@@ -91,13 +91,28 @@ def _parse_csv(raw: bytes, label: str) -> pd.DataFrame:
     refuses (Kaggle's IdLookupTable leaves out the empty trailing Location) go to the C reader."""
     options = dict(dtype=str, keep_default_na=False, na_values=[""])
     try:
-        return pd.read_csv(io.BytesIO(raw), engine="pyarrow", **options)
-    except pd.errors.ParserError:
-        pass
+        try:
+            return pd.read_csv(io.BytesIO(raw), engine="pyarrow", **options)
+        except pd.errors.ParserError:
+            pass
+        except pd.errors.EmptyDataError:
+            raise InputError(label, "no header line: not a CSV of Kaggle's") from None
+        try:
+            return pd.read_csv(io.BytesIO(raw), engine="c", **options)
+        except pd.errors.ParserError as error:
+            raise InputError(label, f"not a valid CSV: {str(error).split('C error: ')[-1].strip()}") from None
+    except UnicodeDecodeError:
+        start = _first_non_utf8(raw)
+        raise InputError(label, f"byte {raw[start:start + 1]!r} at offset {start} is not UTF-8 text: "
+                                "Kaggle's files are plain ASCII CSV", line=raw.count(b"\n", 0, start) + 1) from None
+
+
+def _first_non_utf8(raw: bytes) -> int:
     try:
-        return pd.read_csv(io.BytesIO(raw), engine="c", **options)
-    except pd.errors.ParserError as error:
-        raise InputError(label, f"not a valid CSV: {str(error).split('C error: ')[-1].strip()}") from None
+        raw.decode()
+    except UnicodeDecodeError as error:
+        return error.start
+    return 0
 
 
 def _unzip(archive: zipfile.ZipFile, member: str) -> bytes:
@@ -149,8 +164,16 @@ def _require_columns(frame: pd.DataFrame, label: str, expected: list[str]) -> No
     missing = [c for c in expected if c not in columns]
     extra = [c for c in columns if c not in expected]
     if missing or extra:
-        raise InputError(label, f"columns differ from Kaggle's: missing {missing}, unexpected {extra}")
-    raise InputError(label, f"columns out of order: expected {expected}")
+        raise InputError(label, f"columns differ from Kaggle's: missing {_few(missing)}, unexpected {_few(extra)}")
+    at = next(i for i, (seen, wanted) in enumerate(zip(columns, expected)) if seen != wanted)
+    raise InputError(label, f"columns out of order: column {at + 1} is {columns[at]!r}, Kaggle's is {expected[at]!r}",
+                     line=1)
+
+
+def _few(names: list, shown: int = 4) -> str:
+    """A list of column names for a message: the first few, each cut short."""
+    words = [_shown(str(name)) for name in names[:shown]]
+    return "[" + ", ".join(words) + (f", ... {len(names) - shown} more" if len(names) > shown else "") + "]"
 
 
 def _refuse_first(bad, label: str, column: str, problem: Callable[[int], str]) -> None:
@@ -158,6 +181,16 @@ def _refuse_first(bad, label: str, column: str, problem: Callable[[int], str]) -
     rows = np.flatnonzero(np.asarray(bad))
     if len(rows):
         raise InputError(label, problem(int(rows[0])), line=int(rows[0]) + 2, column=column)
+
+
+def _refuse_repeats(values: pd.Series, label: str, column: str) -> None:
+    """A key column names each row once: stop at the first repeat, naming the line it first appeared on."""
+
+    def problem(row: int) -> str:
+        first = int(np.flatnonzero(values.to_numpy() == values.iloc[row])[0])
+        return f"{column} {values.iloc[row]} repeats line {first + 2}"
+
+    _refuse_first(values.duplicated(), label, column, problem)
 
 
 def _shown(value) -> str:
@@ -299,6 +332,7 @@ def load_test(data_dir: Path) -> TestSet:
         frame, label = _read_csv(path, TEST, content)
         _require_columns(frame, label, ["ImageId", "Image"])
         image_ids = _numeric(frame, label, "ImageId", integer=True).astype(np.int64)
+        _refuse_repeats(pd.Series(image_ids), label, "ImageId")
         return {"image_ids": image_ids, "images": parse_pixels(frame["Image"].to_numpy(), label)}
 
     arrays = _cached(path, TEST, parse)
@@ -318,12 +352,20 @@ def load_lookup(data_dir: Path, test: TestSet) -> pd.DataFrame:
             "FeatureName": frame["FeatureName"].to_numpy(),
         }
     )
+    _refuse_repeats(lookup["RowId"], label, "RowId")
     _refuse_first(~lookup["ImageId"].isin(test.image_ids), label, "ImageId",
                   lambda row: f"ImageId {lookup['ImageId'].iloc[row]} is not in the test set")
     _refuse_first(~lookup["FeatureName"].isin(COORDINATES), label, "FeatureName",
                   lambda row: f"FeatureName {_shown(lookup['FeatureName'].iloc[row])} is not one of the "
                               f"{len(KEYPOINTS)} keypoints' coordinates")
     return lookup
+
+
+def repeated_rows(training: TrainingSet) -> int:
+    """Training rows identical to an earlier one (pixels and keypoints): legal, but worth knowing."""
+    rows = np.concatenate([training.images.reshape(len(training), -1).view(np.uint8),
+                           training.keypoints.view(np.uint8)], axis=1)
+    return len(rows) - len(np.unique(rows, axis=0))
 
 
 def lookup_styles(lookup: pd.DataFrame) -> pd.Series:
@@ -338,6 +380,11 @@ def write_sample(data_dir: Path, out: Path, training_faces: int, test_faces: int
     training, _ = _read_csv(_source(data_dir, TRAINING), TRAINING)
     test, _ = _read_csv(_source(data_dir, TEST), TEST)
     lookup, _ = _read_csv(_source(data_dir, LOOKUP), LOOKUP)
+    for option, count, available in (("--train", training_faces, len(training)), ("--test", test_faces, len(test))):
+        if not 1 <= count <= available:
+            raise InputError(option, f"must be within 1..{available} (the faces there are), got {count}")
+    if not 0 <= seed < 2**32:
+        raise InputError("--seed", f"must be within 0..{2**32 - 1}, got {seed}")
     rows = np.sort(np.random.default_rng(seed).choice(len(training), training_faces, replace=False))
     test = test.iloc[:test_faces]
     lookup = lookup[lookup["ImageId"].isin(test["ImageId"])]

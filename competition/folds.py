@@ -7,7 +7,7 @@ download never sits on both sides of a split.
 
 from __future__ import annotations
 
-import json
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,8 +17,8 @@ from sklearn.model_selection import StratifiedGroupKFold
 
 from .data import TrainingSet
 from .errors import InputError
-from .io import write_csv, write_json
-from .schema import MIRROR_AXIS, MIRROR_AXIS_OVERRIDE
+from .io import read_json, write_csv, write_json
+from .schema import IMAGE_SIZE, MIRROR_AXIS, MIRROR_AXIS_OVERRIDE
 
 
 @dataclass(frozen=True)
@@ -52,14 +52,22 @@ class Folds:
 
 
 def make_folds(training: TrainingSet, k: int, seed: int) -> Folds:
-    if k < 2:
-        raise InputError("--folds", f"need at least 2 folds, got {k}")
     _, groups = np.unique(training.images.reshape(len(training), -1), axis=0, return_inverse=True)
+    faces = groups.max() + 1
+    if not 2 <= k <= faces:
+        raise InputError("--folds", f"need at least 2 folds and at most {faces} (the distinct faces there are), got {k}")
+    if not 0 <= seed < 2**32:
+        raise InputError("--seed", f"must be within 0..{2**32 - 1}, got {seed}")
     splitter = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
     style = training.style
     fold = np.empty(len(training), np.int64)
-    for index, (_, validation) in enumerate(splitter.split(training.images, style, groups.ravel())):
-        fold[validation] = index
+    with warnings.catch_warnings():  # a style with fewer faces than folds is expected in a small sample
+        warnings.filterwarnings("ignore", "The least populated class", UserWarning)
+        try:
+            for index, (_, validation) in enumerate(splitter.split(training.images, style, groups.ravel())):
+                fold[validation] = index
+        except ValueError as error:  # more folds than some annotation style has faces
+            raise InputError("--folds", f"cannot split these {len(training)} faces into {k} folds: {error}") from None
     return Folds(fold, k, seed, training.fingerprint, style)
 
 
@@ -81,7 +89,7 @@ def load_folds(path: Path, training: TrainingSet) -> Folds:
     meta_path = path.with_suffix(".json")
     if not path.exists() or not meta_path.exists():
         raise InputError(path, "no stored folds: run `fkp folds`")
-    meta = json.loads(meta_path.read_text())
+    meta = read_json(meta_path)
     frame = pd.read_csv(path)
     if list(frame.columns) != ["row", "fold", "style"] or len(frame) != meta["faces"]:
         raise InputError(path, "damaged: expected columns row,fold,style and one row per training face")
@@ -98,8 +106,10 @@ def load_folds(path: Path, training: TrainingSet) -> Folds:
         raise InputError(path, f"style {str(style[row])!r} of training row {row} is not the style of its labels "
                                f"({str(training.style[row])!r}): rebuild with `fkp folds --overwrite`", line=row + 2,
                          column="style")
-    return Folds(frame["fold"].to_numpy(), int(meta["k"]), int(meta["seed"]), meta["fingerprint"], style,
-                 meta.get("mirror_axis"))
+    axis = meta.get("mirror_axis")
+    if axis is not None and (isinstance(axis, bool) or not isinstance(axis, (int, float)) or not 0 < axis < 2 * IMAGE_SIZE):
+        raise InputError(meta_path, f"damaged: mirror_axis is {axis!r}, not a number of pixels")
+    return Folds(frame["fold"].to_numpy(), int(meta["k"]), int(meta["seed"]), meta["fingerprint"], style, axis)
 
 
 def folds_for(training: TrainingSet, path: Path, k: int, seed: int) -> tuple[Folds, bool]:

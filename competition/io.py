@@ -60,11 +60,24 @@ def write_json(data: dict, target: Path) -> None:
     write_text(json.dumps(data, indent=2), target)
 
 
+def read_json(path: Path) -> dict:
+    """A JSON object written by fkp, or one line naming the file and why it cannot be read."""
+    try:
+        record = json.loads(path.read_bytes())
+    except FileNotFoundError:
+        raise InputError(path, "missing") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise InputError(path, f"not valid JSON ({error})") from None
+    if not isinstance(record, dict):
+        raise InputError(path, f"not a JSON object but {type(record).__name__}")
+    return record
+
+
 def claim_record(path: Path, record: dict, remedy: str) -> bool:
     """Record what new work is made with (JSON at ``path``), or accept continuing work recorded with
     the same; refuse, naming what differs, work recorded with another. True if newly recorded."""
     if path.exists():
-        existing = json.loads(path.read_text())
+        existing = read_json(path)
         differs = [key for key, value in record.items() if existing.get(key) != value]
         if differs:
             raise InputError(path, f"made with other {', '.join(differs)}: {remedy}")

@@ -35,8 +35,11 @@ def estimate_mirror_axis(training: TrainingSet, folds: Folds, config: Config, fo
                          epochs: int = ESTIMATE_EPOCHS) -> float:
     """Train the config's full specialist on one fold's training faces without flips, and read the axis off
     its predictions on the fold's validation faces and their mirrors. Loads Keras: run in a fold's process."""
-    from .predict import predict_pixels
-    from .train import build_fold_model, prepare_fold, train_stage
+    from .machine import stderr_silenced
+
+    with stderr_silenced(True):  # the backend's C++ start-up lines
+        from .predict import predict_pixels
+        from .train import build_fold_model, prepare_fold, train_stage
 
     settings = config.specialist("full")
     settings = dataclasses.replace(settings, augment=dataclasses.replace(settings.augment, flip=0.0),

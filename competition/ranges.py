@@ -1,7 +1,7 @@
 """A config key's default and valid range, declared once beside the key (a dataclass field).
 
 ``setting(0.3, low=0, below=1)`` is a field whose values must lie in [0, 1); ``check`` refuses a
-value outside it with one line naming the key. NaN is outside every range. Keras-free, so every
+value outside it with one line naming the key. NaN and infinities are outside every range. Keras-free, so every
 process can validate a config.
 """
 
@@ -47,7 +47,7 @@ def _fits(value, rules: dict) -> bool:
         return False
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return True
-    if isinstance(value, float) and math.isnan(value):
+    if isinstance(value, float) and not math.isfinite(value):
         return False
     if "low" in rules and not value >= rules["low"]:
         return False

@@ -23,13 +23,14 @@ from dataclasses import asdict, dataclass
 from functools import cached_property
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import tomli_w
 
 from .config import Config, resolve
 from .errors import InputError
-from .io import atomic_path, write_json, write_toml
-from .schema import MIRROR_AXIS
+from .io import atomic_path, read_json, write_json, write_toml
+from .schema import MIRROR_AXIS, SPECIALISTS
 
 VARIANTS = ("plain", "flip")  # predictions as the model makes them, and averaged with the mirrored face's
 VARIANT_LABELS = {"plain": "no TTA", "flip": "flip TTA"}
@@ -50,6 +51,21 @@ class RunSpec:
     limit: int | None
     config: dict  # as recorded; runs made before today's config shape read through ``resolved``
     mirror_axis: float = MIRROR_AXIS  # what flips mirrored x about (runs made before it was recorded: 97)
+
+    @classmethod
+    def read(cls, path: Path) -> RunSpec:
+        """run.json, refused with one line when it is not a spec's fields of their types."""
+        record = read_json(path)
+        types = {"fingerprint": str, "folds": int, "fold_seed": int, "limit": (int, type(None)), "config": dict}
+        optional = {"mirror_axis": (int, float)}  # recorded since the axis can be estimated on the data
+        if not set(types) <= set(record) <= set(types) | set(optional):
+            raise InputError(path, f"damaged: expected the keys {', '.join(types)} (and maybe "
+                                   f"{', '.join(optional)}), got {', '.join(record)}")
+        wrong = next((key for key, kind in {**types, **optional}.items() if key in record
+                      and (not isinstance(record[key], kind) or isinstance(record[key], bool))), None)
+        if wrong is not None:
+            raise InputError(path, f"damaged: {wrong} is {record[wrong]!r}")
+        return cls(**record)
 
     @cached_property
     def resolved(self) -> Config:
@@ -76,6 +92,33 @@ class FoldArtifacts:
     report: dict  # fold.json: its FoldResult, face counts, backend
 
 
+def _read_predictions(path: Path, columns: list[str]) -> pd.DataFrame:
+    """A fold's predictions (``columns``: its key, then coordinates); other columns, a key that is not a
+    whole number or a cell that is not a finite number is refused with its line and column, so a damaged
+    fold never reaches a score or a submission."""
+    try:
+        frame = pd.read_csv(path)
+    except FileNotFoundError:
+        raise InputError(path, "missing: the fold folder is incomplete; delete it and rerun `fkp cv`") from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+        raise InputError(path, f"not a readable CSV ({str(error).strip()})") from None
+    if list(frame.columns) != columns:
+        raise InputError(path, f"damaged: its columns are not {columns[0]} and the specialist's coordinates", line=1)
+    values = frame.apply(pd.to_numeric, errors="coerce").to_numpy(np.float64)
+    finite = np.isfinite(values)
+    finite[:, 0] &= (values[:, 0] == np.round(values[:, 0])) & (values[:, 0] >= 0)
+    if not finite.all():
+        row, column = np.argwhere(~finite)[0]
+        kind = "whole non-negative" if column == 0 else "finite"
+        raise InputError(path, f"{str(frame.iat[row, column])!r} is not a {kind} number: delete the fold and rerun "
+                               "`fkp cv`", line=int(row) + 2, column=str(frame.columns[column]))
+    repeated = np.flatnonzero(frame.iloc[:, 0].duplicated().to_numpy())
+    if len(repeated):
+        raise InputError(path, f"damaged: {columns[0]} {frame.iat[repeated[0], 0]} appears twice",
+                         line=int(repeated[0]) + 2, column=columns[0])
+    return frame
+
+
 class Run:
     """``runs/<name>/``: its spec, its folds' files, and the readers every command uses."""
 
@@ -95,7 +138,7 @@ class Run:
         path = self.spec_path
         if not path.exists():
             raise InputError(self.path, "not a run folder (no run.json): run `fkp cv` first")
-        return RunSpec(**json.loads(path.read_text()))
+        return RunSpec.read(path)
 
     def claim(self, spec: RunSpec) -> None:
         """Record ``spec`` for a new run; refuse to add folds to a run made with another one."""
@@ -131,14 +174,24 @@ class Run:
             (tmp / _FOLD).write_text(json.dumps(artifacts.report, indent=2))
         return self.fold_dir(specialist, fold)
 
+    def predictions_path(self, kind: str, variant: str, specialist: str, fold: int) -> Path:
+        """Where one fold keeps its ``kind`` ("oof" | "test") predictions of one ``variant``."""
+        return self.fold_dir(specialist, fold) / _FILES[kind, variant]
+
     def _predictions(self, kind: str, variant: str, specialist: str) -> pd.DataFrame:
         """One specialist's predictions over its finished folds, indexed by row or ImageId, with their fold."""
         key = _KEYS[kind]
-        frames = [pd.read_csv(self.fold_dir(specialist, fold) / _FILES[kind, variant]).assign(fold=fold)
+        columns = [key, *SPECIALISTS[specialist].coordinates]
+        frames = [_read_predictions(self.predictions_path(kind, variant, specialist, fold), columns).assign(fold=fold)
                   for fold in self.finished_folds(specialist)]
         if not frames:
             return pd.DataFrame(columns=[key, "fold"]).set_index(key)
-        return pd.concat(frames).set_index(key).sort_index()
+        predictions = pd.concat(frames).set_index(key)
+        if kind == "oof" and predictions.index.has_duplicates:
+            twice = predictions[predictions.index.duplicated()].iloc[0]
+            raise InputError(self.predictions_path(kind, variant, specialist, int(twice["fold"])),
+                             f"damaged: row {twice.name} is out of fold in another fold too")
+        return predictions.sort_index()
 
     def oof(self, variant: str, specialists: list[str] | None = None) -> dict[str, pd.DataFrame]:
         """Each trained specialist's out-of-fold predictions, indexed by training row, with a fold column."""
@@ -163,7 +216,7 @@ class Run:
 
     def fold_reports(self, specialist: str) -> dict[int, dict]:
         """Each finished fold's fold.json."""
-        return {fold: json.loads((self.fold_dir(specialist, fold) / _FOLD).read_text())
+        return {fold: read_json(self.fold_dir(specialist, fold) / _FOLD)
                 for fold in self.finished_folds(specialist)}
 
     def missing_folds(self, specialist: str) -> list[int]:

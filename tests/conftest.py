@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -62,3 +63,12 @@ def learned_run(tmp_path_factory, data_dir) -> Path:
         cwd=work, capture_output=True, text=True, env=os.environ.copy())
     assert cv.returncode == 0, cv.stdout + cv.stderr
     return work
+
+
+# Fuzzing profiles (tests/test_fuzz.py): "fast" keeps the whole suite quick; FKP_FUZZ=long runs many
+# more examples of every property.
+settings.register_profile("fast", max_examples=40, deadline=None, derandomize=True,
+                          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
+                                                 HealthCheck.data_too_large])
+settings.register_profile("long", parent=settings.get_profile("fast"), max_examples=1000, derandomize=False)
+settings.load_profile(os.environ.get("FKP_FUZZ", "fast"))

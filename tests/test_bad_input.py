@@ -200,3 +200,24 @@ def test_bad_lookup_leaves_an_existing_submission_alone(small, tmp_path):
 
 def test_blend_of_a_missing_run(small, tmp_path):
     assert_one_line_error(fkp("blend", "--data", small, "--run", "ghost", "--runs-dir", tmp_path), "ghost", "run.json")
+
+
+def test_a_repeated_row_id_in_the_lookup_table(small):
+    damage(small / "IdLookupTable.csv", 6, "RowId", "3")
+    assert_one_line_error(fkp("check", "--data", small), "IdLookupTable.csv", "line 8", "column RowId",
+                          "RowId 3 repeats line 4")
+
+
+def test_a_repeated_image_id_in_the_test_set(small):
+    damage(small / "test.csv", 4, "ImageId", "2")
+    assert_one_line_error(fkp("check", "--data", small), "test.csv", "line 6", "column ImageId",
+                          "ImageId 2 repeats line 3")
+
+
+def test_check_counts_repeated_training_rows(small):
+    lines = (small / "training.csv").read_text().splitlines(keepends=True)
+    (small / "training.csv").write_text("".join([*lines, lines[3], lines[5], lines[3]]))
+    result = fkp("check", "--data", small)
+    assert result.exit_code == 0, result.output
+    assert "23 training faces" in result.stdout
+    assert "3 training rows repeat an earlier row" in result.stdout

@@ -1,5 +1,6 @@
 """Blending runs: weights fitted on out-of-fold predictions, scored without leaking, same folds only."""
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -114,7 +115,7 @@ def test_every_shipped_blend_config_loads():
 
 @pytest.mark.parametrize("text, message", [
     ('method = "average"\n', "key 'method' must be one of nnls, ridge, elasticnet"),
-    ("alpha = -1\n", "key 'alpha' must be at least 0"),
+    ("alpha = -1\n", "key 'alpha' must be within 0..1000000.0"),
     ("l1_ratio = 2\n", "key 'l1_ratio' must be within 0..1"),
     ("alfa = 1\n", "unknown key 'alfa'"),
     ('positive = "yes"\n', "key 'positive' must be bool"),
@@ -286,3 +287,65 @@ def test_a_run_made_before_the_seams_change_still_blends_and_shows(tmp_path, sam
     assert len(pd.read_csv(tmp_path / "s.csv")) == len(pd.read_csv(sample_dir / "IdLookupTable.csv"))
     paths = show_run(runs_dir / "old", data.load_training(sample_dir))
     assert all(path.exists() for path in paths)
+
+
+# --- the submission is checked before it replaces the old one -----------------------------------
+
+
+def _set_cell(path: Path, row: int, column: str, value) -> None:
+    frame = pd.read_csv(path)
+    frame[column] = frame[column].astype(object)
+    frame.loc[row, column] = value
+    frame.to_csv(path, index=False)
+
+
+def _drop_row(path: Path, row: int) -> None:
+    pd.read_csv(path).drop(index=row).to_csv(path, index=False)
+
+
+def _everywhere(runs_dir: Path, name: str, column: str, value) -> None:
+    """``value`` in ``column``'s first row of every fold's flip-TTA test predictions."""
+    for fold in range(3):
+        _set_cell(Run(runs_dir / name).predictions_path("test", "flip", "partial", fold), 0, column, value)
+
+
+@pytest.mark.parametrize("damage, fragments", [
+    (lambda runs: _set_cell(runs / "good" / "partial" / "fold1" / "test_tta.csv", 4, "nose_tip_x", float("nan")),
+     ["test_tta.csv, line 6, column nose_tip_x", "'nan' is not a finite number"]),
+    (lambda runs: _set_cell(runs / "good" / "full" / "fold2" / "test_tta.csv", 0, "mouth_left_corner_y", "inf"), ["fold2", "line 2, column mouth_left_corner_y", "inf"]),
+    (lambda runs: _set_cell(runs / "good" / "full" / "fold0" / "oof_tta.csv", 3, "left_eye_center_x", "-inf"),
+     ["oof_tta.csv, line 5, column left_eye_center_x", "-inf"]),
+    (lambda runs: _drop_row(runs / "good" / "partial" / "fold0" / "test_tta.csv", 7),
+     ["partial/fold0/test_tta.csv", "no prediction for test ImageId 8"]),
+    (lambda runs: [_drop_row(runs / "good" / name / f"fold{fold}" / "test_tta.csv", 7)
+                   for name in ("full", "partial") for fold in range(3)],
+     ["test predictions of run(s) good", "ImageId 8"]),
+    # every fold finite, their average not: only the last look before writing catches it
+    (lambda runs: _everywhere(runs, "good", "nose_tip_x", 1e308), ["mine.csv", "not a finite number", "not written"]),
+], ids=["nan", "inf", "oof -inf", "face missing in a fold", "face missing in every fold", "overflow"])
+def test_damaged_predictions_leave_the_old_submission_byte_for_byte(runs, sample_dir, tmp_path, damage, fragments):
+    from test_bad_input import assert_one_line_error
+
+    shutil.copytree(runs / "good", tmp_path / "runs" / "good")
+    out = tmp_path / "subs" / "mine.csv"
+    assert fkp("blend", "--run", "good", "--runs-dir", tmp_path / "runs", "--data", sample_dir, "--out", out
+               ).exit_code == 0
+    before = {path.name: path.read_bytes() for path in out.parent.iterdir()}
+    damage(tmp_path / "runs")
+    result = fkp("blend", "--run", "good", "--runs-dir", tmp_path / "runs", "--data", sample_dir, "--out", out)
+    assert_one_line_error(result, *fragments)
+    assert {path.name: path.read_bytes() for path in out.parent.iterdir()} == before
+
+
+def test_blend_clips_predictions_outside_the_image_and_says_how_many(runs, sample_dir, tmp_path):
+    shutil.copytree(runs / "good", tmp_path / "runs" / "good")
+    _everywhere(tmp_path / "runs", "good", "nose_tip_x", 120.0)  # ImageId 1: asked for nose_tip_x once
+    _everywhere(tmp_path / "runs", "good", "nose_tip_y", -3.0)
+    out = tmp_path / "mine.csv"
+    result = fkp("blend", "--run", "good", "--runs-dir", tmp_path / "runs", "--data", sample_dir, "--out", out)
+    assert result.exit_code == 0, result.output
+    assert "2 predicted Locations fell outside the image (0..96) and were clipped to its edge" in result.stdout
+    lookup = pd.read_csv(sample_dir / "IdLookupTable.csv")
+    located = pd.read_csv(out).assign(ImageId=lookup["ImageId"], FeatureName=lookup["FeatureName"])
+    nose = located[located.ImageId == 1].set_index("FeatureName")["Location"]
+    assert (nose["nose_tip_x"], nose["nose_tip_y"]) == (96.0, 0.0)

@@ -82,15 +82,18 @@ def test_a_config_in_the_shape_before_the_specialists_table_still_resolves():
         ("[inference]\nprefer = ['full']\n", "key 'inference.prefer' must name each of full, partial once"),
         ("[inference]\nprefer = ['full', 'ful']\n", "key 'inference.prefer' must be one of full, partial"),
         # values of the right type outside the range declared beside the key
-        ("[train]\nepochs = 0\n", "key 'train.epochs' must be at least 1, got 0"),
-        ("[train]\nbatch_size = -3\n", "key 'train.batch_size' must be at least 1"),
+        ("[train]\nepochs = 0\n", "key 'train.epochs' must be within 1..100000, got 0"),
+        ("[train]\nbatch_size = -3\n", "key 'train.batch_size' must be within 1..4096"),
         ("[train]\nlearning_rate = nan\n", "key 'train.learning_rate' must be within"),
-        ("[train]\nmax_minutes = -1\n", "key 'train.max_minutes' must be at least 0"),
+        ("[train]\nmax_minutes = -1\n", "key 'train.max_minutes' must be within 0..10080"),
         ("[model]\ndropout = 1.0\n", "key 'model.dropout' must be at least 0 and below 1"),
-        ("[model]\nfilters = [8, 0]\n", "key 'model.filters' must be at least 1, got 0 in"),
+        ("[model]\nfilters = [8, 0]\n", "key 'model.filters' must be within 1..4096, got 0 in"),
         ("[model]\nfilters = []\n", "key 'model.filters' must not be empty"),
         ("[augment]\nflip = 1.5\n", "key 'augment.flip' must be within 0..1"),
         ("seed = -1\n", "key 'seed' must be within 0"),
+        ("[train]\nmin_learning_rate = inf\n", "key 'train.min_learning_rate' must be within 0..10.0, got inf"),
+        ("[model]\ndense_units = 1_000_000_000\n", "key 'model.dense_units' must be within 1..65536"),
+        ("[model]\nfilters = [8, 8, 8, 8, 8, 8, 8]\n", "model.filters' \\(7 blocks\\) and .*a 96x96 face.*at most 6 blocks"),
     ],
 )
 def test_bad_configs_are_refused_with_the_key(tmp_path, text, message):
@@ -100,7 +103,7 @@ def test_bad_configs_are_refused_with_the_key(tmp_path, text, message):
 
 
 def test_a_bad_override_names_the_option(tmp_path):
-    with pytest.raises(InputError, match="--set: key 'specialists.full.train.epochs' must be at least 1"):
+    with pytest.raises(InputError, match="--set: key 'specialists.full.train.epochs' must be within 1"):
         load_config(write(tmp_path, ""), ["train.epochs=0"])
 
 

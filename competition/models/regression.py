@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..errors import InputError
 from ..ranges import setting
 from ..schema import IMAGE_SIZE
 from .base import ModelConfig
@@ -19,14 +20,22 @@ from .base import ModelConfig
 @dataclass
 class Config(ModelConfig):
     family: str = "regression"
-    filters: list[int] = setting([32, 64, 128, 256], low=1, nonempty=True)  # one conv block each
-    convs_per_block: int = setting(2, low=1)
+    filters: list[int] = setting([32, 64, 128, 256], low=1, high=4096, nonempty=True)  # one conv block each
+    convs_per_block: int = setting(2, low=1, high=16)
     kernel_size: int = setting(3, low=1, high=IMAGE_SIZE)
     batch_norm: bool = True
     dropout: float = setting(0.3, low=0, below=1)
-    dense_units: int = setting(512, low=1)
+    dense_units: int = setting(512, low=1, high=65_536)
     # average-pool the 96x96 face by this factor first (2: 48x48, a quarter of the FLOPs)
     input_downsample: int = setting(1, divides=IMAGE_SIZE)
+
+    def check(self, source: str, key: str) -> None:
+        """Each block halves the face: the blocks must leave at least one pixel."""
+        side = IMAGE_SIZE // self.input_downsample
+        if side >> len(self.filters) < 1:
+            raise InputError(source, f"keys '{key}.filters' ({len(self.filters)} blocks) and "
+                                     f"'{key}.input_downsample' (a {side}x{side} face) do not fit: the face allows "
+                                     f"at most {side.bit_length() - 1} blocks, each halving it")
 
 
 def loss():

@@ -1,0 +1,77 @@
+"""What the machine offers the backend (a GPU or not) and the backend's start-up chatter, without loading
+Keras in the process that holds the data.
+
+A GPU is looked for in two steps: an NVIDIA device node (``/dev/nvidia0``..., free to check) and, only
+where one exists, the backend itself asked in a short subprocess, since a CPU-only build (the
+``tensorflow-cpu`` wheel this project installs on x86-64) cannot use the device that is there.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import subprocess
+import sys
+
+QUIET_ENV = {"TF_CPP_MIN_LOG_LEVEL": "3", "GRPC_VERBOSITY": "ERROR", "ABSL_MIN_LOG_LEVEL": "3"}
+
+_PROBE = """
+import keras
+backend = keras.backend.backend()
+if backend == "tensorflow":
+    import tensorflow as tf
+    count = len(tf.config.list_physical_devices("GPU"))
+elif backend == "jax":
+    import jax
+    count = sum(device.platform == "gpu" for device in jax.devices())
+elif backend == "torch":
+    import torch
+    count = torch.cuda.device_count()
+else:
+    count = 0
+print(backend, count)
+"""
+
+
+def gpu_for_backend() -> tuple[bool, str]:
+    """Whether the Keras backend sees a GPU, and why we think so (for the one line `fkp cv` prints)."""
+    devices = sorted(glob.glob("/dev/nvidia[0-9]*"))
+    if not devices:
+        return False, "no NVIDIA device on this machine"
+    try:
+        answer = subprocess.run([sys.executable, "-c", _PROBE], capture_output=True, text=True, timeout=120,
+                                env={**os.environ, **QUIET_ENV})
+        backend, count = answer.stdout.split()
+    except (subprocess.TimeoutExpired, ValueError):
+        return False, f"{len(devices)} NVIDIA device(s), but the backend did not answer whether it can use them"
+    if int(count) == 0:
+        return False, f"{len(devices)} NVIDIA device(s), but the {backend} backend sees no GPU (a CPU-only build?)"
+    return True, f"the {backend} backend sees {count} GPU(s)"
+
+
+def quiet_backend_env(verbose: bool) -> None:
+    """Keep the backend's C++ start-up lines (absl, oneDNN, cpu_feature_guard) out of the terminal in this
+    process and the fold processes it spawns, unless ``verbose``."""
+    if verbose:
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0"
+    else:
+        os.environ.update(QUIET_ENV)
+
+
+@contextlib.contextmanager
+def stderr_silenced(silenced: bool = True):
+    """File descriptor 2 pointed at /dev/null: C++ libraries write there before any log level applies."""
+    if not silenced:
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with open(os.devnull, "w") as null:
+        os.dup2(null.fileno(), 2)
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)

@@ -1,0 +1,367 @@
+"""Property-based fuzzing of every command with damaged competition folders, runs, configs and options.
+
+The property: a command either succeeds or exits with status 2 and ONE line on stderr (``fkp: ...``)
+naming the file, key or option and what is wrong; never a traceback; and no file that existed
+before is changed by a refused command, nor is a temporary file left behind.
+
+Profiles (tests/conftest.py): ``fast`` in CI; ``FKP_FUZZ=long python -m pytest tests/test_fuzz.py``
+runs many more examples of each.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import typing
+import zipfile
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from synthetic_runs import write_run
+from typer.testing import CliRunner
+
+from competition import data
+from competition.cli import app
+from competition.config import SpecialistConfig
+from competition.folds import make_folds
+from competition.models import family_config
+
+FILES = ("training.csv", "test.csv", "IdLookupTable.csv")
+pytestmark = pytest.mark.slow  # the fast profile's examples take about two minutes in all
+
+
+def fkp(*args):
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(path.relative_to(folder)): path.read_bytes() for path in sorted(folder.rglob("*")) if path.is_file()}
+
+
+def assert_clean(result, before: dict[str, bytes], after: dict[str, bytes], *, may_write=()):
+    """Success, or status 2 with one ``fkp:`` line; files that existed are unchanged unless the command
+    succeeded and may write them; no temporary file is left."""
+    assert "Traceback" not in result.output, result.output
+    if result.exit_code != 0:
+        assert result.exit_code == 2, (result.exit_code, result.output, result.exception)
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("fkp: "), result.stderr
+        assert len(lines[0]) < 600, lines[0]
+        may_write = ()
+    for name, content in before.items():
+        if not name.startswith(tuple(may_write)):
+            assert after.get(name) == content, f"{name} changed or vanished"
+    assert not [name for name in after if ".tmp" in name], after.keys()
+    return result
+
+
+@contextlib.contextmanager
+def workspace(base: Path | None = None):
+    """A fresh folder (a copy of ``base``) with its own parsed-array cache."""
+    with tempfile.TemporaryDirectory() as folder:
+        work = Path(folder) / "work"
+        shutil.copytree(base, work) if base else work.mkdir()
+        cache = os.environ.get("FKP_CACHE_DIR")
+        os.environ["FKP_CACHE_DIR"] = str(Path(folder) / "cache")
+        try:
+            yield work
+        finally:
+            os.environ["FKP_CACHE_DIR"] = cache
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory, sample_dir) -> Path:
+    """A small extracted copy of the sample: 12 training faces, 3 test faces and their lookup rows."""
+    folder = tmp_path_factory.mktemp("fuzz") / "data"
+    folder.mkdir()
+    pd.read_csv(sample_dir / "training.zip", dtype=str).iloc[:12].to_csv(folder / "training.csv", index=False)
+    pd.read_csv(sample_dir / "test.zip", dtype=str).iloc[:3].to_csv(folder / "test.csv", index=False)
+    lookup = pd.read_csv(sample_dir / "IdLookupTable.csv")
+    lookup[lookup.ImageId <= 3].to_csv(folder / "IdLookupTable.csv", index=False)
+    return folder
+
+
+# --- damaged bytes and tables --------------------------------------------------------------------
+
+
+def _lines(content: bytes) -> list[bytes]:
+    return content.split(b"\n")
+
+
+def _columns(content: bytes, change) -> bytes:
+    """Every line's comma-separated fields rearranged by ``change(fields)``."""
+    return b"\n".join(b",".join(change(line.split(b","))) if line else line for line in _lines(content))
+
+
+@st.composite
+def damaged(draw, content: bytes) -> bytes:
+    """``content`` damaged one way: bytes overwritten or inserted, truncated, re-encoded, columns or rows
+    duplicated, shuffled or dropped."""
+    size = len(content)
+    at = draw(st.integers(0, max(size - 1, 0)))
+    kind = draw(st.sampled_from(["overwrite", "insert", "truncate", "encoding", "bom", "duplicate column",
+                                 "shuffle columns", "drop column", "duplicate row", "shuffle rows", "drop row",
+                                 "empty line", "crlf", "nul"]))
+    if kind == "overwrite":
+        return content[:at] + draw(st.binary(min_size=1, max_size=16)) + content[at + 16:]
+    if kind == "insert":
+        return content[:at] + draw(st.binary(min_size=1, max_size=16)) + content[at:]
+    if kind == "truncate":
+        return content[:at]
+    if kind == "encoding":
+        return content.decode().encode(draw(st.sampled_from(["utf-16", "utf-32", "cp500"])))
+    if kind == "bom":
+        return b"\xef\xbb\xbf" + content
+    if kind == "nul":
+        return content[:at] + b"\x00" + content[at:]
+    if kind == "crlf":
+        return content.replace(b"\n", b"\r\n")
+    width = len(_lines(content)[0].split(b","))
+    if kind == "duplicate column":
+        column = draw(st.integers(0, width - 1))
+        return _columns(content, lambda fields: fields + fields[column:column + 1])
+    if kind == "shuffle columns":
+        order = draw(st.permutations(range(width)))
+        return _columns(content, lambda fields: [fields[i] for i in order if i < len(fields)])
+    if kind == "drop column":
+        column = draw(st.integers(0, width - 1))
+        return _columns(content, lambda fields: fields[:column] + fields[column + 1:])
+    header, *rows = [line for line in _lines(content) if line]
+    if kind == "duplicate row":
+        row = draw(st.integers(0, len(rows) - 1))
+        rows.insert(draw(st.integers(0, len(rows))), rows[row])
+    elif kind == "shuffle rows":
+        rows = draw(st.permutations(rows))
+    elif kind == "drop row":
+        del rows[draw(st.integers(0, len(rows) - 1))]
+    elif kind == "empty line":
+        rows.insert(draw(st.integers(0, len(rows))), b"")
+    return b"\n".join([header, *rows]) + b"\n"
+
+
+@st.composite
+def damaged_folder(draw, folder: Path) -> dict[str, bytes]:
+    """New contents for one or two of a data folder's files (a file may also turn into a zip of itself)."""
+    names = draw(st.lists(st.sampled_from(FILES), min_size=1, max_size=2, unique=True))
+    return {name: draw(damaged((folder / name).read_bytes())) for name in names}
+
+
+def write_damage(folder: Path, changes: dict[str, bytes], zipped: bool) -> None:
+    for name, content in changes.items():
+        path = folder / name
+        if zipped and name != "IdLookupTable.csv":
+            path.unlink()
+            with zipfile.ZipFile(path.with_suffix(".zip"), "w", zipfile.ZIP_DEFLATED) as archive:
+                archive.writestr(name, content)
+        else:
+            path.write_bytes(content)
+
+
+@given(changes=st.data(), zipped=st.booleans())
+def test_check_on_damaged_folders(small, changes, zipped):
+    with workspace(small) as work:
+        write_damage(work, changes.draw(damaged_folder(small)), zipped)
+        before = snapshot(work)
+        assert_clean(fkp("check", "--data", work), before, snapshot(work))
+
+
+# --- configs: every numeric key set to 0, a negative number, NaN, a huge value or the wrong type ----
+
+
+def _numeric_keys(target, prefix: str = "") -> list[str]:
+    """Every int, float or list-of-int key below a config dataclass, dotted."""
+    keys = []
+    for name, kind in typing.get_type_hints(type(target)).items():
+        value = getattr(target, name)
+        if dataclasses.is_dataclass(value):
+            keys += _numeric_keys(value, f"{prefix}{name}.")
+        elif kind in (int, float, list[int]):
+            keys.append(f"{prefix}{name}")
+    return keys
+
+
+SHARED_KEYS = _numeric_keys(SpecialistConfig(model=family_config("regression")))
+CONFIG_KEYS = sorted({"seed", *SHARED_KEYS,
+                      *(f"specialists.{name}.{key}" for name in ("full", "partial") for key in SHARED_KEYS)})
+NEVER_VALID = ["nan", "inf", "-inf", "1e300", str(10**30), "'abc'", "true", "[]", "{a = 1}"]  # TOML
+EDGES = ["0", "-1", "-0.5", "0.5", "1", "2", "96", "[0]", "[1, 1, 1, 1, 1, 1, 1, 1]", "[-3]"]
+
+
+def _names_the_key(result, key: str) -> bool:
+    """The message names the key (as set, or as resolved for one specialist: 'specialists.full.<key>')."""
+    return f"{key}'" in result.stderr
+
+
+@given(key=st.sampled_from(CONFIG_KEYS), value=st.sampled_from(NEVER_VALID + EDGES), how=st.sampled_from(["set", "file"]))
+def test_cv_with_a_config_key_set_to_anything(small, key, value, how):
+    """The config is judged before any data is read: a value outside its key's range stops `fkp cv`
+    with one line naming the key; one inside goes on to the data (here a missing folder)."""
+    with workspace() as work:
+        options = ["--set", f"{key}={value}"]
+        if how == "file":
+            (work / "mine.toml").write_text("\n".join(_toml_lines(key, value)) + "\n")
+            options = ["--config", work / "mine.toml"]
+        before = snapshot(work)
+        result = assert_clean(fkp("cv", "--data", work / "missing", "--runs-dir", work / "runs",
+                                  "--folds-dir", work / "folds", *options), before, snapshot(work))
+        assert result.exit_code == 2
+        if value in NEVER_VALID:
+            assert _names_the_key(result, key), result.stderr
+        else:
+            assert _names_the_key(result, key) or "data folder not found" in result.stderr, result.stderr
+
+
+def _toml_lines(key: str, value: str) -> list[str]:
+    table, _, name = key.rpartition(".")
+    return [f"[{table}]" if table else "", f"{name} = {value}"]
+
+
+def test_the_config_keys_cover_every_table():
+    assert {"seed", "train.epochs", "augment.rotate", "model.filters", "specialists.full.train.max_minutes"} <= set(
+        CONFIG_KEYS)
+
+
+# --- options: every number a command takes ---------------------------------------------------------
+
+OPTION_VALUES = ["0", "-1", "1", "2", "3", "nan", str(10**30), "abc", "1.5", "", str(2**32)]
+
+
+@given(option=st.sampled_from(["--folds", "--limit", "--fold", "--epochs", "--seed"]),
+       value=st.sampled_from(OPTION_VALUES), other=st.sampled_from(["--folds", "--limit", "--fold", "--seed"]),
+       other_value=st.sampled_from(["2", "3", "5", "12", "100"]))
+def test_cv_options_set_to_anything(small, option, value, other, other_value):
+    """Everything `fkp cv` checks before it trains; training is then refused by a run made on other
+    data, so no example trains."""
+    with workspace() as work:
+        run = work / "runs" / "fuzz"
+        run.mkdir(parents=True)
+        (run / "run.json").write_text('{"fingerprint": "other", "folds": 2, "fold_seed": 42, "limit": null, '
+                                      '"config": {"name": "smoke"}}')
+        before = snapshot(work)
+        arguments = {other: other_value, option: value}
+        result = fkp("cv", "--data", small, "--config", "smoke", "--run", "fuzz", "--runs-dir", work / "runs",
+                     "--folds-dir", work / "folds", *(item for pair in arguments.items() for item in pair))
+        assert_clean(result, before, snapshot(work))
+        assert result.exit_code == 2
+        named = [name for name in arguments if name in result.stderr]
+        assert named or "run.json" in result.stderr or "--limit" in result.stderr, result.stderr
+
+
+@given(values=st.fixed_dictionaries({"--folds": st.sampled_from(OPTION_VALUES),
+                                     "--seed": st.sampled_from(OPTION_VALUES)}))
+def test_folds_options_set_to_anything(small, values):
+    with workspace() as work:
+        before = snapshot(work)
+        result = fkp("folds", "--data", small, "--folds-dir", work / "folds",
+                     *(item for pair in values.items() for item in pair))
+        assert_clean(result, before, snapshot(work))
+
+
+@given(values=st.fixed_dictionaries({"--train": st.sampled_from(OPTION_VALUES + ["12", "13"]),
+                                     "--test": st.sampled_from(OPTION_VALUES),
+                                     "--seed": st.sampled_from(OPTION_VALUES)}))
+def test_sample_options_set_to_anything(small, values):
+    with workspace() as work:
+        before = snapshot(work)
+        result = fkp("sample", "--data", small, "--out", work / "out", *(item for pair in values.items() for item in pair))
+        assert_clean(result, before, snapshot(work))
+
+
+@pytest.mark.parametrize("command", [
+    ["cv", "--runs-dir", "{file}", "--folds-dir", "{folder}"], ["cv", "--folds-dir", "{file}"], ["folds", "--folds-dir", "{file}/below"],
+    ["blend", "--out", "{file}/submission.csv"], ["blend", "--out", "{folder}"], ["blend", "--runs-dir", "{file}"],
+    ["show", "--runs-dir", "{file}"], ["sample", "--out", "{file}"], ["check", "--data", "{file}"],
+])
+def test_output_paths_that_are_not_folders(small, tmp_path, command):
+    (tmp_path / "file").write_text("not a folder\n")
+    (tmp_path / "folder").mkdir()
+    arguments = [part.format(file=tmp_path / "file", folder=tmp_path / "folder") for part in command]
+    before = snapshot(tmp_path)
+    result = fkp(*arguments, "--data", small) if arguments[0] != "check" else fkp(*arguments)
+    assert_clean(result, before, snapshot(tmp_path))
+    assert result.exit_code == 2
+
+
+# --- runs: damaged run folders against blend and show ---------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, sample_dir) -> Path:
+    training, test = data.load_training(sample_dir), data.load_test(sample_dir)
+    folder = tmp_path_factory.mktemp("fuzz-runs") / "work"
+    write_run(folder / "runs" / "good", training, test, make_folds(training, 2, seed=42), noise=1.0, tta_noise=0.8,
+              seed=1)
+    (folder / "subs").mkdir()
+    (folder / "subs" / "submission.csv").write_text("RowId,Location\n1,42\n")
+    return folder
+
+
+RUN_FILES = ["run.json", "full/fold0/oof.csv", "full/fold1/test_tta.csv", "partial/fold0/oof_tta.csv",
+             "partial/fold1/test.csv", "full/fold0/history.csv", "full/fold1/fold.json"]
+
+
+@st.composite
+def damaged_run(draw, run: Path) -> dict[str, bytes | None]:
+    """New contents (None: deleted) for one or two of a run's files."""
+    names = draw(st.lists(st.sampled_from(RUN_FILES), min_size=1, max_size=2, unique=True))
+    return {name: draw(st.none() | damaged((run / name).read_bytes())) for name in names}
+
+
+def _damage_run(run: Path, changes: dict[str, bytes | None]) -> None:
+    for name, content in changes.items():
+        (run / name).unlink() if content is None else (run / name).write_bytes(content)
+
+
+@given(changes=st.data(), tta=st.sampled_from([[], ["--tta"], ["--no-tta"]]))
+def test_blend_of_a_damaged_run(runs, sample_dir, changes, tta):
+    with workspace(runs) as work:
+        _damage_run(work / "runs" / "good", changes.draw(damaged_run(runs / "runs" / "good")))
+        before = snapshot(work)
+        result = fkp("blend", "--data", sample_dir, "--run", "good", "--runs-dir", work / "runs", "--out",
+                     work / "subs" / "submission.csv", *tta)
+        assert_clean(result, before, snapshot(work), may_write=["subs/"])
+
+
+@settings(max_examples=max(5, settings().max_examples // 4))  # each draws three figures
+@given(changes=st.data())
+def test_show_of_a_damaged_run(runs, sample_dir, changes):
+    with workspace(runs) as work:
+        _damage_run(work / "runs" / "good", changes.draw(damaged_run(runs / "runs" / "good")))
+        before = snapshot(work)
+        result = fkp("show", "--data", sample_dir, "--run", "good", "--runs-dir", work / "runs")
+        assert_clean(result, before, snapshot(work), may_write=["runs/good/plots/", "runs/good/report.md"])
+
+
+# --- fkp cv that trains: a handful of accepted edge settings -----------------------------------------
+
+ACCEPTED_EDGES = ["augment.rotate=0", "augment.flip=1", "augment.scale=0", "model.dropout=0", "train.warmup_epochs=0",
+                  "train.schedule='cosine'", "train.batch_size=1", "train.batch_size=4096", "model.filters=[1]",
+                  "model.input_downsample=96", "model.kernel_size=96", "train.max_minutes=0.001", "seed=0",
+                  "model.convs_per_block=1", "model.dense_units=1", "train.patience=1"]
+
+
+@settings(max_examples=max(3, settings().max_examples // 40))  # each trains a fold in its own process
+@given(first=st.sampled_from(ACCEPTED_EDGES), second=st.sampled_from(ACCEPTED_EDGES))
+def test_cv_trains_or_refuses_with_edge_settings(sample_dir, first, second):
+    """Through the entry point, as a user runs it (a fold's spawned process under CliRunner's captured
+    streams does not finish)."""
+    with workspace() as work:
+        result = subprocess.run(
+            [sys.executable, "-m", "competition", "cv", "--data", sample_dir, "--config", "smoke", "--folds", "2",
+             "--fold", "0", "--epochs", "1", "--limit", "40", "--set", "specialists.partial.enabled=false",
+             "--set", first, "--set", second], cwd=work, capture_output=True, text=True, timeout=600)
+        assert "Traceback" not in result.stderr, result.stderr
+        if result.returncode:
+            assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+        else:
+            assert result.stdout.strip().splitlines()[-1].startswith("cv_rmse="), result.stdout
+            assert result.stderr == "", result.stderr  # the backend's start-up lines stay out of the terminal
+        assert not [path for path in work.rglob("*") if ".tmp" in path.name]
