@@ -6,6 +6,7 @@ import os
 import shutil
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from hypothesis import HealthCheck, settings
 
@@ -38,6 +39,17 @@ def sample_dir() -> Path:
 @pytest.fixture(scope="session")
 def training(sample_dir):
     return data.load_training(sample_dir)
+
+
+def small_competition_folder(sample_dir: Path, folder: Path, training_faces: int, test_faces: int) -> Path:
+    """Extracted CSVs of the sample's first faces and the lookup rows that ask about them, in ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    pd.read_csv(sample_dir / "training.zip", dtype=str).iloc[:training_faces].to_csv(folder / "training.csv",
+                                                                                    index=False)
+    pd.read_csv(sample_dir / "test.zip", dtype=str).iloc[:test_faces].to_csv(folder / "test.csv", index=False)
+    lookup = pd.read_csv(sample_dir / "IdLookupTable.csv")
+    lookup[lookup.ImageId <= test_faces].to_csv(folder / "IdLookupTable.csv", index=False)
+    return folder
 
 
 @pytest.fixture

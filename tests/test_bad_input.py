@@ -4,6 +4,7 @@ import zipfile
 
 import pandas as pd
 import pytest
+from conftest import small_competition_folder
 from typer.testing import CliRunner
 
 from competition.cli import app
@@ -12,13 +13,7 @@ from competition.cli import app
 @pytest.fixture
 def small(tmp_path, sample_dir):
     """A small extracted copy of the sample, as CSVs that tests can damage."""
-    folder = tmp_path / "small"
-    folder.mkdir()
-    pd.read_csv(sample_dir / "training.zip", dtype=str).iloc[:20].to_csv(folder / "training.csv", index=False)
-    pd.read_csv(sample_dir / "test.zip", dtype=str).iloc[:5].to_csv(folder / "test.csv", index=False)
-    lookup = pd.read_csv(sample_dir / "IdLookupTable.csv")
-    lookup[lookup.ImageId <= 5].to_csv(folder / "IdLookupTable.csv", index=False)
-    return folder
+    return small_competition_folder(sample_dir, tmp_path / "small", 20, 5)
 
 
 def fkp(*args):

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import small_competition_folder
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from synthetic_runs import write_run
@@ -80,13 +81,7 @@ def workspace(base: Path | None = None):
 @pytest.fixture(scope="module")
 def small(tmp_path_factory, sample_dir) -> Path:
     """A small extracted copy of the sample: 12 training faces, 3 test faces and their lookup rows."""
-    folder = tmp_path_factory.mktemp("fuzz") / "data"
-    folder.mkdir()
-    pd.read_csv(sample_dir / "training.zip", dtype=str).iloc[:12].to_csv(folder / "training.csv", index=False)
-    pd.read_csv(sample_dir / "test.zip", dtype=str).iloc[:3].to_csv(folder / "test.csv", index=False)
-    lookup = pd.read_csv(sample_dir / "IdLookupTable.csv")
-    lookup[lookup.ImageId <= 3].to_csv(folder / "IdLookupTable.csv", index=False)
-    return folder
+    return small_competition_folder(sample_dir, tmp_path_factory.mktemp("fuzz") / "data", 12, 3)
 
 
 # --- damaged bytes and tables --------------------------------------------------------------------
