@@ -30,14 +30,19 @@ def rmse(truth: np.ndarray, prediction: np.ndarray) -> float:
     return float(np.sqrt(np.mean((prediction[labelled] - truth[labelled]) ** 2)))
 
 
-def score(truth: np.ndarray, prediction: np.ndarray, style: np.ndarray) -> pd.Series:
-    """The leaderboard's RMSE over all faces, over the faces of each annotation style alone (each face
-    over its labelled coordinates), and over the WORST_FACES faces with the largest errors."""
-    worst = np.argsort(-np.nan_to_num(face_errors(truth, prediction), nan=-1.0), kind="stable")[:WORST_FACES]
+def style_scores(truth: np.ndarray, prediction: np.ndarray, style: np.ndarray) -> pd.Series:
+    """The leaderboard's RMSE over all faces, and over the faces of each annotation style alone (each face
+    over its labelled coordinates)."""
     return pd.Series({ALL_FACES: rmse(truth, prediction),
                       **{column: rmse(truth[style == name], prediction[style == name])
-                         for name, column in STYLE_COLUMNS.items()},
-                      WORST_COLUMN: rmse(truth[worst], prediction[worst])})
+                         for name, column in STYLE_COLUMNS.items()}})
+
+
+def score(truth: np.ndarray, prediction: np.ndarray, style: np.ndarray) -> pd.Series:
+    """``style_scores``, and the RMSE over the WORST_FACES faces with the largest errors."""
+    worst = np.argsort(-np.nan_to_num(face_errors(truth, prediction), nan=-1.0), kind="stable")[:WORST_FACES]
+    return pd.concat([style_scores(truth, prediction, style),
+                      pd.Series({WORST_COLUMN: rmse(truth[worst], prediction[worst])})])
 
 
 def face_errors(truth: np.ndarray, predicted: np.ndarray) -> np.ndarray:
@@ -49,11 +54,11 @@ def face_errors(truth: np.ndarray, predicted: np.ndarray) -> np.ndarray:
 
 
 def keypoint_scores(truth: np.ndarray, prediction: np.ndarray, style: np.ndarray) -> pd.DataFrame:
-    """``score`` (all faces and per style) of each keypoint's x and y (rows), then of all coordinates ("overall")."""
-    rows = {k: score(truth[:, 2 * i : 2 * i + 2], prediction[:, 2 * i : 2 * i + 2], style)
+    """``style_scores`` of each keypoint's x and y (rows), then of all coordinates ("overall")."""
+    rows = {k: style_scores(truth[:, 2 * i : 2 * i + 2], prediction[:, 2 * i : 2 * i + 2], style)
             for i, k in enumerate(KEYPOINTS)}
-    rows["overall"] = score(truth, prediction, style)
-    return pd.DataFrame(rows).T.drop(columns=WORST_COLUMN)
+    rows["overall"] = style_scores(truth, prediction, style)
+    return pd.DataFrame(rows).T
 
 
 def cv_table(truth: np.ndarray, mixed: np.ndarray, style: np.ndarray,
@@ -92,8 +97,12 @@ def network_predictions(frames: dict[str, pd.DataFrame], keys: pd.Index) -> dict
 def mixed_oof(run: Run, variant: str) -> pd.DataFrame:
     """A run's out-of-fold predictions of all 30 coordinates (row x coordinates, and each row's fold),
     on the rows every trained specialist has predicted."""
-    frames = run.oof(variant)
-    mixed = leaderboard_mix(frames, run.spec.resolved.inference.prefer)
+    return mix_oof(run.oof(variant), run.spec.resolved.inference.prefer)
+
+
+def mix_oof(frames: dict[str, pd.DataFrame], prefer) -> pd.DataFrame:
+    """``leaderboard_mix`` of out-of-fold frames, with each row's fold."""
+    mixed = leaderboard_mix(frames, prefer)
     return mixed.assign(fold=next(iter(frames.values())).loc[mixed.index, "fold"])
 
 
@@ -102,9 +111,10 @@ def run_scores(run: Run, training) -> tuple[dict[str, pd.DataFrame], dict[str, p
     how many faces have out-of-fold predictions from every trained specialist."""
     tables, overall = {}, {}
     for variant in VARIANT_LABELS:
-        mixed = mixed_oof(run, variant)
+        frames = run.oof(variant)  # each prediction file read once
+        mixed = mix_oof(frames, run.spec.resolved.inference.prefer)
         rows = mixed.index.to_numpy()
         truth, predicted, style = training.keypoints[rows], mixed[list(COORDINATES)].to_numpy(), training.style[rows]
-        tables[variant] = cv_table(truth, predicted, style, network_predictions(run.oof(variant), mixed.index))
+        tables[variant] = cv_table(truth, predicted, style, network_predictions(frames, mixed.index))
         overall[variant] = score(truth, predicted, style)
     return tables, overall, len(rows)

@@ -197,16 +197,13 @@ def test_blend_of_a_missing_run(small, tmp_path):
     assert_one_line_error(fkp("blend", "--data", small, "--run", "ghost", "--runs-dir", tmp_path), "ghost", "run.json")
 
 
-def test_a_repeated_row_id_in_the_lookup_table(small):
-    damage(small / "IdLookupTable.csv", 6, "RowId", "3")
-    assert_one_line_error(fkp("check", "--data", small), "IdLookupTable.csv", "line 8", "column RowId",
-                          "RowId 3 repeats line 4")
-
-
-def test_a_repeated_image_id_in_the_test_set(small):
-    damage(small / "test.csv", 4, "ImageId", "2")
-    assert_one_line_error(fkp("check", "--data", small), "test.csv", "line 6", "column ImageId",
-                          "ImageId 2 repeats line 3")
+@pytest.mark.parametrize("name, row, column, value, where, message", [
+    ("IdLookupTable.csv", 6, "RowId", "3", "line 8", "RowId 3 repeats line 4"),
+    ("test.csv", 4, "ImageId", "2", "line 6", "ImageId 2 repeats line 3"),
+], ids=["lookup RowId", "test ImageId"])
+def test_a_repeated_key_is_refused(small, name, row, column, value, where, message):
+    damage(small / name, row, column, value)
+    assert_one_line_error(fkp("check", "--data", small), name, where, f"column {column}", message)
 
 
 def test_check_counts_repeated_training_rows(small):
