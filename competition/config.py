@@ -297,6 +297,9 @@ class BlendConfig:
     alpha: float = setting(1.0, low=0, high=1e6)  # ridge / elasticnet regularisation strength, as scikit-learn defines it
     l1_ratio: float = setting(0.5, low=0, high=1)  # elasticnet's share of L1 in the penalty
     positive: bool = True  # ridge / elasticnet: keep the weights non-negative
+    # weights per (annotation style, coordinate), each style's fitted on its faces; a test face takes its
+    # style's, read from IdLookupTable. With it, even one run is fitted (a calibration per style)
+    by_style: bool = False
 
 
 def load_blend_config(name_or_path: str) -> BlendConfig:
