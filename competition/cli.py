@@ -350,7 +350,8 @@ def blend(
     training = data_module.load_training(folder)
     test = data_module.load_test(folder)
     lookup = data_module.load_lookup(folder, test)
-    result = blend_runs([runs_dir / name for name in names], training, config, tta=tta, allow_partial=allow_partial)
+    result = blend_runs([runs_dir / name for name in names], training, config, tta=tta, allow_partial=allow_partial,
+                        test_styles=data_module.lookup_styles(lookup))
     _, clipped = write_blend(result, lookup, test, out)
 
     shown = Table(title=f"Out-of-fold RMSE, leaderboard-style ({result.faces} faces)")

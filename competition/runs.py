@@ -207,8 +207,12 @@ class Run:
 
     def histories(self) -> dict[str, dict[int, pd.DataFrame]]:
         """Each trained specialist's per-epoch metrics, by fold."""
-        return {name: {fold: pd.read_csv(self.fold_dir(name, fold) / _HISTORY) for fold in self.finished_folds(name)}
+        return {name: {fold: self.history(name, fold) for fold in self.finished_folds(name)}
                 for name in self.spec.specialists}
+
+    def history(self, specialist: str, fold: int) -> pd.DataFrame:
+        """One finished fold's per-epoch metrics."""
+        return pd.read_csv(self.fold_dir(specialist, fold) / _HISTORY)
 
     def models(self, specialist: str) -> dict[int, Path]:
         """The saved model of each finished fold of a specialist."""
