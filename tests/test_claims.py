@@ -110,9 +110,9 @@ def test_two_cv_processes_on_one_run_train_every_fold_once(tmp_path, data_dir, d
     """Two `fkp cv` started together on one run (and a claim left by a killed one): each fold job is
     trained by exactly one of them, and the run blends."""
     args = [*FKP, "cv", "--data", str(data_dir), "--config", "smoke", "--folds", "2", "--epochs", "1",
-            "--limit", "120", "--run", "shared"]
+            "--limit", "120", "--set", "specialists.partial.enabled=false", "--run", "shared"]
     run = Run(tmp_path / "runs" / "shared")
-    write_claim(run.path / "partial" / "fold1.claim.0", dead_pid)  # killed while training
+    write_claim(run.path / "full" / "fold1.claim.0", dead_pid)  # killed while training
     logs = [tmp_path / f"cv{index}.log" for index in (0, 1)]
     processes = []
     for log in logs:
@@ -123,10 +123,9 @@ def test_two_cv_processes_on_one_run_train_every_fold_once(tmp_path, data_dir, d
         assert process.wait(timeout=600) == 0, log.read_text()
     outputs = [log.read_text() for log in logs]
     trained = [label for output in outputs for label in re.findall(r"(\[\w+ fold \d\]) best val_rmse", output)]
-    assert sorted(trained) == sorted(f"[{name} fold {fold}]" for name in ("full", "partial") for fold in (0, 1))
-    for name in ("full", "partial"):
-        assert run.finished_folds(name) == [0, 1]
-        assert all(run.logs_dir(name, fold).joinpath("validation").is_dir() for fold in (0, 1))
+    assert sorted(trained) == ["[full fold 0]", "[full fold 1]"]
+    assert run.finished_folds("full") == [0, 1]
+    assert all(run.logs_dir("full", fold).joinpath("validation").is_dir() for fold in (0, 1))
     assert not list(run.path.glob("*/*.claim.*")) and not list(run.path.glob("*/*.logs"))
     blend = subprocess.run([*FKP, "blend", "--data", str(data_dir), "--run", "shared", "--out", "sub.csv"],
                            cwd=tmp_path, capture_output=True, text=True, env=os.environ.copy())

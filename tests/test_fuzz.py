@@ -336,6 +336,7 @@ def test_show_of_a_damaged_run(runs, sample_dir, changes):
         assert_clean(result, before, snapshot(work), may_write=["runs/good/plots/", "runs/good/report.md"])
 
 
+@settings(max_examples=max(5, settings().max_examples // 4))  # each copies a run
 @given(changes=st.data())
 def test_runs_lists_a_damaged_run(runs, sample_dir, changes):
     """`fkp runs` never fails on a damaged run: the run is a row, scored or saying why it cannot be read."""
