@@ -387,6 +387,19 @@ def show(
         console.print(str(path))
 
 
+@app.command("runs")
+@one_line_errors
+def runs_command(data: DataOption = None, runs_dir: RunsDirOption = Path("runs"), tta: TTAOption = None):
+    """Every run in one table, best cv_rmse first: config, data, folds finished, OOF RMSE per style, time."""
+    from .runs_table import run_rows, runs_table
+
+    folder, is_sample = _data(data)
+    training = data_module.load_training(folder)
+    rows = run_rows(runs_dir, training, tta)
+    console.print(runs_table(rows, f"Runs in {runs_dir}, scored on {folder} (leaderboard-style OOF RMSE; "
+                                   "* unfinished)"))
+
+
 AllowPartialOption = Annotated[bool, typer.Option(help="Use a run whose folds are not all finished.")]
 
 

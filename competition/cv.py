@@ -46,7 +46,8 @@ def run_cv(
     verbose: bool = False,
     log=print,
 ) -> list[FoldResult]:
-    """Train the run's unfinished fold jobs; a finished fold is skipped, so a killed run resumes."""
+    """Train the run's unfinished fold jobs; a finished fold is skipped, so a killed run resumes, and so is
+    a fold another live process has claimed, so processes sharing the run split its folds."""
     if only_fold is not None and not 0 <= only_fold < folds.k:
         raise InputError("--fold", f"fold {only_fold} does not exist: folds are 0..{folds.k - 1}")
     run.claim(RunSpec(training.fingerprint, folds.k, folds.seed, limit, config.to_dict(), folds.flip_axis))
@@ -54,10 +55,15 @@ def run_cv(
     for name in config.trained:
         for fold in range(folds.k) if only_fold is None else [only_fold]:
             job = FoldJob(run.path, name, fold, config, training, test, folds)
-            if run.is_finished(name, fold):
-                log(f"{job.label} already complete: skipped")
-                continue
-            result = train_in_fresh_process(job, verbose)
+            with run.claim_fold(name, fold) as claim:
+                if run.is_finished(name, fold):
+                    log(f"{job.label} already complete: skipped")
+                    continue
+                if not claim.ours:
+                    log(f"{job.label} being trained by {claim.holder} since {claim.holder.since}: skipped "
+                        f"(if that process is gone, delete {claim.path})")
+                    continue
+                result = train_in_fresh_process(job, verbose)
             log(
                 f"{job.label} best val_rmse {result.best_val_rmse:.4f} after {result.epochs} epochs, "
                 f"{result.seconds:.0f}s, {result.faces_per_second:.0f} faces/s"

@@ -6,8 +6,11 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
+import shutil
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -63,6 +66,17 @@ class _TimeBudget(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if time.perf_counter() - self.started >= self.seconds:
             self.model.stop_training = True
+
+
+def tensorboard_logs(folder: Path, label: str) -> list[keras.callbacks.Callback]:
+    """TensorBoard logs of each epoch's metrics in ``folder`` (``tensorboard --logdir runs`` compares
+    runs). Keras writes them through TensorFlow's summary writer, whatever the backend: where TensorFlow
+    is not installed, one line says so and the fold trains without them."""
+    if importlib.util.find_spec("tensorflow") is None:
+        print(f"{label} no TensorBoard logs: they need TensorFlow installed", flush=True)
+        return []
+    shutil.rmtree(folder, ignore_errors=True)  # an interrupted attempt's
+    return [keras.callbacks.TensorBoard(folder, write_graph=False)]
 
 
 @dataclass(frozen=True)
@@ -209,7 +223,7 @@ def complete_labels(model: keras.Model, prepared: PreparedFold, train: TrainConf
 
 
 def completion_stage(model: keras.Model, prepared: PreparedFold, completed: CompletedLabels, train: TrainConfig, *,
-                     initial_epoch: int, minutes_left: float, log_prefix: str) -> keras.callbacks.History:
+                     initial_epoch: int, minutes_left: float, log_prefix: str, callbacks=()) -> keras.callbacks.History:
     """Train ``train.completion_epochs`` more epochs on the completed labels: a fresh cosine cycle from
     ``completion_learning_rate`` to 0, validated on the fold's true labels as before."""
     steps = len(completed.batches)
@@ -218,7 +232,7 @@ def completion_stage(model: keras.Model, prepared: PreparedFold, completed: Comp
     stage_train = dataclasses.replace(train, schedule="cosine", max_minutes=minutes_left)
     return train_stage(model, dataclasses.replace(prepared, train_batches=completed.batches), stage_train,
                        epochs=initial_epoch + train.completion_epochs, initial_epoch=initial_epoch,
-                       log_prefix=f"{log_prefix} completed")
+                       log_prefix=f"{log_prefix} completed", callbacks=callbacks)
 
 
 def train_fold(job: FoldJob) -> FoldResult:
@@ -227,8 +241,11 @@ def train_fold(job: FoldJob) -> FoldResult:
     train = settings.train
     prepared = prepare_fold(job.specialist, job.fold, settings, job.training, job.folds, job.seed)
     model = build_fold_model(prepared, settings)
+    run = Run(job.run_dir)
+    logs = tensorboard_logs(run.training_logs_dir(job.specialist, job.fold), job.label)
     started = time.perf_counter()
-    history = pd.DataFrame(train_stage(model, prepared, train, epochs=train.epochs, log_prefix=job.label).history)
+    history = pd.DataFrame(train_stage(model, prepared, train, epochs=train.epochs, log_prefix=job.label,
+                                       callbacks=logs).history)
     report = {}
     minutes_left = train.max_minutes - (time.perf_counter() - started) / 60 if train.max_minutes else None
     if train.completion_epochs and minutes_left is not None and minutes_left <= 0:
@@ -236,7 +253,7 @@ def train_fold(job: FoldJob) -> FoldResult:
     elif train.completion_epochs:
         completed = complete_labels(model, prepared, train, job.training, job.test, job.folds.flip_axis)
         stage = completion_stage(model, prepared, completed, train, initial_epoch=len(history),
-                                 minutes_left=minutes_left or 0.0, log_prefix=job.label)
+                                 minutes_left=minutes_left or 0.0, log_prefix=job.label, callbacks=logs)
         history = pd.concat([history, pd.DataFrame(stage.history)], ignore_index=True)
         report = {"filled_coordinates": completed.filled_coordinates, "pseudo_labelled_test_faces": completed.test_faces}
     seconds = time.perf_counter() - started
@@ -247,6 +264,5 @@ def train_fold(job: FoldJob) -> FoldResult:
     report = {**result.__dict__, "train_faces": len(prepared.train_rows), "val_faces": len(prepared.val_rows),
               **report, "backend": keras.backend.backend()}
     predictions = predict_fold(model, prepared, job.training, job.test, job.folds)
-    Run(job.run_dir).write_fold(job.specialist, job.fold, FoldArtifacts(
-        model, predictions, history, job.config.to_dict(), report))
+    run.write_fold(job.specialist, job.fold, FoldArtifacts(model, predictions, history, job.config.to_dict(), report))
     return result
