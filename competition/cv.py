@@ -1,10 +1,12 @@
-"""`fkp cv`: every fold job of a run (each specialist on each fold, or one fold) in a process of its own."""
+"""`fkp cv`: every fold job of a run (each specialist on each fold, or one fold) in a process of its own, or
+on a Ray cluster (``competition/cluster.py``)."""
 
 from __future__ import annotations
 
 import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
 
+from .cluster import ClusterOptions, train_on_cluster
 from .config import Config
 from .data import TestSet, TrainingSet
 from .errors import InputError
@@ -44,23 +46,30 @@ def run_cv(
     only_fold: int | None = None,
     limit: int | None = None,
     verbose: bool = False,
+    cluster: ClusterOptions | None = None,
     log=print,
 ) -> list[FoldResult]:
-    """Train the run's unfinished fold jobs; a finished fold is skipped, so a killed run resumes."""
+    """Train the run's unfinished fold jobs, each in a process of its own or, with ``cluster``, as a Ray
+    task; a finished fold is skipped, so a killed run resumes."""
     if only_fold is not None and not 0 <= only_fold < folds.k:
         raise InputError("--fold", f"fold {only_fold} does not exist: folds are 0..{folds.k - 1}")
     run.claim(RunSpec(training.fingerprint, folds.k, folds.seed, limit, config.to_dict(), folds.flip_axis))
-    results = []
+    jobs = []
     for name in config.trained:
         for fold in range(folds.k) if only_fold is None else [only_fold]:
             job = FoldJob(run.path, name, fold, config, training, test, folds)
             if run.is_finished(name, fold):
                 log(f"{job.label} already complete: skipped")
                 continue
-            result = train_in_fresh_process(job, verbose)
-            log(
-                f"{job.label} best val_rmse {result.best_val_rmse:.4f} after {result.epochs} epochs, "
-                f"{result.seconds:.0f}s, {result.faces_per_second:.0f} faces/s"
-            )
-            results.append(result)
+            jobs.append(job)
+    if cluster is not None:
+        return train_on_cluster(jobs, run, cluster, quiet=not verbose, log=log)
+    results = []
+    for job in jobs:
+        result = train_in_fresh_process(job, verbose)
+        log(
+            f"{job.label} best val_rmse {result.best_val_rmse:.4f} after {result.epochs} epochs, "
+            f"{result.seconds:.0f}s, {result.faces_per_second:.0f} faces/s"
+        )
+        results.append(result)
     return results

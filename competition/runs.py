@@ -85,7 +85,7 @@ class RunSpec:
 class FoldArtifacts:
     """Everything a trained fold leaves in the run."""
 
-    model: object  # anything with ``save(path)``: a Keras model
+    model: object  # a Keras model (anything with ``save(path)``), or the bytes of its saved .keras file
     predictions: dict[tuple[str, str], pd.DataFrame]  # ("oof" | "test", variant) -> key column, then coordinates
     history: pd.DataFrame  # one row per epoch
     config: dict  # the resolved config it trained with
@@ -166,7 +166,10 @@ class Run:
     def write_fold(self, specialist: str, fold: int, artifacts: FoldArtifacts) -> Path:
         """Write one fold whole: a temporary folder renamed into place."""
         with atomic_path(self.fold_dir(specialist, fold), directory=True) as tmp:
-            artifacts.model.save(tmp / _MODEL)
+            if isinstance(artifacts.model, bytes):  # saved where it trained (a cluster's worker)
+                (tmp / _MODEL).write_bytes(artifacts.model)
+            else:
+                artifacts.model.save(tmp / _MODEL)
             for key, frame in artifacts.predictions.items():
                 frame.to_csv(tmp / _FILES[key], index=False)
             artifacts.history.rename_axis("epoch").to_csv(tmp / _HISTORY)

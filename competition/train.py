@@ -1,6 +1,7 @@
 """Train one specialist on one fold, in stages: ``prepare_fold -> build_fold_model -> train_stage ->
-predict_fold -> write_fold``. `fkp cv` runs them in a fold's own process (``train_fold``); `fkp tune`
-builds its trials from the same pieces, so a trial trains exactly like a fold.
+predict_fold -> write_fold``. `fkp cv` runs them in a fold's own process (``train_fold``) or on a Ray
+worker (``fit_fold``, whose artifacts go back to the driver); `fkp tune` builds its trials from the same
+pieces, so a trial trains exactly like a fold.
 """
 
 from __future__ import annotations
@@ -174,13 +175,15 @@ def predict_fold(model: keras.Model, prepared: PreparedFold, training: TrainingS
     return predictions
 
 
-def train_fold(job: FoldJob) -> FoldResult:
-    """One fold job, start to finish: today one training stage."""
+def fit_fold(job: FoldJob, callbacks=()) -> tuple[FoldResult, FoldArtifacts]:
+    """One fold job, start to finish (today one training stage), its artifacts returned rather than written:
+    a fold's own process writes them into the run, a cluster's worker hands them to the driver."""
     settings = job.config.specialist(job.specialist)
     prepared = prepare_fold(job.specialist, job.fold, settings, job.training, job.folds, job.seed)
     model = build_fold_model(prepared, settings)
     started = time.perf_counter()
-    history = train_stage(model, prepared, settings.train, epochs=settings.train.epochs, log_prefix=job.label)
+    history = train_stage(model, prepared, settings.train, epochs=settings.train.epochs, log_prefix=job.label,
+                          callbacks=callbacks)
     seconds = time.perf_counter() - started
     trained_epochs = len(history.history["loss"])
     result = FoldResult(
@@ -190,6 +193,11 @@ def train_fold(job: FoldJob) -> FoldResult:
     report = {**result.__dict__, "train_faces": len(prepared.train_rows), "val_faces": len(prepared.val_rows),
               "backend": keras.backend.backend()}
     predictions = predict_fold(model, prepared, job.training, job.test, job.folds)
-    Run(job.run_dir).write_fold(job.specialist, job.fold, FoldArtifacts(
-        model, predictions, pd.DataFrame(history.history), job.config.to_dict(), report))
+    return result, FoldArtifacts(model, predictions, pd.DataFrame(history.history), job.config.to_dict(), report)
+
+
+def train_fold(job: FoldJob) -> FoldResult:
+    """One fold job, trained and written into its run."""
+    result, artifacts = fit_fold(job)
+    Run(job.run_dir).write_fold(job.specialist, job.fold, artifacts)
     return result
