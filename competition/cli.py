@@ -113,9 +113,12 @@ def _cluster_options(address: str | None, cpus: float, gpus: float | None, retri
     for option, value in ((f"--cpus-per-{task}", cpus), (f"--gpus-per-{task}", gpus), ("--retries", retries)):
         if value is not None and value < 0:
             raise InputError(option, f"must be at least 0, got {value:g}")
-    from .cluster import ClusterOptions
+    if address is None:
+        return None
+    from .cluster import ClusterOptions, require_ray
 
-    return None if address is None else ClusterOptions(address, cpus, gpus, retries)
+    require_ray()  # before anything is written
+    return ClusterOptions(address, cpus, gpus, retries)
 
 
 def _dataset_name(folder: Path, is_sample: bool) -> str:

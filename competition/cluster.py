@@ -19,7 +19,7 @@ from pathlib import Path
 
 from .errors import InputError
 from .jobs import FoldJob, FoldResult
-from .machine import QUIET_ENV
+from .machine import QUIET_ENV, stderr_silenced
 from .runs import FoldArtifacts, Run
 
 LOCAL = "local"  # --cluster local: start a Ray instance on this machine
@@ -40,12 +40,18 @@ class FoldsFailed(Exception):
     """Fold jobs that failed for good (each already named in its line); the others are in the run."""
 
 
-def _connect(options: ClusterOptions, quiet: bool, log_to_driver: bool = False):
-    """The ``ray`` module, connected as ``options.address`` says."""
+def require_ray():
+    """The ``ray`` module, or one line saying how to install it."""
     try:
         import ray
     except ImportError:
         raise InputError("--cluster", "needs Ray: pip install -e '.[cluster]'") from None
+    return ray
+
+
+def _connect(options: ClusterOptions, quiet: bool, log_to_driver: bool = False):
+    """The ``ray`` module, connected as ``options.address`` says."""
+    ray = require_ray()
     # "local" always starts a new instance (no address would join one found on this machine)
     where = {"address": LOCAL, "include_dashboard": False} if options.address == LOCAL else {"address": options.address}
     try:
@@ -181,10 +187,11 @@ def _train(ray, jobs: list[FoldJob], run: Run, options: ClusterOptions, log) -> 
     return [results[job.label] for job in jobs]
 
 
-def _tune_worker(search: dict, distribution: dict[str, str]) -> list[str]:
+def _tune_worker(search: dict, distribution: dict[str, str], quiet: bool) -> list[str]:
     """One Keras Tuner worker on a Ray worker: trials asked of the chief until the search is done, in a
     folder of its own; the ids of the trials it trained."""
-    from .tune import run_search
+    with stderr_silenced(quiet):  # the backend's C++ start-up lines
+        from .tune import run_search
 
     with tempfile.TemporaryDirectory() as folder:
         directory = Path(folder) / "search"
@@ -220,7 +227,7 @@ def search_on_cluster(search: dict, directory: Path, options: ClusterOptions, *,
                  "KERASTUNER_ORACLE_PORT": str(_free_port(host))}
         task = ray.remote(max_calls=1)(_tune_worker).options(**resources, max_retries=options.retries)
         shared = ray.put(search)
-        workers = {f"worker-{index}": task.remote(shared, {**chief, "KERASTUNER_TUNER_ID": f"worker-{index}"})
+        workers = {f"worker-{index}": task.remote(shared, {**chief, "KERASTUNER_TUNER_ID": f"worker-{index}"}, quiet)
                    for index in range(slots)}
         log(f"[{search['name']}] {len(workers)} workers on the cluster, each {resources['num_cpus']:g} CPUs and "
             f"{resources['num_gpus']:g} GPUs")

@@ -1,0 +1,150 @@
+"""`fkp cv --cluster` and `fkp tune --cluster` on real Ray: the same run as on one machine, a killed worker,
+workers that cannot see the driver's runs folder, tuning workers sharing one search."""
+
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import zipfile
+
+import pandas as pd
+import psutil
+import pytest
+
+from test_tune import TINY_SPACE
+
+FKP = [sys.executable, "-m", "competition"]
+SMALL = ["--folds", "2", "--limit", "80", "--config", "smoke"]
+
+
+def fkp(*args, cwd, env=None):
+    return subprocess.run([*FKP, *map(str, args)], cwd=cwd, capture_output=True, text=True,
+                          env=env or os.environ.copy())
+
+
+def cv_rmse(stdout: str) -> float:
+    return float(stdout.strip().splitlines()[-1].removeprefix("cv_rmse="))
+
+
+def test_cluster_without_ray_says_what_to_install(tmp_path, sample_dir):
+    (tmp_path / "ray").mkdir()  # a `ray` that cannot be imported stands for Ray not installed
+    (tmp_path / "ray" / "__init__.py").write_text("raise ImportError('No module named ray')\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), *sys.path])}
+    result = fkp("cv", "--data", sample_dir, *SMALL, "--cluster", "local", cwd=tmp_path, env=env)
+    assert result.returncode == 2
+    assert result.stderr.strip() == "fkp: --cluster: needs Ray: pip install -e '.[cluster]'"
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("option", ["--retries", "--cpus-per-fold", "--gpus-per-fold"])
+def test_negative_task_resources_are_refused_with_the_option(tmp_path, sample_dir, option):
+    result = fkp("cv", "--data", sample_dir, *SMALL, "--cluster", "local", option, -1, cwd=tmp_path)
+    assert result.returncode == 2 and result.stderr.strip() == f"fkp: {option}: must be at least 0, got -1"
+
+
+def fold_files(run) -> dict[str, bytes]:
+    """Every file of a run that does not record time: predictions, histories, configs, the model's weights."""
+    files = {str(path.relative_to(run)): path.read_bytes() for path in run.rglob("*")
+             if path.is_file() and path.name not in ("model.keras", "fold.json")}
+    for model in run.rglob("model.keras"):  # its config.json and metadata.json hold object ids and a date
+        files[f"{model.relative_to(run)}/weights"] = zipfile.ZipFile(model).read("model.weights.h5")
+    for report in run.rglob("fold.json"):
+        record = json.loads(report.read_text())
+        files[str(report.relative_to(run))] = {key: value for key, value in record.items()
+                                               if key not in ("seconds", "faces_per_second")}
+    return files
+
+
+@pytest.mark.slow
+def test_a_cluster_run_is_the_same_run_as_on_one_machine(tmp_path, sample_dir):
+    """4 fold jobs on a local Ray instance of 2 CPUs: the same files and cv_rmse as without --cluster, the
+    same submission."""
+    local = fkp("cv", "--data", sample_dir, *SMALL, "--epochs", 1, "--run", "local", cwd=tmp_path)
+    assert local.returncode == 0, local.stdout + local.stderr
+    ray = fkp("cv", "--data", sample_dir, *SMALL, "--epochs", 1, "--run", "ray", "--cluster", "local", cwd=tmp_path)
+    assert ray.returncode == 0, ray.stdout + ray.stderr
+    assert abs(cv_rmse(ray.stdout) - cv_rmse(local.stdout)) < 1e-5
+    for label in ("[full fold 0]", "[full fold 1]", "[partial fold 0]", "[partial fold 1]"):
+        assert f"{label} training on {socket.gethostname()}" in ray.stdout
+        assert re.search(rf"{re.escape(label)} best val_rmse [\d.]+ after 1 epochs", ray.stdout)
+    assert "Fold jobs on the cluster" in ray.stdout
+    expected, made = fold_files(tmp_path / "runs" / "local"), fold_files(tmp_path / "runs" / "ray")
+    assert made.keys() == expected.keys() and len(made) == 2 + 4 * 8
+    assert [name for name in expected if made[name] != expected[name]] == []
+    for run in ("local", "ray"):
+        blend = fkp("blend", "--data", sample_dir, "--run", run, "--out", f"{run}.csv", cwd=tmp_path)
+        assert blend.returncode == 0, blend.stderr
+    assert (tmp_path / "ray.csv").read_bytes() == (tmp_path / "local.csv").read_bytes()
+    again = fkp("cv", "--data", sample_dir, *SMALL, "--epochs", 1, "--run", "ray", "--cluster", "local", cwd=tmp_path)
+    assert again.returncode == 0 and again.stdout.count("already complete: skipped") == 4
+    assert "training on" not in again.stdout
+
+
+@pytest.fixture
+def ray_head(tmp_path):
+    """A one-node Ray cluster of 2 CPUs started with `ray start --head` in a folder of its own, where its
+    workers run: another working directory than the driver's. Its address."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    folder = tmp_path / "head"
+    folder.mkdir()
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+    head = subprocess.Popen(["ray", "start", "--head", "--block", "--num-cpus", "2", "--port", str(port),
+                             "--include-dashboard", "false", "--disable-usage-stats"],
+                            cwd=folder, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        yield head, f"127.0.0.1:{port}", folder
+    finally:
+        head.terminate()  # `ray start --block` stops the processes it started
+        head.wait(timeout=60)
+
+
+@pytest.mark.slow
+def test_a_killed_worker_is_retried_and_workers_never_touch_the_drivers_runs(tmp_path, sample_dir, ray_head):
+    head, address, head_folder = ray_head
+    driver = tmp_path / "driver"
+    driver.mkdir()
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "PYTHONUNBUFFERED": "1"}
+    args = [*FKP, "cv", "--data", str(sample_dir), *SMALL, "--epochs", "4", "--set", "specialists.partial.enabled=false",
+            "--run", "faulty", "--cluster", address]
+    cv = subprocess.Popen(args, cwd=driver, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines, killed = [], None
+    for line in cv.stdout:
+        lines.append(line)
+        if killed is None and " epoch 1/4 " in line:  # a fold is training: kill its worker process
+            killed = next(process for process in psutil.Process(head.pid).children(recursive=True)
+                          if process.cmdline()[:1] == ["ray::_fold_task"])
+            killed.kill()
+    output = "".join(lines)
+    assert cv.wait(timeout=60) == 0, output
+    assert killed is not None, output
+    assert re.search(r"fold \d\] retried, training on \S+ \(attempt 2\)", output), output
+    run = driver / "runs" / "faulty"
+    assert sorted(path.name for path in (run / "full").iterdir()) == ["fold0", "fold1"]
+    assert not (head_folder / "runs").exists()  # the workers' working directory got nothing
+    blend = fkp("blend", "--data", sample_dir, "--run", "faulty", cwd=driver)
+    assert blend.returncode == 0, blend.stderr
+    assert len(pd.read_csv(driver / "submissions" / "submission.csv")) == len(
+        pd.read_csv(sample_dir / "IdLookupTable.csv"))
+
+
+@pytest.mark.slow
+def test_tune_on_a_local_cluster_runs_two_workers_that_share_one_search(tmp_path, sample_dir):
+    (tmp_path / "tiny.toml").write_text(TINY_SPACE)
+    tune = fkp("tune", "--data", sample_dir, "--space", "tiny.toml", "--config", "smoke", "--specialist", "partial",
+               "--limit", 60, "--epochs", 1, "--max-trials", 4, "--project", "shared", "--cluster", "local",
+               cwd=tmp_path)
+    assert tune.returncode == 0, tune.stdout + tune.stderr
+    ran = {worker: set(trials.split(", ")) for worker, trials in
+           re.findall(r"\[partial\] (worker-\d) trained trials ([\d, ]+)\n", tune.stdout)}
+    assert sorted(ran) == ["worker-0", "worker-1"], tune.stdout
+    assert not ran["worker-0"] & ran["worker-1"] and ran["worker-0"] | ran["worker-1"] == set("0123")
+    project = tmp_path / "runs" / "tune" / "shared" / "partial"
+    statuses = {path.parent.name: json.loads(path.read_text())["status"] for path in project.glob("trial_*/trial.json")}
+    assert statuses == {f"trial_{trial}": "COMPLETED" for trial in "0123"}
+    assert (tmp_path / "configs" / "tuned.toml").exists()
+    assert tune.stdout.strip().splitlines()[-1].startswith("best_val_rmse=")
