@@ -169,7 +169,7 @@ def _train(ray, jobs: list[FoldJob], run: Run, options: ClusterOptions, log) -> 
                     result, artifacts = ray.get(ref)
                 except ray.exceptions.RayError as error:
                     cause = error.cause if isinstance(error, ray.exceptions.RayTaskError) else error
-                    reason = (str(cause).strip().splitlines() or [type(cause).__name__])[-1]
+                    reason = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
                     fold.state = "failed"
                     log(f"{job.label} failed on {fold.where or 'no worker'} after {fold.attempts} attempt(s): {reason}")
                     failed.append(job.label)

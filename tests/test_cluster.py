@@ -4,10 +4,11 @@ workers that cannot see the driver's runs folder, tuning workers sharing one sea
 import json
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
-import time
+import tempfile
 import zipfile
 
 import pandas as pd
@@ -58,22 +59,21 @@ def fold_files(run) -> dict[str, bytes]:
     return files
 
 
-def cv_killing_a_worker(args, cwd) -> str:
-    """`fkp cv ARGS` on a local Ray instance; once a fold has trained an epoch, its worker process is killed.
-    Its output."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    cv = subprocess.Popen([*FKP, *map(str, args)], cwd=cwd, env=env, stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, text=True)
+def cv_killing_a_worker(args, cwd, env=None, workers_under=None) -> tuple[int, str]:
+    """`fkp cv ARGS`; once a fold has trained an epoch, its Ray worker process (a descendant of the process
+    ``workers_under``, default the driver's own local Ray instance) is killed. Its exit status and output."""
+    cv = subprocess.Popen([*FKP, *map(str, args)], cwd=cwd, env={**(env or os.environ), "PYTHONUNBUFFERED": "1"},
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines, killed = [], False
     for line in cv.stdout:
         lines.append(line)
-        if not killed and " epoch 1/" in line:  # Ray's workers are the driver's descendants
-            next(process for process in psutil.Process(cv.pid).children(recursive=True)
+        if not killed and " epoch 1/" in line:
+            next(process for process in psutil.Process(workers_under or cv.pid).children(recursive=True)
                  if process.cmdline()[:1] == ["ray::_fold_task"]).kill()
             killed = True
     output = "".join(lines)
-    assert cv.wait(timeout=60) == 0 and killed, output
-    return output
+    assert killed, output
+    return cv.wait(timeout=60), output
 
 
 ONE_NETWORK = [*SMALL, "--epochs", 3, "--set", "specialists.partial.enabled=false"]
@@ -85,8 +85,9 @@ def test_a_cluster_run_is_the_same_run_as_on_one_machine_even_when_a_worker_dies
     with every fold, the same files and cv_rmse as without --cluster, and the same submission."""
     local = fkp("cv", "--data", sample_dir, *ONE_NETWORK, "--run", "local", cwd=tmp_path)
     assert local.returncode == 0, local.stdout + local.stderr
-    ray = cv_killing_a_worker(["cv", "--data", sample_dir, *ONE_NETWORK, "--run", "ray", "--cluster", "local"],
-                              tmp_path)
+    status, ray = cv_killing_a_worker(["cv", "--data", sample_dir, *ONE_NETWORK, "--run", "ray", "--cluster", "local"],
+                                      tmp_path)
+    assert status == 0, ray
     assert re.search(rf"\[full fold \d\] retried, training on {socket.gethostname()} \(attempt 2\)", ray), ray
     for label in ("[full fold 0]", "[full fold 1]"):
         assert re.search(rf"{re.escape(label)} best val_rmse [\d.]+ after 3 epochs", ray), ray
@@ -107,33 +108,46 @@ def test_a_cluster_run_is_the_same_run_as_on_one_machine_even_when_a_worker_dies
 @pytest.fixture
 def ray_head(tmp_path):
     """A one-node Ray cluster of 2 CPUs started with `ray start --head` in a folder of its own, where its
-    workers run: another working directory than the driver's. Its address and folder."""
+    workers run: another working directory than the driver's. The head's process, address and folder."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     folder = tmp_path / "head"
     folder.mkdir()
+    # Ray's own folder, short for its sockets' paths: its address file there is not left for `--cluster auto`
+    temp = tempfile.mkdtemp(prefix="fkp-ray-")
     head = subprocess.Popen(["ray", "start", "--head", "--block", "--num-cpus", "2", "--port", str(port),
-                             "--include-dashboard", "false", "--disable-usage-stats"],
+                             "--include-dashboard", "false", "--disable-usage-stats", "--temp-dir", temp],
                             cwd=folder, env={**os.environ, "RAY_AUTH_MODE": "disabled"},
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        yield f"127.0.0.1:{port}", folder
+        yield head, f"127.0.0.1:{port}", folder
     finally:
         head.terminate()  # `ray start --block` stops the processes it started
         head.wait(timeout=60)
+        shutil.rmtree(temp, ignore_errors=True)
 
 
 @pytest.mark.slow
 def test_workers_that_cannot_see_the_drivers_runs_folder_send_the_run_whole(tmp_path, sample_dir, ray_head):
-    address, head_folder = ray_head
+    """A cluster joined by address, whose workers run in another folder: a fold whose worker is killed with
+    no retry left fails in one line while the other is kept; the rerun trains the missing fold only."""
+    head, address, head_folder = ray_head
     driver = tmp_path / "driver"
     driver.mkdir()
     env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
-    cv = fkp("cv", "--data", sample_dir, *SMALL, "--epochs", 1, "--set", "specialists.partial.enabled=false",
-             "--run", "joined", "--cluster", address, cwd=driver, env=env)
-    assert cv.returncode == 0, cv.stdout + cv.stderr
-    assert sorted(path.name for path in (driver / "runs" / "joined" / "full").iterdir()) == ["fold0", "fold1"]
+    args = ["cv", "--data", sample_dir, *ONE_NETWORK, "--run", "joined", "--cluster", address]
+    status, failed = cv_killing_a_worker([*args, "--retries", 0], driver, env, workers_under=head.pid)
+    assert status == 1, failed
+    lost = re.findall(rf"\[full fold (\d)\] failed on {socket.gethostname()} after 1 attempt\(s\): \S", failed)
+    assert len(lost) == 1, failed
+    assert "fkp: 1 of 2 fold jobs failed ([full fold" in failed
+    run = driver / "runs" / "joined" / "full"
+    assert [path.name for path in run.iterdir()] == [f"fold{1 - int(lost[0])}"]
+    again = fkp(*args, cwd=driver, env=env)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert again.stdout.count("already complete: skipped") == 1
+    assert sorted(path.name for path in run.iterdir()) == ["fold0", "fold1"]
     assert not list(head_folder.iterdir())  # the workers' working directory got nothing
     blend = fkp("blend", "--data", sample_dir, "--run", "joined", cwd=driver)
     assert blend.returncode == 0, blend.stderr
