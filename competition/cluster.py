@@ -141,7 +141,7 @@ def _train(ray, jobs: list[FoldJob], run: Run, options: ClusterOptions, log) -> 
     progress = Queue(actor_options={"num_cpus": 0})
     shared = {"training": jobs[0].training, "test": jobs[0].test, "folds": jobs[0].folds}
     data = ray.put(shared)  # the arrays go into the object store once, not once per task
-    bare = {name: None for name in shared}
+    bare = {name: None for name in shared}  # what a task gets besides the data: the job without it
     pending = {task.remote(dataclasses.replace(job, **bare), data, progress): job for job in jobs}
     states = {job.label: _FoldState() for job in jobs}
     results, failed = {}, []
