@@ -40,10 +40,22 @@ def test_cluster_without_ray_says_what_to_install(tmp_path, sample_dir):
     assert not (tmp_path / "runs").exists()
 
 
-@pytest.mark.parametrize("option", ["--retries", "--gpus-per-fold"])
-def test_negative_task_resources_are_refused_with_the_option(tmp_path, sample_dir, option):
-    result = fkp("cv", "--data", sample_dir, *SMALL, "--cluster", "local", option, -1, cwd=tmp_path)
-    assert result.returncode == 2 and result.stderr.strip() == f"fkp: {option}: must be at least 0, got -1"
+@pytest.mark.parametrize("options, line", [
+    (["--cluster", "local", "--retries", -1], "fkp: --retries: must be at least 0, got -1"),
+    (["--cluster", "local", "--gpus-per-fold", -1], "fkp: --gpus-per-fold: must be at least 0, got -1"),
+    (["--cluster", "nonsense"], "fkp: --cluster: cannot join the Ray cluster at nonsense: "),
+])
+def test_bad_cluster_options_are_refused_in_one_line(tmp_path, sample_dir, options, line):
+    result = fkp("cv", "--data", sample_dir, *SMALL, *options, cwd=tmp_path)
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert result.stderr.startswith(line), result.stderr
+
+
+@pytest.mark.slow
+def test_a_task_no_node_can_take_is_refused_in_one_line(tmp_path, sample_dir):
+    result = fkp("cv", "--data", sample_dir, *SMALL, "--cluster", "local", "--gpus-per-fold", 1000, cwd=tmp_path)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stderr.startswith("fkp: --cluster: no node has 1 CPUs and 1000 GPUs for a task (the largest: ")
 
 
 def fold_files(run) -> dict[str, bytes]:
