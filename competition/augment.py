@@ -109,13 +109,17 @@ class Augmenter:
             ]
         )
 
-    def __call__(self, images: np.ndarray, points: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
-        """Augment faces (N, H, W) uint8 and keypoints (N, K, 2); the same seed gives the same batch."""
+    def __call__(self, images: np.ndarray, points: np.ndarray, seed: int, weights: np.ndarray | None = None):
+        """Augment faces (N, H, W) uint8 and keypoints (N, K, 2); the same seed gives the same batch.
+        With per-keypoint ``weights`` (N, K), returns them too, swapped with their keypoints on flipped faces."""
         rng = np.random.default_rng(seed)
         images, points = images.copy(), points.copy()
         flip = rng.random(len(images)) < self.flip_probability
         if flip.any():
             images[flip], points[flip] = imgaug_flip(images[flip], points[flip], self.permutation, self.mirror_axis)
+        if weights is not None:
+            weights = weights.copy()
+            weights[flip] = weights[flip][:, self.permutation]
         reframe = rng.random(len(images)) < self.framing_probability if self.framing_probability else []
         for face in np.flatnonzero(reframe):
             affine = self.framing.reframe(points[face], rng)
@@ -125,4 +129,5 @@ class Augmenter:
                 images[face], points[face] = moved[0], moved_points[0]
         pipeline = self.pipeline.deepcopy()  # a private copy: batches may be made in parallel threads
         pipeline.seed_(int(rng.integers(2**31)))
-        return _imgaug_keypoints(images, points, pipeline)
+        images, points = _imgaug_keypoints(images, points, pipeline)
+        return (images, points) if weights is None else (images, points, weights)

@@ -22,7 +22,7 @@ from .io import write_csv, write_text
 from .plots import FacePanel, face_grid, save_png
 from .runs import VARIANT_LABELS, Run
 from .schema import COORDINATES, IMAGE_SIZE
-from .stacking import Weights, fit_weights, out_of_fold_blend
+from .stacking import StyleWeights, Weights, fit_blend, out_of_fold_blend
 
 FOLD_KEYS = ("fingerprint", "folds", "fold_seed", "limit")  # what makes two runs' folds the same
 SCORE_COLUMNS = (*VARIANT_LABELS.values(), "used")
@@ -139,8 +139,9 @@ class Blend:
 
 def blend_runs(
     run_dirs: list[Path], training: TrainingSet, config: BlendConfig, *, tta: bool | None = None,
-    allow_partial: bool = False,
+    allow_partial: bool = False, test_styles: pd.Series | None = None,
 ) -> Blend:
+    """Score and blend runs; ``test_styles`` (ImageId -> style, from IdLookupTable) is needed by ``by_style``."""
     names = [run_dir.name for run_dir in run_dirs]
     if len(set(names)) < len(names):
         raise InputError("--runs", f"a run is named twice: {' '.join(names)}")
@@ -163,7 +164,7 @@ def blend_runs(
 
     scores = pd.DataFrame({column: [rmse(truth, m) for m in stack] for column, stack in members.items()}, index=names)
     style_scores = pd.DataFrame({name: score(truth, m, style) for name, m in zip(names, members["used"])}).T
-    if len(runs) == 1:
+    if len(runs) == 1 and not config.by_style:
         weights, method = Weights.average(1, len(COORDINATES)), "fold average"
         blend_scores = scores.iloc[0]
         blended_used = members["used"][0]
@@ -171,22 +172,30 @@ def blend_runs(
         if len(np.unique(fold)) < 2:
             raise InputError("--runs", "the runs share out-of-fold faces from one fold only: "
                              "scoring a blend needs two; finish more folds")
-        method = config.method
-        blended = {column: out_of_fold_blend(stack, truth, fold, config) for column, stack in members.items()}
+        method = config.method + (", per annotation style" if config.by_style else "")
+        blended = {column: out_of_fold_blend(stack, truth, fold, config, style) for column, stack in members.items()}
         blend_scores = pd.Series({column: rmse(truth, b) for column, b in blended.items()})
         blended_used = blended["used"]
-        weights = fit_weights(members["used"], truth, config)
+        weights = fit_blend(members["used"], truth, config, style)
     style_scores.loc["blend"] = score(truth, blended_used, style)
 
     tests = [leaderboard_test(run, used[run.name], allow_partial) for run in runs]
     image_ids = tests[0].index
     if any(not t.index.equals(image_ids) for t in tests):
         raise InputError("--runs", "the runs predicted different test faces: were they made on the same test set?")
-    keypoints = pd.DataFrame(weights.apply(np.stack([t.to_numpy() for t in tests])), index=image_ids,
+    test_style = None if test_styles is None else test_styles.reindex(image_ids).to_numpy()
+    keypoints = pd.DataFrame(weights.apply(np.stack([t.to_numpy() for t in tests]), test_style), index=image_ids,
                              columns=list(COORDINATES))
-    weight_table = pd.DataFrame(weights.coef, index=pd.Index(COORDINATES, name="coordinate"), columns=names)
-    return Blend(names, used, method, scores, blend_scores, style_scores, len(rows),
-                 weight_table.assign(intercept=weights.intercept), keypoints)
+    return Blend(names, used, method, scores, blend_scores, style_scores, len(rows), weight_table(weights, names),
+                 keypoints)
+
+
+def weight_table(weights: Weights | StyleWeights, names: list[str]) -> pd.DataFrame:
+    """Coordinate (or style and coordinate) x (runs..., intercept)."""
+    if isinstance(weights, StyleWeights):
+        return pd.concat({style: weight_table(w, names) for style, w in weights.by_style.items()}, names=["style"])
+    table = pd.DataFrame(weights.coef, index=pd.Index(COORDINATES, name="coordinate"), columns=names)
+    return table.assign(intercept=weights.intercept)
 
 
 def output_paths(out: Path) -> dict[str, Path]:
@@ -268,7 +277,8 @@ def blend_report(blend: Blend, out: Path, rows: int) -> str:
         "",
         "## Weights",
         "",
-        f"Per coordinate in [{paths['weights'].name}]({paths['weights'].name}); mean over coordinates:",
+        f"Per {' and '.join(blend.weights.index.names)} in [{paths['weights'].name}]({paths['weights'].name}); "
+        "mean over them:",
         "",
         *(f"- {run}: {weight:.3f}" for run, weight in mean_weights.items()),
         "",

@@ -392,7 +392,8 @@ def blend(
     training = data_module.load_training(folder)
     test = data_module.load_test(folder)
     lookup = data_module.load_lookup(folder, test)
-    result = blend_runs([runs_dir / name for name in names], training, config, tta=tta, allow_partial=allow_partial)
+    result = blend_runs([runs_dir / name for name in names], training, config, tta=tta, allow_partial=allow_partial,
+                        test_styles=data_module.lookup_styles(lookup))
     _, clipped = write_blend(result, lookup, test, out)
 
     shown = Table(title=f"Out-of-fold RMSE, leaderboard-style ({result.faces} faces)")
@@ -426,6 +427,19 @@ def show(
     run_dir = runs_dir / (run or ("sample" if is_sample else "default"))
     for path in show_run(run_dir, data_module.load_training(folder), tta=tta):
         console.print(str(path))
+
+
+@app.command("runs")
+@one_line_errors
+def runs_command(data: DataOption = None, runs_dir: RunsDirOption = Path("runs"), tta: TTAOption = None):
+    """Every run in one table, best cv_rmse first: config, data, folds finished, OOF RMSE per style, time."""
+    from .runs_table import run_rows, runs_table
+
+    folder, is_sample = _data(data)
+    training = data_module.load_training(folder)
+    rows = run_rows(runs_dir, training, tta)
+    console.print(runs_table(rows, f"Runs in {runs_dir}, scored on {folder} (leaderboard-style OOF RMSE; "
+                                   "* unfinished)"))
 
 
 AllowPartialOption = Annotated[bool, typer.Option(help="Use a run whose folds are not all finished.")]

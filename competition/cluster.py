@@ -11,6 +11,7 @@ trained and kept. Keras-free: the driver never loads a backend for `fkp cv`.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import socket
 import tempfile
@@ -85,17 +86,20 @@ def _fold_task(job: FoldJob, data: dict, progress) -> tuple[FoldResult, FoldArti
 
     from .train import fit_fold
 
-    epochs = job.config.specialist(job.specialist).train.epochs
+    train = job.config.specialist(job.specialist).train
+    epochs = train.epochs + train.completion_epochs
 
     def report(epoch, logs):
         progress.put((job.label, "epoch", f"epoch {epoch + 1}/{epochs}  rmse {logs['rmse']:.3f}  "
                                           f"val_rmse {logs['val_rmse']:.3f}"))
 
-    result, artifacts = fit_fold(job, [keras.callbacks.LambdaCallback(on_epoch_end=report)])
-    with tempfile.TemporaryDirectory() as folder:  # Keras saves to a path; the bytes cross to the driver
-        path = Path(folder) / "model.keras"
-        artifacts.model.save(path)
-        return result, dataclasses.replace(artifacts, model=path.read_bytes())
+    with tempfile.TemporaryDirectory() as folder:  # Keras writes to paths; the bytes cross to the driver
+        logs, model = Path(folder) / "logs", Path(folder) / "model.keras"
+        result, artifacts = fit_fold(job, logs, [keras.callbacks.LambdaCallback(on_epoch_end=report)])
+        artifacts.model.save(model)
+        return result, dataclasses.replace(
+            artifacts, model=model.read_bytes(),
+            logs={str(path.relative_to(logs)): path.read_bytes() for path in logs.rglob("*") if path.is_file()})
 
 
 @dataclass
@@ -123,14 +127,25 @@ def _board(states: dict[str, _FoldState]):
 def train_on_cluster(jobs: list[FoldJob], run: Run, options: ClusterOptions, *, quiet: bool = True,
                      log=print) -> list[FoldResult]:
     """Train ``jobs`` (of ``run``, sharing their data) as Ray tasks and write each fold that comes back;
-    raise FoldsFailed after the others are written when a fold fails for good."""
-    if not jobs:
-        return []
-    ray = _connect(options, quiet)
-    try:
-        return _train(ray, jobs, run, options, log)
-    finally:
-        ray.shutdown()
+    raise FoldsFailed after the others are written when a fold fails for good. The folds sent out stay
+    claimed by this process until the last comes back; finished folds and other processes' are skipped."""
+    from .cv import skip_reason
+
+    with contextlib.ExitStack() as held:
+        todo = []
+        for job in jobs:
+            skipped = skip_reason(run, job, held.enter_context(run.claim_fold(job.specialist, job.fold)))
+            if skipped:
+                log(skipped)
+            else:
+                todo.append(job)
+        if not todo:
+            return []
+        ray = _connect(options, quiet)
+        try:
+            return _train(ray, todo, run, options, log)
+        finally:
+            ray.shutdown()
 
 
 def _train(ray, jobs: list[FoldJob], run: Run, options: ClusterOptions, log) -> list[FoldResult]:

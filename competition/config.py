@@ -54,6 +54,13 @@ class TrainConfig:
     min_learning_rate: float = setting(1e-5, low=0, high=10.0)  # plateau: the floor of the halving
     max_minutes: float = setting(0.0, low=0, high=60 * 24 * 7)  # wall-clock budget of one specialist's fold (0: none); best weights kept
     workers: int = setting(1, low=1, high=64)  # PyDataset workers preparing augmented batches
+    # Label completion: after `epochs`, the model fills the missing coordinates of the fold's training faces
+    # (flip TTA) and trains this many more epochs on the completed labels (0: off), on a fresh cosine cycle
+    completion_epochs: int = setting(0, low=0, high=100_000)
+    completion_weight: float = setting(0.5, low=0, high=1)  # a filled coordinate's weight against a labelled one
+    completion_learning_rate: float = setting(5e-4, low=1e-12, high=10.0)  # the cycle's peak rate
+    # the completion stage also trains on the test faces, every coordinate filled (pseudo-labels)
+    pseudo_label_test: bool = False
 
 
 @dataclass
@@ -290,6 +297,9 @@ class BlendConfig:
     alpha: float = setting(1.0, low=0, high=1e6)  # ridge / elasticnet regularisation strength, as scikit-learn defines it
     l1_ratio: float = setting(0.5, low=0, high=1)  # elasticnet's share of L1 in the penalty
     positive: bool = True  # ridge / elasticnet: keep the weights non-negative
+    # weights per (annotation style, coordinate), each style's fitted on its faces; a test face takes its
+    # style's, read from IdLookupTable. With it, even one run is fitted (a calibration per style)
+    by_style: bool = False
 
 
 def load_blend_config(name_or_path: str) -> BlendConfig:

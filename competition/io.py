@@ -60,6 +60,24 @@ def write_json(data: dict, target: Path) -> None:
     write_text(json.dumps(data, indent=2), target)
 
 
+def create_exclusive(text: str, target: Path) -> bool:
+    """Write ``text`` to ``target`` whole unless ``target`` exists; False if it does. Of processes
+    creating the same file at once, exactly one gets True: the text is written to a temporary file
+    and hard-linked to ``target``, which never replaces a file (also on NFS)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "w") as file:
+            file.write(text)
+        os.chmod(name, 0o666 & ~_UMASK)
+        os.link(name, target)
+        return True
+    except FileExistsError:
+        return False
+    finally:
+        os.unlink(name)
+
+
 def read_json(path: Path) -> dict:
     """A JSON object written by fkp, or one line naming the file and why it cannot be read."""
     try:
@@ -75,12 +93,12 @@ def read_json(path: Path) -> dict:
 
 def claim_record(path: Path, record: dict, remedy: str) -> bool:
     """Record what new work is made with (JSON at ``path``), or accept continuing work recorded with
-    the same; refuse, naming what differs, work recorded with another. True if newly recorded."""
-    if path.exists():
-        existing = read_json(path)
-        differs = [key for key, value in record.items() if existing.get(key) != value]
-        if differs:
-            raise InputError(path, f"made with other {', '.join(differs)}: {remedy}")
-        return False
-    write_json(record, path)
-    return True
+    the same; refuse, naming what differs, work recorded with another. True if newly recorded; of two
+    processes recording at once, one records and the other compares."""
+    if create_exclusive(json.dumps(record, indent=2), path):
+        return True
+    existing = read_json(path)
+    differs = [key for key, value in record.items() if existing.get(key) != value]
+    if differs:
+        raise InputError(path, f"made with other {', '.join(differs)}: {remedy}")
+    return False

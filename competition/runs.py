@@ -7,19 +7,24 @@ runs/<run>/<specialist>/fold<k>/         one specialist on one fold, written who
     oof.csv, oof_tta.csv                 out-of-fold predictions (row, coordinates), plain / flip TTA
     test.csv, test_tta.csv               test predictions (ImageId, coordinates)
     history.csv, config.toml, fold.json  per-epoch metrics, resolved config, FoldResult and counts
+    logs/                                TensorBoard logs of its epochs (train/, validation/)
+runs/<run>/<specialist>/fold<k>.claim.<n>   while a process trains the fold: its host and pid (``claims``)
+runs/<run>/<specialist>/fold<k>.logs/       while the fold trains: its TensorBoard logs, moved into the fold
 runs/<run>/plots/*.png, report.md        `fkp show`
 runs/<run>/export/model.keras, saved_model/, model.onnx   `fkp export`: the whole run as one model
 ```
 
 A fold folder is made under a temporary name and renamed when complete, so a folder that exists
-is a finished fold and a killed run resumes at the next one. Keras-free: the process that holds the
+is a finished fold and a killed run resumes at the next one; a fold is claimed before it trains, so
+processes sharing a run never train the same fold. Keras-free: the process that holds the
 data reads and writes runs without loading a backend.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from contextlib import AbstractContextManager
+from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from pathlib import Path
 
@@ -27,9 +32,10 @@ import numpy as np
 import pandas as pd
 import tomli_w
 
+from .claims import Claim, claimed
 from .config import Config, resolve
 from .errors import InputError
-from .io import atomic_path, read_json, write_json, write_toml
+from .io import atomic_path, create_exclusive, read_json, write_toml
 from .schema import MIRROR_AXIS, SPECIALISTS
 
 VARIANTS = ("plain", "flip")  # predictions as the model makes them, and averaged with the mirrored face's
@@ -37,7 +43,7 @@ VARIANT_LABELS = {"plain": "no TTA", "flip": "flip TTA"}
 _KEYS = {"oof": "row", "test": "ImageId"}  # what indexes out-of-fold and test predictions
 _FILES = {("oof", "plain"): "oof.csv", ("oof", "flip"): "oof_tta.csv",
           ("test", "plain"): "test.csv", ("test", "flip"): "test_tta.csv"}
-_MODEL, _HISTORY, _CONFIG, _FOLD = "model.keras", "history.csv", "config.toml", "fold.json"
+_MODEL, _HISTORY, _CONFIG, _FOLD, _LOGS = "model.keras", "history.csv", "config.toml", "fold.json", "logs"
 EXPORT_FORMATS = {"keras": "model.keras", "saved_model": "saved_model", "onnx": "model.onnx"}  # `fkp export` formats
 
 
@@ -90,6 +96,7 @@ class FoldArtifacts:
     history: pd.DataFrame  # one row per epoch
     config: dict  # the resolved config it trained with
     report: dict  # fold.json: its FoldResult, face counts, backend
+    logs: dict[str, bytes] = field(default_factory=dict)  # TensorBoard files by path, when written elsewhere
 
 
 def _read_predictions(path: Path, columns: list[str]) -> pd.DataFrame:
@@ -141,17 +148,18 @@ class Run:
         return RunSpec.read(path)
 
     def claim(self, spec: RunSpec) -> None:
-        """Record ``spec`` for a new run; refuse to add folds to a run made with another one."""
+        """Record ``spec`` for a new run; refuse to add folds to a run made with another one. Of two
+        processes starting the run at once, one records its spec and the other compares with it."""
         path = self.spec_path
-        if path.exists():
+        if create_exclusive(json.dumps(asdict(spec), indent=2), path):
+            self.__dict__.pop("spec", None)
+        else:
             recorded = self.spec.comparable()
             differs = [key for key, value in spec.comparable().items() if recorded[key] != value]
             if differs:
                 raise InputError(path, f"made with other {', '.join(differs)}: pick another --run or delete the run")
-            return
-        write_json(asdict(spec), path)
-        write_toml(spec.config, self.path / _CONFIG)
-        self.__dict__.pop("spec", None)
+        if not (self.path / _CONFIG).exists():
+            write_toml(self.spec.config, self.path / _CONFIG)
 
     def fold_dir(self, specialist: str, fold: int) -> Path:
         return self.path / specialist / f"fold{fold}"
@@ -163,10 +171,27 @@ class Run:
         return sorted(int(path.name.removeprefix("fold")) for path in (self.path / specialist).glob("fold*")
                       if path.is_dir() and path.name.removeprefix("fold").isdigit())
 
+    def claim_fold(self, specialist: str, fold: int) -> AbstractContextManager[Claim]:
+        """Claim a fold for training it (``claims.claimed``): ours, or the live holder's."""
+        return claimed(self.path / specialist / f"fold{fold}.claim")
+
+    def training_logs_dir(self, specialist: str, fold: int) -> Path:
+        """Where a fold's TensorBoard logs go while it trains; ``write_fold`` moves them into the fold."""
+        return self.path / specialist / f"fold{fold}.logs"
+
+    def logs_dir(self, specialist: str, fold: int) -> Path:
+        """A finished fold's TensorBoard logs."""
+        return self.fold_dir(specialist, fold) / _LOGS
+
     def write_fold(self, specialist: str, fold: int, artifacts: FoldArtifacts) -> Path:
-        """Write one fold whole: a temporary folder renamed into place."""
+        """Write one fold whole, with its training logs if any: a temporary folder renamed into place."""
         with atomic_path(self.fold_dir(specialist, fold), directory=True) as tmp:
-            if isinstance(artifacts.model, bytes):  # saved where it trained (a cluster's worker)
+            if self.training_logs_dir(specialist, fold).exists():
+                self.training_logs_dir(specialist, fold).rename(tmp / _LOGS)
+            for name, data in artifacts.logs.items():  # logs written where it trained (a cluster's worker)
+                (tmp / _LOGS / name).parent.mkdir(parents=True, exist_ok=True)
+                (tmp / _LOGS / name).write_bytes(data)
+            if isinstance(artifacts.model, bytes):  # saved where it trained
                 (tmp / _MODEL).write_bytes(artifacts.model)
             else:
                 artifacts.model.save(tmp / _MODEL)
@@ -210,8 +235,12 @@ class Run:
 
     def histories(self) -> dict[str, dict[int, pd.DataFrame]]:
         """Each trained specialist's per-epoch metrics, by fold."""
-        return {name: {fold: pd.read_csv(self.fold_dir(name, fold) / _HISTORY) for fold in self.finished_folds(name)}
+        return {name: {fold: self.history(name, fold) for fold in self.finished_folds(name)}
                 for name in self.spec.specialists}
+
+    def history(self, specialist: str, fold: int) -> pd.DataFrame:
+        """One finished fold's per-epoch metrics."""
+        return pd.read_csv(self.fold_dir(specialist, fold) / _HISTORY)
 
     def models(self, specialist: str) -> dict[int, Path]:
         """The saved model of each finished fold of a specialist."""

@@ -3,7 +3,8 @@
 Members are arrays (M runs, N faces, C coordinates); truth is (N, C) with NaN where a face is not
 labelled. Each coordinate gets its own weights, fitted on the faces labelled for it.
 ``out_of_fold_blend`` scores the blender the way the runs were scored: the weights that predict a face
-never saw it, so a run of pure noise cannot buy a better score by overfitting the OOF rows.
+never saw it, so a run of pure noise cannot buy a better score by overfitting the OOF rows. With
+``by_style``, each annotation style gets weights of its own (``StyleWeights``), fitted on its faces.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from scipy.optimize import nnls
 from sklearn.linear_model import ElasticNet, Ridge
 
 from .config import BlendConfig
+from .schema import STYLES
 
 
 @dataclass(frozen=True)
@@ -27,9 +29,22 @@ class Weights:
         """Equal weights: what one run (or a coordinate nobody labelled) gets."""
         return cls(np.full((coordinates, members), 1 / members), np.zeros(coordinates))
 
-    def apply(self, members: np.ndarray) -> np.ndarray:
-        """(M, N, C) member predictions -> (N, C) blended predictions."""
+    def apply(self, members: np.ndarray, style: np.ndarray | None = None) -> np.ndarray:
+        """(M, N, C) member predictions -> (N, C) blended predictions (the same weights for every style)."""
         return np.einsum("mnc,cm->nc", members, self.coef) + self.intercept
+
+
+@dataclass(frozen=True)
+class StyleWeights:
+    """Weights per annotation style: a face takes its own style's."""
+
+    by_style: dict[str, Weights]
+
+    def apply(self, members: np.ndarray, style: np.ndarray) -> np.ndarray:
+        blended = np.full(members.shape[1:], np.nan)
+        for name, weights in self.by_style.items():
+            blended[style == name] = weights.apply(members[:, style == name])
+        return blended
 
 
 def _fit_coordinate(predictions: np.ndarray, target: np.ndarray, config: BlendConfig) -> tuple[np.ndarray, float]:
@@ -58,12 +73,23 @@ def fit_weights(members: np.ndarray, truth: np.ndarray, config: BlendConfig) -> 
     return weights
 
 
-def out_of_fold_blend(members: np.ndarray, truth: np.ndarray, fold: np.ndarray, config: BlendConfig) -> np.ndarray:
+def fit_blend(members: np.ndarray, truth: np.ndarray, config: BlendConfig,
+              style: np.ndarray | None = None) -> Weights | StyleWeights:
+    """``fit_weights`` on all faces, or with ``config.by_style`` on each annotation style's faces apart."""
+    if not config.by_style:
+        return fit_weights(members, truth, config)
+    return StyleWeights({name: fit_weights(members[:, style == name], truth[style == name], config)
+                         for name in STYLES})
+
+
+def out_of_fold_blend(members: np.ndarray, truth: np.ndarray, fold: np.ndarray, config: BlendConfig,
+                      style: np.ndarray | None = None) -> np.ndarray:
     """(N, C) blended predictions where each face's weights were fitted on the other folds' faces.
 
     ``fold`` must hold at least two folds (the caller refuses fewer, with a reason for the user)."""
     blended = np.empty(truth.shape)
     for held_out in np.unique(fold):
         held = fold == held_out
-        blended[held] = fit_weights(members[:, ~held], truth[~held], config).apply(members[:, held])
+        weights = fit_blend(members[:, ~held], truth[~held], config, None if style is None else style[~held])
+        blended[held] = weights.apply(members[:, held], None if style is None else style[held])
     return blended

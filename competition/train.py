@@ -1,13 +1,17 @@
 """Train one specialist on one fold, in stages: ``prepare_fold -> build_fold_model -> train_stage ->
-predict_fold -> write_fold``. `fkp cv` runs them in a fold's own process (``train_fold``) or on a Ray
-worker (``fit_fold``, whose artifacts go back to the driver); `fkp tune` builds its trials from the same
-pieces, so a trial trains exactly like a fold.
+[complete_labels -> train_stage] -> predict_fold -> write_fold``. `fkp cv` runs them in a fold's own process
+(``train_fold``) or on a Ray worker (``fit_fold``, whose artifacts go back to the driver); `fkp tune` builds
+its trials from the same pieces, so a trial trains exactly like a fold.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import importlib.util
+import shutil
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -20,7 +24,7 @@ from .dataset import FaceBatches
 from .errors import InputError
 from .folds import Folds
 from .jobs import FoldJob, FoldResult
-from .models import build_model, target_statistics
+from .models import build_model, compile_for_weighted_labels, target_statistics
 from .predict import PREDICT_BATCH, predict_with_flip
 from .runs import FoldArtifacts, Run
 from .schema import SPECIALISTS, Specialist
@@ -63,6 +67,17 @@ class _TimeBudget(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if time.perf_counter() - self.started >= self.seconds:
             self.model.stop_training = True
+
+
+def tensorboard_logs(folder: Path, label: str) -> list[keras.callbacks.Callback]:
+    """TensorBoard logs of each epoch's metrics in ``folder`` (``tensorboard --logdir runs`` compares
+    runs). Keras writes them through TensorFlow's summary writer, whatever the backend: where TensorFlow
+    is not installed, one line says so and the fold trains without them."""
+    if importlib.util.find_spec("tensorflow") is None:
+        print(f"{label} no TensorBoard logs: they need TensorFlow installed", flush=True)
+        return []
+    shutil.rmtree(folder, ignore_errors=True)  # an interrupted attempt's
+    return [keras.callbacks.TensorBoard(folder, write_graph=False)]
 
 
 @dataclass(frozen=True)
@@ -175,29 +190,88 @@ def predict_fold(model: keras.Model, prepared: PreparedFold, training: TrainingS
     return predictions
 
 
-def fit_fold(job: FoldJob, callbacks=()) -> tuple[FoldResult, FoldArtifacts]:
-    """One fold job, start to finish (today one training stage), its artifacts returned rather than written:
-    a fold's own process writes them into the run, a cluster's worker hands them to the driver."""
+@dataclass(frozen=True)
+class CompletedLabels:
+    """The completion stage's faces: the fold's training rows (and the test faces when pseudo-labelled)
+    with every missing coordinate filled by the first stage's model, weighted per keypoint."""
+
+    rows: np.ndarray  # training rows, never a validation row of the fold
+    test_faces: int  # pseudo-labelled test faces appended after them
+    filled_coordinates: int  # on the training rows
+    batches: FaceBatches
+
+
+def complete_labels(model: keras.Model, prepared: PreparedFold, train: TrainConfig, training: TrainingSet,
+                    test: TestSet, mirror_axis: float) -> CompletedLabels:
+    """Fill the missing coordinates of the fold's training faces with ``model``'s flip-TTA predictions.
+    Only the fold's training rows (and, with ``pseudo_label_test``, the test faces) are predicted and
+    trained on, and ``model`` has only trained on those rows: no validation face of the fold leaks."""
+    rows, specialist = prepared.train_rows, prepared.specialist
+    images, targets = training.images[rows], training.keypoints[np.ix_(rows, specialist.columns)]
+    _, filled = predict_with_flip(model, images, specialist, mirror_axis=mirror_axis)
+    missing = np.isnan(targets)
+    weights = np.where(missing[:, ::2], train.completion_weight, 1.0)
+    targets = np.where(missing, filled, targets)
+    test_faces = len(test.images) if train.pseudo_label_test else 0
+    if test_faces:
+        _, pseudo = predict_with_flip(model, test.images, specialist, mirror_axis=mirror_axis)
+        images, targets = np.concatenate([images, test.images]), np.concatenate([targets, pseudo])
+        weights = np.concatenate([weights, np.full((test_faces, len(specialist.keypoints)), train.completion_weight)])
+    batches = FaceBatches(images, targets, train.batch_size, augmenter=prepared.train_batches.augmenter,
+                          shuffle=True, seed=prepared.seed + 1, weights=weights,
+                          workers=train.workers, use_multiprocessing=False)
+    return CompletedLabels(rows, test_faces, int(missing.sum()), batches)
+
+
+def completion_stage(model: keras.Model, prepared: PreparedFold, completed: CompletedLabels, train: TrainConfig, *,
+                     initial_epoch: int, minutes_left: float, log_prefix: str, callbacks=()) -> keras.callbacks.History:
+    """Train ``train.completion_epochs`` more epochs on the completed labels: a fresh cosine cycle from
+    ``completion_learning_rate`` to 0, validated on the fold's true labels as before."""
+    steps = len(completed.batches)
+    compile_for_weighted_labels(model, keras.optimizers.schedules.CosineDecay(
+        train.completion_learning_rate, train.completion_epochs * steps, alpha=0.0))
+    stage_train = dataclasses.replace(train, schedule="cosine", max_minutes=minutes_left)
+    return train_stage(model, dataclasses.replace(prepared, train_batches=completed.batches), stage_train,
+                       epochs=initial_epoch + train.completion_epochs, initial_epoch=initial_epoch,
+                       log_prefix=f"{log_prefix} completed", callbacks=callbacks)
+
+
+def fit_fold(job: FoldJob, logs_dir: Path, callbacks=()) -> tuple[FoldResult, FoldArtifacts]:
+    """One fold job, start to finish: a training stage, then a completion stage when the config asks; its
+    TensorBoard logs in ``logs_dir`` and its artifacts returned rather than written: a fold's own process
+    writes them into the run, a cluster's worker hands them to the driver."""
     settings = job.config.specialist(job.specialist)
+    train = settings.train
     prepared = prepare_fold(job.specialist, job.fold, settings, job.training, job.folds, job.seed)
     model = build_fold_model(prepared, settings)
+    logs = [*tensorboard_logs(logs_dir, job.label), *callbacks]
     started = time.perf_counter()
-    history = train_stage(model, prepared, settings.train, epochs=settings.train.epochs, log_prefix=job.label,
-                          callbacks=callbacks)
+    history = pd.DataFrame(train_stage(model, prepared, train, epochs=train.epochs, log_prefix=job.label,
+                                       callbacks=logs).history)
+    report = {}
+    minutes_left = train.max_minutes - (time.perf_counter() - started) / 60 if train.max_minutes else None
+    if train.completion_epochs and minutes_left is not None and minutes_left <= 0:
+        print(f"{job.label} completion stage skipped: the fold's {train.max_minutes:g}-minute budget is spent")
+    elif train.completion_epochs:
+        completed = complete_labels(model, prepared, train, job.training, job.test, job.folds.flip_axis)
+        stage = completion_stage(model, prepared, completed, train, initial_epoch=len(history),
+                                 minutes_left=minutes_left or 0.0, log_prefix=job.label, callbacks=logs)
+        history = pd.concat([history, pd.DataFrame(stage.history)], ignore_index=True)
+        report = {"filled_coordinates": completed.filled_coordinates, "pseudo_labelled_test_faces": completed.test_faces}
     seconds = time.perf_counter() - started
-    trained_epochs = len(history.history["loss"])
     result = FoldResult(
-        job.specialist, job.fold, float(np.nanmin(history.history.get("val_rmse", [np.nan]))), trained_epochs,
-        seconds, trained_epochs * len(prepared.train_rows) / seconds,
+        job.specialist, job.fold, float(np.nanmin(history.get("val_rmse", pd.Series([np.nan])))), len(history),
+        seconds, len(history) * len(prepared.train_rows) / seconds,
     )
     report = {**result.__dict__, "train_faces": len(prepared.train_rows), "val_faces": len(prepared.val_rows),
-              "backend": keras.backend.backend()}
+              **report, "backend": keras.backend.backend()}
     predictions = predict_fold(model, prepared, job.training, job.test, job.folds)
-    return result, FoldArtifacts(model, predictions, pd.DataFrame(history.history), job.config.to_dict(), report)
+    return result, FoldArtifacts(model, predictions, history, job.config.to_dict(), report)
 
 
 def train_fold(job: FoldJob) -> FoldResult:
     """One fold job, trained and written into its run."""
-    result, artifacts = fit_fold(job)
-    Run(job.run_dir).write_fold(job.specialist, job.fold, artifacts)
+    run = Run(job.run_dir)
+    result, artifacts = fit_fold(job, run.training_logs_dir(job.specialist, job.fold))
+    run.write_fold(job.specialist, job.fold, artifacts)
     return result

@@ -16,7 +16,7 @@ import shutil
 import time
 import typing
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +24,7 @@ import keras_tuner as kt
 import numpy as np
 import pandas as pd
 
+from .claims import Claim, claimed
 from .config import SHARED_TABLES, Config, SpecialistConfig, find_config, read_toml, resolve, resolve_specialist, upgrade
 from .data import TrainingSet
 from .errors import InputError
@@ -170,8 +171,17 @@ class SpecialistHyperModel(kt.HyperModel):
     def prepare(self, settings: SpecialistConfig) -> PreparedFold:
         return prepare_fold(self.specialist, self.fold, settings, self.training, self.folds, self.seed)
 
+    @property
+    def identity(self) -> dict[str, str | int]:
+        """What every trial of the search is made on: the data and the fold split. Declared as fixed
+        hyperparameters, so the chief's oracle holds them and a worker can check it shares them."""
+        return {"fkp.fingerprint": self.training.fingerprint, "fkp.faces": len(self.training),
+                "fkp.folds": self.folds.k, "fkp.fold_seed": self.folds.seed, "fkp.fold": self.fold}
+
     def build(self, hp):
         settings = self.settings(hp)
+        for name, value in self.identity.items():
+            hp.Fixed(name, value)
         return build_fold_model(self.prepare(settings), settings)
 
     def fit(self, hp, model, *, epochs: int, callbacks=(), initial_epoch: int = 0, log_prefix: str = ""):
@@ -224,6 +234,24 @@ class SearchSpec:
             shutil.rmtree(project_dir)
         claim_record(project_dir / "search.json", dataclasses.asdict(self),
                      "pick another --project or pass --overwrite to start over")
+
+
+def check_chief_shares(chief_space: kt.HyperParameters, identity: dict) -> None:
+    """Refuse to run a worker's trials on other data or folds than the chief's (what its oracle's space
+    holds of ``identity``)."""
+    recorded = chief_space.values
+    differs = [f"{name.removeprefix('fkp.')} {recorded.get(name, 'not recorded')} (this worker: {value})"
+               for name, value in identity.items() if recorded.get(name) != value]
+    if differs:
+        raise InputError("--chief", f"the chief searches other data or folds: {'; '.join(differs)}: give every "
+                                    "worker the chief's --data, --folds, --fold and --limit")
+
+
+def project_claim(directory: Path, role: str | None) -> AbstractContextManager[Claim | None]:
+    """The claim on a search's project that the process serving its oracle holds while it searches
+    (alone, or as the chief): a worker holds none."""
+    return claimed(directory.with_name(f"{directory.name}.claim")) if role in (None, CHIEF) else nullcontext()
+
 
 def distribution_env(chief: str | None, worker: str | None) -> dict[str, str]:
     """Keras Tuner's chief/worker variables for ``--chief HOST:PORT`` and ``--worker ID``."""
@@ -300,16 +328,20 @@ def run_search(
         raise InputError("--max-trials" if max_trials < 1 else "--epochs", "must be at least 1")
     spec = SearchSpec(name, training.fingerprint, folds.k, folds.seed, fold, limit, tuner, epochs, space.params,
                       dataclasses.asdict(base.specialist(name)))
-    spec.claim(directory, overwrite)
-    hypermodel = SpecialistHyperModel(name, base, space, training, folds, fold)
-    log(f"[{name}] searching {len(space.params)} hyperparameters of {space.path} with {tuner}: "
-        f"{hypermodel.train_faces} training and {hypermodel.val_faces} validation faces of fold {fold}, "
-        f"up to {max_trials} trials of {epochs} epochs; trials in {directory}")
-    budget = {"max_epochs": epochs} if tuner == "hyperband" else {"max_trials": max_trials}
     distribution = distribution or {}
     role = distribution.get("KERASTUNER_TUNER_ID")
     address = f"{distribution.get('KERASTUNER_ORACLE_IP')}:{distribution.get('KERASTUNER_ORACLE_PORT')}"
-    with environment(distribution):
+    with project_claim(directory, role) as claim, environment(distribution):
+        if claim is not None and not claim.ours:
+            raise InputError(directory, f"being searched by {claim.holder} since {claim.holder.since}: wait for it "
+                                        f"to end or pick another --project (if that process is gone, delete "
+                                        f"{claim.path})")
+        spec.claim(directory, overwrite)
+        hypermodel = SpecialistHyperModel(name, base, space, training, folds, fold)
+        log(f"[{name}] searching {len(space.params)} hyperparameters of {space.path} with {tuner}: "
+            f"{hypermodel.train_faces} training and {hypermodel.val_faces} validation faces of fold {fold}, "
+            f"up to {max_trials} trials of {epochs} epochs; trials in {directory}")
+        budget = {"max_epochs": epochs} if tuner == "hyperband" else {"max_trials": max_trials}
         searcher = LOGGED_TUNERS[tuner](
             hypermodel, objective=kt.Objective(OBJECTIVE, "min"), seed=base.seed,
             directory=str(directory.parent), project_name=directory.name, **budget,
@@ -323,6 +355,7 @@ def run_search(
             log(f"[{name}] chief: serving the oracle on {address} until the workers finish the trials")
         elif role is not None:
             log(f"[{name}] {role}: asking the chief at {address} for trials")
+            check_chief_shares(searcher.oracle.get_space(), hypermodel.identity)
         searcher.search(epochs=epochs)
     return searcher
 

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -65,9 +70,6 @@ def learned_run(tmp_path_factory, data_dir) -> Path:
     """A small run that has learned faces: `fkp cv --config cpu` with both specialists, 2 folds, 10 epochs,
     600 faces of real data (about 3 minutes on 2 cores). Returns the folder `fkp` ran in; the run is
     runs/learned."""
-    import subprocess
-    import sys
-
     work = tmp_path_factory.mktemp("learned")
     cv = subprocess.run(
         [sys.executable, "-m", "competition", "cv", "--data", str(data_dir), "--config", "cpu", "--folds", "2",
@@ -75,6 +77,30 @@ def learned_run(tmp_path_factory, data_dir) -> Path:
         cwd=work, capture_output=True, text=True, env=os.environ.copy())
     assert cv.returncode == 0, cv.stdout + cv.stderr
     return work
+
+
+def write_claim(path: Path, pid: int, host: str | None = None) -> None:
+    """A claim file (``competition.claims``) naming a process of ``host`` (default: this host)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"host": host or socket.gethostname(), "pid": pid, "started": time.time(),
+                                "token": "theirs"}))
+
+
+@pytest.fixture
+def dead_pid() -> int:
+    """The id of a process of this host that has ended."""
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return process.pid
+
+
+@pytest.fixture
+def live_pid():
+    """The id of a process of this host that is alive for the test."""
+    process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    yield process.pid
+    process.kill()
+    process.wait()
 
 
 # Fuzzing profiles (tests/test_fuzz.py): "fast" keeps the whole suite quick; FKP_FUZZ=long runs many

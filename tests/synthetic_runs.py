@@ -32,9 +32,11 @@ def tiny_model():
 def write_run(
     run_dir: Path, training: TrainingSet, test: TestSet, folds: Folds, *, noise: float, tta_noise: float,
     seed: int, limit: int | None = None, tta: bool = True, config: Config | None = None,
+    fold_seconds: float | None = None,
 ) -> Run:
     """OOF predictions = truth (the mean face where unlabelled) + N(0, noise) (``tta_noise`` for the flip-TTA
-    variant); test predictions = the mean face + N(0, 1); a made-up three-epoch history."""
+    variant); test predictions = the mean face + N(0, 1); a made-up three-epoch history; each fold's
+    report gives ``fold_seconds`` of training, if any."""
     config = config or Config()
     config.inference.tta = tta
     run = Run(run_dir)
@@ -61,5 +63,6 @@ def write_run(
                 predicted.insert(0, "ImageId", test.image_ids)
                 predictions["test", variant] = predicted
             run.write_fold(name, fold, FoldArtifacts(tiny_model(), predictions, history, config.to_dict(),
-                                                     {"specialist": name, "fold": fold}))
+                                                     {"specialist": name, "fold": fold,
+                                                      **({"seconds": fold_seconds} if fold_seconds else {})}))
     return run

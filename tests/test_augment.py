@@ -115,3 +115,14 @@ def test_a_reframed_face_lands_within_the_range_and_its_pixels_follow_its_keypoi
         assert np.isnan(moved_points[0, 2:]).all()  # missing stays missing
         for x, y in (left, right):
             assert moved[0, int(round(y)) - 1, int(round(x)) - 1] > 100  # the dot under the moved label
+
+
+def test_a_flipped_face_carries_its_keypoints_weights_across_with_them(training):
+    partial = SPECIALISTS["partial"]
+    points = training.keypoints[:4][:, partial.columns].reshape(4, -1, 2)
+    weights = np.tile(np.arange(1.0, 5.0), (4, 1))  # one weight per keypoint: each can be told apart
+    for flip, expected in ((1.0, weights[:, partial.flip_permutation]), (0.0, weights)):
+        still = AugmentConfig(flip=flip, rotate=0, scale=0, shift=0, brightness=0, contrast=0)
+        _, _, carried = Augmenter(still, partial.flip_permutation)(training.images[:4], points, 0, weights)
+        assert np.array_equal(carried, expected)
+    assert not np.array_equal(weights[:, partial.flip_permutation], weights)

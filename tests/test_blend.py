@@ -19,7 +19,7 @@ from competition.evaluate import rmse
 from competition.folds import make_folds
 from competition.runs import Run, RunSpec
 from competition.schema import COORDINATES, specialist_for
-from competition.stacking import fit_weights, out_of_fold_blend
+from competition.stacking import StyleWeights, fit_blend, fit_weights, out_of_fold_blend
 
 MIXTURE = np.array([0.6, 0.0, 0.4])  # the third member's weight, the second one's zero
 
@@ -109,8 +109,26 @@ def test_pure_noise_runs_cannot_buy_a_better_blend_score(runs, config, in_sample
 def test_every_shipped_blend_config_loads():
     shipped = {path.stem: load_blend_config(str(path)) for path in (PROJECT_CONFIGS / "blend").glob("*.toml")}
     assert {"nnls", "ridge", "elasticnet"} <= set(shipped)
-    assert all(config.method == name for name, config in shipped.items())
+    assert all(config.method == name.removesuffix("-by-style") for name, config in shipped.items())
+    assert all(config.by_style == name.endswith("-by-style") for name, config in shipped.items())
     assert load_blend_config("elasticnet").alpha == shipped["elasticnet"].alpha
+
+
+def test_weights_per_style_correct_a_bias_each_style_has_its_own():
+    """One member, off by +3 px on full-style faces and -3 px on partial-style ones: weights shared by both
+    styles cannot remove both biases; weights per style do, out of fold too."""
+    rng = np.random.default_rng(3)
+    style = np.where(rng.random(600) < 0.3, "full", "partial")
+    truth = rng.normal(48, 10, (600, 30))
+    member = truth + np.where(style == "full", 3.0, -3.0)[:, None] + rng.normal(0, 0.1, truth.shape)
+    fold = np.arange(600) % 3
+    shared, by_style = BlendConfig(method="ridge", alpha=1e-3), BlendConfig(method="ridge", alpha=1e-3, by_style=True)
+    assert rmse(truth, out_of_fold_blend(member[None], truth, fold, shared, style)) > 2.5
+    assert rmse(truth, out_of_fold_blend(member[None], truth, fold, by_style, style)) < 0.2
+    weights = fit_blend(member[None], truth, by_style, style)
+    assert isinstance(weights, StyleWeights)
+    np.testing.assert_allclose(weights.by_style["full"].intercept, -3.0, atol=0.1)
+    np.testing.assert_allclose(weights.by_style["partial"].intercept, 3.0, atol=0.1)
 
 
 @pytest.mark.parametrize("text, message", [
@@ -349,3 +367,25 @@ def test_blend_clips_predictions_outside_the_image_and_says_how_many(runs, sampl
     located = pd.read_csv(out).assign(ImageId=lookup["ImageId"], FeatureName=lookup["FeatureName"])
     nose = located[located.ImageId == 1].set_index("FeatureName")["Location"]
     assert (nose["nose_tip_x"], nose["nose_tip_y"]) == (96.0, 0.0)
+
+
+def test_a_blend_by_style_fits_even_one_run_and_a_test_face_takes_its_styles_weights(runs, sample_dir, tmp_path):
+    out = tmp_path / "styled.csv"
+    result = fkp("blend", "--run", "good", "--runs-dir", runs, "--data", sample_dir, "--out", out,
+                 "--blend-config", "ridge-by-style")
+    assert result.exit_code == 0, result.output
+    assert "blend (ridge, per annotation style)" in result.stdout
+    weights = pd.read_csv(tmp_path / "styled_weights.csv").set_index(["style", "coordinate"])
+    assert set(weights.index.get_level_values("style")) == {"full", "partial"}
+    assert not np.allclose(weights.loc["full", "intercept"], weights.loc["partial", "intercept"])
+
+    training = data.load_training(sample_dir)
+    test_ids = data.load_test(sample_dir).image_ids
+    styles = pd.Series(np.where(test_ids % 2, "partial", "full"), index=test_ids)  # the sample asks full only
+    blend = blend_runs([runs / "good"], training, load_blend_config("ridge-by-style"), test_styles=styles)
+    frames = {s: frame.drop(columns="fold").groupby(level=0).mean() for s, frame in Run(runs / "good").test("flip").items()}
+    averaged = pd.DataFrame({c: frames[specialist_for(c)][c] for c in COORDINATES})
+    for image_id in test_ids[:2]:
+        w = blend.weights.loc[styles[image_id]]
+        expected = averaged.loc[image_id] * w["good"] + w["intercept"]
+        np.testing.assert_allclose(blend.keypoints.loc[image_id], expected[list(COORDINATES)], atol=1e-9)

@@ -59,9 +59,11 @@ def test_a_task_no_node_can_take_is_refused_in_one_line(tmp_path, sample_dir):
 
 
 def fold_files(run) -> dict[str, bytes]:
-    """Every file of a run that does not record time: predictions, histories, configs, the model's weights."""
+    """Every file of a run that does not record time: predictions, histories, configs, the model's weights;
+    of the TensorBoard logs (which do), the folders."""
     files = {str(path.relative_to(run)): path.read_bytes() for path in run.rglob("*")
-             if path.is_file() and path.name not in ("model.keras", "fold.json")}
+             if path.is_file() and path.name not in ("model.keras", "fold.json") and "logs" not in path.parts}
+    files.update({str(path.relative_to(run)): "folder" for path in run.glob("*/fold*/logs/*") if path.is_dir()})
     for model in run.rglob("model.keras"):  # its config.json and metadata.json hold object ids and a date
         files[f"{model.relative_to(run)}/weights"] = zipfile.ZipFile(model).read("model.weights.h5")
     for report in run.rglob("fold.json"):
@@ -106,7 +108,7 @@ def test_a_cluster_run_is_the_same_run_as_on_one_machine_even_when_a_worker_dies
     assert "Fold jobs on the cluster" in ray
     assert abs(cv_rmse(ray) - cv_rmse(local.stdout)) < 1e-5
     expected, made = fold_files(tmp_path / "runs" / "local"), fold_files(tmp_path / "runs" / "ray")
-    assert made.keys() == expected.keys() and len(made) == 2 + 2 * 8
+    assert made.keys() == expected.keys() and len(made) == 2 + 2 * (8 + 2)
     assert [name for name in expected if made[name] != expected[name]] == []
     for run in ("local", "ray"):
         blend = fkp("blend", "--data", sample_dir, "--run", run, "--out", f"{run}.csv", cwd=tmp_path)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -333,6 +334,19 @@ def test_show_of_a_damaged_run(runs, sample_dir, changes):
         before = snapshot(work)
         result = fkp("show", "--data", sample_dir, "--run", "good", "--runs-dir", work / "runs")
         assert_clean(result, before, snapshot(work), may_write=["runs/good/plots/", "runs/good/report.md"])
+
+
+@settings(max_examples=max(5, settings().max_examples // 4))  # each copies a run
+@given(changes=st.data())
+def test_runs_lists_a_damaged_run(runs, sample_dir, changes):
+    """`fkp runs` never fails on a damaged run: the run is a row, scored or saying why it cannot be read."""
+    with workspace(runs) as work:
+        _damage_run(work / "runs" / "good", changes.draw(damaged_run(runs / "runs" / "good")))
+        before = snapshot(work)
+        result = fkp("runs", "--data", sample_dir, "--runs-dir", work / "runs")
+        assert result.exit_code == 0, (result.output, result.exception)
+        assert re.search(r"^│ good ", result.stdout, re.MULTILINE), result.stdout
+        assert_clean(result, before, snapshot(work))
 
 
 # --- fkp cv that trains: a handful of accepted edge settings -----------------------------------------

@@ -71,3 +71,14 @@ def test_leaderboard_mix_follows_the_configs_preference():
     full = pd.DataFrame(np.zeros((2, 30)), index=[5, 6], columns=coordinates)
     partial = pd.DataFrame(np.ones((2, 8)), index=[5, 6], columns=list(SPECIALISTS["partial"].coordinates))
     assert leaderboard_mix({"full": full, "partial": partial}, prefer=["full", "partial"]).to_numpy().sum() == 0
+
+
+def test_the_per_coordinate_loss_weighs_each_coordinate_hand_computed():
+    from competition.models.losses import CoordinateMaskedMeanSquaredError
+
+    y_true = np.array([[1.0, np.nan], [3.0, 4.0]], np.float32)
+    weights = np.array([[1.0, 1.0], [0.5, 1.0]], np.float32)
+    loss = CoordinateMaskedMeanSquaredError()(y_true, np.zeros((2, 2), np.float32), sample_weight=weights)
+    assert np.isclose(float(loss), (1 + 0.5 * 9 + 16) / 3)  # sum(w * e^2) over the 3 labelled coordinates
+    unweighted = CoordinateMaskedMeanSquaredError()(y_true, np.zeros((2, 2), np.float32))
+    assert np.isclose(float(unweighted), float(MaskedMeanSquaredError()(y_true, np.zeros((2, 2), np.float32))))

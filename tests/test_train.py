@@ -15,7 +15,7 @@ from competition.errors import InputError
 from competition.folds import Folds, make_folds
 from competition.jobs import FoldJob
 from competition.models.regression import Config as RegressionConfig
-from competition.train import build_fold_model, learning_rate, prepare_fold, train_stage
+from competition.train import build_fold_model, complete_labels, learning_rate, prepare_fold, train_stage
 
 TINY = RegressionConfig(filters=[4], convs_per_block=1, dense_units=4, dropout=0.0)
 
@@ -160,3 +160,51 @@ def test_a_fold_flips_about_the_axis_stored_with_its_folds(training):
     # An untrained model predicts the mean face on every face, mirrored or not: TTA averages it with its mirror.
     mean_left_x, mean_right_x = plain["left_eye_center_x"].iloc[0], plain["right_eye_center_x"].iloc[0]
     assert flipped["left_eye_center_x"].iloc[0] == pytest.approx((mean_left_x + 99.0 - mean_right_x) / 2, abs=1e-3)
+
+
+def test_label_completion_fills_only_the_folds_training_faces_and_its_filler_never_saw_a_validation_face(training):
+    """Leak-freeness: for every fold, neither the first model (the filler) nor the completion stage trains on a
+    face of that fold's validation set, compared by pixels (folds group repeated faces)."""
+    faces = training.head(120)
+    folds = make_folds(faces, 3, 0)
+    test = TestSet(np.arange(1, 11), training.images[200:210])
+    settings = tiny_settings(completion_epochs=1, completion_weight=0.25, pseudo_label_test=True)
+    for fold in range(folds.k):
+        prepared = prepare_fold("full", fold, settings, faces, folds, seed=fold)
+        model = build_fold_model(prepared, settings)
+        train_stage(model, prepared, settings.train, epochs=1, log_prefix="[t]")
+        completed = complete_labels(model, prepared, settings.train, faces, test, folds.flip_axis)
+        validation = {face.tobytes() for face in faces.images[folds.validation_rows(fold)]}
+        for seen in (prepared.train_batches.images, completed.batches.images[: len(completed.rows)]):
+            assert validation.isdisjoint(face.tobytes() for face in seen)
+        assert np.array_equal(completed.batches.images[len(completed.rows):], test.images)
+
+        labels = faces.keypoints[completed.rows]
+        targets, weights = completed.batches.targets[: len(completed.rows)], completed.batches.weights
+        labelled = ~np.isnan(labels)
+        assert np.array_equal(targets[labelled], labels[labelled]) and np.isfinite(completed.batches.targets).all()
+        assert completed.filled_coordinates == (~labelled).sum() > 0
+        assert np.array_equal(weights[: len(completed.rows)] == 0.25, ~labelled[:, ::2])
+        assert (weights[len(completed.rows):] == 0.25).all()
+
+
+def test_completion_is_a_second_stage_after_an_unchanged_first_one(tmp_path, training):
+    """The switch adds epochs after the first stage's (which it leaves as they were), on filled labels."""
+    from competition.runs import Run
+    from competition.train import train_fold
+
+    faces = training.head(90)
+    folds = make_folds(faces, 3, 0)
+    histories, reports = {}, {}
+    for completion_epochs in (0, 2):
+        config = Config(specialists={"full": tiny_settings(epochs=2, completion_epochs=completion_epochs),
+                                     "partial": SpecialistConfig(enabled=False)})
+        run = Run(tmp_path / f"completion{completion_epochs}")
+        train_fold(FoldJob(run.path, "full", 1, config, faces, TestSet(np.arange(1, 6), training.images[:5]), folds))
+        histories[completion_epochs], reports[completion_epochs] = run.history("full", 1), run.fold_reports("full")[1]
+    assert len(histories[0]) == 2 and len(histories[2]) == 4 and reports[2]["epochs"] == 4
+    np.testing.assert_allclose(histories[2].val_rmse[:2], histories[0].val_rmse)
+    assert not np.allclose(histories[2].val_rmse[2:], histories[0].val_rmse.iloc[-1])
+    train_rows = folds.training_rows(1)
+    assert reports[2]["filled_coordinates"] == np.isnan(faces.keypoints[train_rows]).sum() > 0
+    assert "filled_coordinates" not in reports[0]

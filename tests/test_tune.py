@@ -13,15 +13,21 @@ from pathlib import Path
 import keras_tuner as kt
 import numpy as np
 import pytest
+from conftest import write_claim
 
 from competition.config import PROJECT_CONFIGS, SpecialistConfig, load_config
 from competition.errors import InputError
 from competition.folds import make_folds
 from competition.tune import (
+    LOGGED_TUNERS,
+    OBJECTIVE,
     SearchSpec,
     SpecialistHyperModel,
+    check_chief_shares,
     distribution_env,
     load_search_space,
+    project_dir,
+    run_search,
     tuned_section,
     write_tuned_config,
 )
@@ -233,6 +239,36 @@ def test_bad_distribution_flags_are_refused(chief, worker, message):
         distribution_env(chief, worker)
 
 
+def test_a_search_on_a_project_another_live_search_holds_is_refused_naming_it(tmp_path, training, tiny_space,
+                                                                             live_pid):
+    directory = project_dir(tmp_path / "runs", "p", "partial")
+    write_claim(directory.with_name("partial.claim.0"), live_pid)
+    config = load_config("smoke")
+    with pytest.raises(InputError, match=rf"being searched by {socket.gethostname()}:{live_pid} since .*: wait "
+                                         r"for it to end or pick another --project"):
+        run_search("partial", config, load_search_space(str(tiny_space), config.specialist("partial")),
+                   training.head(60), make_folds(training.head(60), 2, 42), fold=0, tuner="random", max_trials=1,
+                   epochs=1, directory=directory)
+    assert not directory.exists()  # nothing of the search was touched
+
+
+def test_the_chiefs_oracle_holds_the_data_and_folds_a_worker_checks(tmp_path, training, tiny_space):
+    """The hypermodel declares its data and fold split as fixed hyperparameters, so the chief's oracle
+    space holds them; a worker on other faces or another fold is refused, naming what differs."""
+    config = load_config("smoke")
+    space = load_search_space(str(tiny_space), config.specialist("partial"))
+    folds = make_folds(training.head(60), 2, 42)
+    chief = SpecialistHyperModel("partial", config, space, training.head(60), folds, 0)
+    searcher = LOGGED_TUNERS["random"](chief, objective=kt.Objective(OBJECTIVE, "min"), max_trials=1,
+                                       directory=str(tmp_path), project_name="p")
+    chief_space = searcher.oracle.get_space()
+    check_chief_shares(chief_space, chief.identity)  # the same search
+    other = SpecialistHyperModel("partial", config, space, training.head(50), folds.head(50), 1)
+    with pytest.raises(InputError, match=rf"faces 60 \(this worker: 50\); fold 0 \(this worker: 1\): give every "
+                                         "worker the chief's --data, --folds, --fold and --limit"):
+        check_chief_shares(chief_space, other.identity)
+
+
 # --- the command ---------------------------------------------------------------------------------
 
 
@@ -261,6 +297,7 @@ def test_tune_ends_with_the_best_trials_table(tuned_work):
     best = float(out.strip().splitlines()[-1].removeprefix("best_val_rmse="))
     scores = [json.loads(p.read_text())["score"] for p in (work / "runs/tune/t/partial").glob("trial_*/trial.json")]
     assert len(scores) == 2 and np.isclose(best, min(scores), atol=1e-5)
+    assert not list((work / "runs/tune/t").glob("*.claim.*"))  # the search released its project
 
 
 @pytest.mark.slow
@@ -356,3 +393,27 @@ def test_a_chief_and_two_workers_share_one_search(tmp_path, data_dir, tiny_space
     assert "Best trials of" in logs["chief"].read_text() and (tmp_path / "chief" / "configs" / "tuned.toml").exists()
     assert not (tmp_path / "w1" / "configs").exists()
     assert "writes the config" in logs["w1"].read_text()
+
+
+@pytest.mark.slow
+def test_a_worker_on_other_data_than_the_chiefs_is_refused_before_any_trial(tmp_path, data_dir, tiny_space):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    args = tune_args(data_dir, tiny_space, "--specialist", "partial", "--epochs", 1, "--max-trials", 2,
+                     "--project", "shared", "--chief", f"127.0.0.1:{port}")
+    (tmp_path / "chief").mkdir()
+    with open(tmp_path / "chief" / "out.log", "w") as out:
+        chief = subprocess.Popen([*FKP, *args, "--limit", "60"], cwd=tmp_path / "chief", stdout=out,
+                                 stderr=subprocess.STDOUT, env=os.environ.copy())
+    try:
+        (tmp_path / "worker").mkdir()
+        worker = subprocess.run([*FKP, *args, "--limit", "80", "--worker", "1"], cwd=tmp_path / "worker",
+                                capture_output=True, text=True, env=os.environ.copy(), timeout=300)
+    finally:
+        chief.kill()
+        chief.wait()
+    assert worker.returncode == 2, worker.stdout + worker.stderr
+    assert worker.stderr.strip() == ("fkp: --chief: the chief searches other data or folds: faces 60 (this worker: "
+                                     "80): give every worker the chief's --data, --folds, --fold and --limit")
+    assert not list((tmp_path / "worker").rglob("trial_*"))

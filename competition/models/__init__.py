@@ -44,3 +44,14 @@ def build_model(config: ModelConfig, target_mean: np.ndarray, target_spread: np.
     model = family.build(config, target_mean, target_spread, name=name)
     model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=family.loss(), metrics=[PixelRMSE()])
     return model
+
+
+def compile_for_weighted_labels(model, learning_rate) -> None:
+    """Recompile ``model`` for batches that weigh each coordinate (labels completed by a first model):
+    a fresh Adam, the per-coordinate masked loss and the same pixel RMSE metric."""
+    import keras
+
+    from .losses import CoordinateMaskedMeanSquaredError, PixelRMSE
+
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=CoordinateMaskedMeanSquaredError(),
+                  metrics=[PixelRMSE()])
