@@ -31,6 +31,7 @@ from .errors import InputError
 from .folds import Folds
 from .io import claim_record, write_toml
 from .jobs import fold_seed
+from .models import FAMILIES, family_config
 from .schema import SPECIALISTS
 from .train import PreparedFold, build_fold_model, prepare_fold, train_stage
 
@@ -39,6 +40,7 @@ TUNERS = {"bayesian": kt.BayesianOptimization, "random": kt.RandomSearch, "hyper
 CHIEF = "chief"  # Keras Tuner's tuner id for the process that runs the oracle
 # Search keys that are not config keys, and the type of their values.
 DERIVED = {"model.blocks": int, "model.base_filters": int, "augment.strength": float}
+FAMILY = "model.family"  # searched among FAMILIES; the other model keys must belong to every family searched
 AUGMENT_RANGES = ("rotate", "scale", "shift", "brightness", "contrast")  # what augment.strength scales
 _SPEC_KEYS = {"values", "min", "max", "step", "sampling", "default"}
 
@@ -47,21 +49,29 @@ _SPEC_KEYS = {"values", "min", "max", "step", "sampling", "default"}
 class SearchSpace:
     path: Path
     params: dict[str, dict]  # "section.key" -> {"values": [...]} or {"min": .., "max": .., ...}
+    families: tuple[str, ...]  # the model families its trials build
 
 
-def _search_key_type(name: str, source: str, base: SpecialistConfig) -> type:
-    """The type of a searchable key's values (in ``base``'s model family); unknown and unsearchable keys
-    are refused."""
+def _search_key_type(name: str, source: str, base: SpecialistConfig, families: tuple[str, ...]) -> type:
+    """The type of a searchable key's values (a model key in each of ``families``); unknown and unsearchable
+    keys are refused."""
     if name in DERIVED:
         return DERIVED[name]
+    if name == FAMILY:
+        return str
     section, _, key = name.partition(".")
-    hints = typing.get_type_hints(type(getattr(base, section)))
-    if key not in hints:
-        known = sorted([f"{section}.{k}" for k, t in hints.items() if t in (int, float, bool)]
-                       + [d for d in DERIVED if d.startswith(f"{section}.")])
-        raise InputError(source, f"unknown hyperparameter {name!r} (known in [search.{section}]: {', '.join(known)})")
-    if hints[key] not in (int, float, bool):
-        raise InputError(source, f"hyperparameter {name!r} cannot be searched: use model.blocks and model.base_filters")
+    tables = [family_config(family) for family in families] if section == "model" else [getattr(base, section)]
+    for table in tables:
+        hints = typing.get_type_hints(type(table))
+        if key not in hints:
+            known = sorted([f"{section}.{k}" for k, t in hints.items() if t in (int, float, bool)]
+                           + [d for d in DERIVED if d.startswith(f"{section}.")])
+            family = f" of the {table.family} family" if section == "model" else ""
+            raise InputError(source, f"unknown hyperparameter {name!r}{family} (known in [search.{section}]"
+                                     f"{family}: {', '.join(known)})")
+        if hints[key] not in (int, float, bool):
+            raise InputError(source, f"hyperparameter {name!r} cannot be searched: use model.blocks and "
+                                     "model.base_filters")
     return hints[key]
 
 
@@ -91,12 +101,13 @@ def load_search_space(name_or_path: str, base: SpecialistConfig) -> SearchSpace:
     if set(raw) != {"search"} or not isinstance(raw["search"], dict):
         raise InputError(path, f"expected only a [search] table, found {sorted(raw) or 'nothing'}")
     params = {}
+    families = _searched_families(path, raw["search"], base)
     for section, table in raw["search"].items():
         if section not in SHARED_TABLES or not isinstance(table, dict):
             raise InputError(path, f"[search.{section}] is not a table of one of {sorted(SHARED_TABLES)}")
         for key, spec in table.items():
             name = f"{section}.{key}"
-            kind = _search_key_type(name, source, base)
+            kind = _search_key_type(name, source, base, families)
             if not isinstance(spec, dict) or set(spec) - _SPEC_KEYS:
                 raise InputError(path, f"{name} must be a table of {sorted(_SPEC_KEYS)}")
             if ("values" in spec) == ("min" in spec or "max" in spec) or ("min" in spec) != ("max" in spec):
@@ -121,19 +132,39 @@ def load_search_space(name_or_path: str, base: SpecialistConfig) -> SearchSpace:
             params[name] = spec
     if not params:
         raise InputError(path, "the [search] table names no hyperparameter")
-    return SearchSpace(path, params)
+    return SearchSpace(path, params, families)
+
+
+def _searched_families(path: Path, search: dict, base: SpecialistConfig) -> tuple[str, ...]:
+    """The families a space's ``model.family = { values = [...] }`` names (checked), else the base's."""
+    model = search.get("model")
+    spec = model.get("family") if isinstance(model, dict) else None
+    if spec is None:
+        return (base.model.family,)
+    values = spec.get("values") if isinstance(spec, dict) else None
+    if not isinstance(values, list) or not values or set(spec) - {"values", "default"}:
+        raise InputError(path, f"{FAMILY} must be a table with values = [...] of {', '.join(FAMILIES)}")
+    unknown = [value for value in values if value not in FAMILIES]
+    if unknown:
+        raise InputError(path, f"{FAMILY}: unknown family {unknown[0]!r} (known: {', '.join(FAMILIES)})")
+    return tuple(values)
 
 
 def declare(hp: kt.HyperParameters, space: SearchSpace, base: SpecialistConfig) -> dict:
     """Declare the space's hyperparameters on ``hp``; their values in this trial."""
-    return {name: _declare(hp, name, spec, _search_key_type(name, str(space.path), base))
+    return {name: _declare(hp, name, spec, _search_key_type(name, str(space.path), base, space.families))
             for name, spec in space.params.items()}
 
 
 def tuned_section(base: SpecialistConfig, values: dict) -> dict:
     """A specialist's config table ({enabled, model, augment, train}): the base config with ``values``
-    applied, enabled so that `fkp cv` trains it."""
+    applied, enabled so that `fkp cv` trains it. A searched ``model.family`` other than the base's starts
+    from that family's defaults and keeps the base's values of the keys the two families share."""
     section = {**dataclasses.asdict(base), "enabled": True}  # a deep copy
+    family = values.get(FAMILY, base.model.family)
+    if family != base.model.family:
+        fresh = dataclasses.asdict(family_config(family))
+        section["model"] = {**fresh, **{k: v for k, v in section["model"].items() if k in fresh and k != "family"}}
     model, augment = section["model"], section["augment"]
     if "model.blocks" in values or "model.base_filters" in values:
         blocks = values.get("model.blocks", len(model["filters"]))

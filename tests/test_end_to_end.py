@@ -173,3 +173,33 @@ def test_a_single_network_run_answers_every_coordinate_and_blends_with_a_two_spe
     assert len(pd.read_csv(work / "mixed.csv")) == len(pd.read_csv(data_dir / "IdLookupTable.csv"))
     shown = fkp("show", "--data", data_dir, "--run", "single", cwd=work)
     assert shown.returncode == 0, shown.stderr
+
+
+def test_a_heatmap_run_trains_blends_with_a_regression_run_and_shows(smoke_run, data_dir):
+    """`model.family = "heatmap"` end to end: its folds train and predict pixels, the run blends with the
+    regression run on the same folds, and `fkp show` pictures it."""
+    import keras
+
+    from competition.models.layers import SoftArgmax
+    from competition.runs import Run
+
+    work, _ = smoke_run
+    cv = fkp("cv", "--data", data_dir, "--folds", 2, "--epochs", 1, "--limit", 200, "--config", "heatmap",
+             "--run", "heatmap", cwd=work)
+    assert cv.returncode == 0, cv.stdout + cv.stderr
+    assert np.isfinite(float(cv.stdout.strip().splitlines()[-1].removeprefix("cv_rmse=")))
+    run = Run(work / "runs" / "heatmap")
+    model = keras.saving.load_model(run.fold_dir("full", 0) / "model.keras", compile=False)
+    assert isinstance(model.get_layer("keypoints"), SoftArgmax)
+    oof = run.oof("flip")["full"].drop(columns="fold").to_numpy()
+    assert oof.shape == (200, 30) and ((oof > 0) & (oof < 97)).all()
+    both = fkp("blend", "--data", data_dir, "--runs", "smoke", "heatmap", "--out", "families/submission.csv",
+               cwd=work)
+    assert both.returncode == 0, both.stderr
+    assert "run heatmap" in both.stdout and both.stdout.strip().splitlines()[-1].startswith("blend_rmse=")
+    weights = pd.read_csv(work / "families" / "submission_weights.csv")
+    assert list(weights.columns) == ["coordinate", "smoke", "heatmap", "intercept"]
+    shown = fkp("show", "--data", data_dir, "--run", "heatmap", cwd=work)
+    assert shown.returncode == 0, shown.stderr
+    for name in ("validation_faces.png", "learning_curves.png", "rmse_per_keypoint.png"):
+        assert (run.path / "plots" / name).stat().st_size > 10_000

@@ -29,6 +29,7 @@ from competition.tune import (
     project_dir,
     run_search,
     tuned_section,
+    tuned_settings,
     write_tuned_config,
 )
 
@@ -102,6 +103,10 @@ def test_shipped_search_spaces_load():
         ("[model]\ndropout = 0.1\n", "expected only a [search] table"),
         ("[search]\n", "names no hyperparameter"),
         ("[search.model\n", "not valid TOML"),
+        ("[search.model]\nfamily = { values = ['regression', 'heatmap'] }\ndense_units = { values = [64] }\n",
+         "unknown hyperparameter 'model.dense_units' of the heatmap family"),
+        ("[search.model]\nfamily = { values = ['regression', 'unet'] }\n", "unknown family 'unet'"),
+        ("[search.model]\nfamily = { min = 0, max = 1 }\n", "model.family must be a table with values"),
     ],
 )
 def test_bad_search_spaces_are_refused_with_the_key(tmp_path, text, message):
@@ -131,6 +136,27 @@ def test_tuned_section_maps_derived_and_direct_keys_onto_the_base():
     assert section["train"]["learning_rate"] == base.train.learning_rate  # not searched: the base's
     only_depth = tuned_section(base, {"model.blocks": 5})
     assert only_depth["model"]["filters"] == [32, 64, 128, 256, 512]
+
+
+def test_a_searched_family_starts_from_its_defaults_and_keeps_the_base_values_of_shared_keys():
+    base = load_config("cpu").specialist("full")  # regression: one conv per block, 48x48, dense head 256
+    section = tuned_section(base, {"model.family": "heatmap", "model.blocks": 3, "model.base_filters": 16})
+    model = section["model"]
+    assert model["family"] == "heatmap" and "dense_units" not in model
+    assert model["filters"] == [16, 32, 64]
+    assert model["convs_per_block"] == base.model.convs_per_block == 1  # the heatmap default is 2
+    assert model["output_level"] == 0 and model["input_downsample"] == 2
+    assert tuned_settings(base, {"model.family": "heatmap"}).model.family == "heatmap"
+    back = tuned_section(tuned_settings(base, {"model.family": "heatmap"}), {"model.family": "regression"})
+    assert back["model"]["dense_units"] == 512 and back["model"]["convs_per_block"] == 1
+    assert tuned_section(base, {"model.family": "regression"})["model"]["dense_units"] == 256  # the base's
+
+
+def test_the_cpu_space_searches_both_families_on_the_cpu_config():
+    space = load_search_space("cpu", load_config("cpu").specialist("full"))
+    assert space.families == ("regression", "heatmap")
+    assert {"model.family", "model.blocks", "model.base_filters", "model.input_downsample", "model.dropout",
+            "augment.strength", "train.learning_rate"} == set(space.params)
 
 
 def test_the_hypermodel_builds_the_cv_model_with_the_trials_values(training, tiny_space):
@@ -318,6 +344,23 @@ def test_tuned_config_holds_each_specialists_best_trial_and_cv_uses_it(tuned_wor
         assert ran.model == wanted.model and ran.augment == wanted.augment
         assert ran.train.learning_rate == wanted.train.learning_rate and ran.train.batch_size == wanted.train.batch_size
         assert ran.train.epochs == 1  # --epochs 1
+
+
+@pytest.mark.slow
+def test_a_search_over_families_trains_a_heatmap_trial_within_its_wall_clock_budget(tmp_path, data_dir):
+    """The family is a hyperparameter: a regression base config's trial builds a heatmap network, and
+    `train.max_minutes` is each trial's budget (this one is spent by the first of 3 epochs)."""
+    space = tmp_path / "families.toml"
+    space.write_text("[search.model]\nfamily = { values = ['heatmap'] }\nblocks = { values = [2] }\n"
+                     "base_filters = { values = [4] }\n")
+    result = run_fkp("tune", "--data", str(data_dir), "--space", str(space), "--config", "cpu", "--specialist",
+                     "full", "--limit", "60", "--folds", "2", "--epochs", "3", "--max-trials", "1", "--set",
+                     "train.max_minutes=1e-9", "--project", "families", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert re.search(r"\[full trial 0 on tuner0\] best val_rmse [\d.]+ after 1 epochs", result.stdout)
+    tuned = load_config(str(tmp_path / "configs" / "tuned.toml")).specialist("full")
+    assert tuned.model.family == "heatmap" and tuned.model.filters == [4, 8]
+    assert tuned.train.max_minutes == 1e-9 and tuned.model.convs_per_block == 1  # the cpu config's
 
 
 @pytest.mark.slow

@@ -12,10 +12,10 @@ from __future__ import annotations
 import numpy as np
 
 from ..schema import IMAGE_SIZE
-from . import regression
+from . import heatmap, regression
 from .base import ModelConfig
 
-FAMILIES = {"regression": regression}
+FAMILIES = {"regression": regression, "heatmap": heatmap}
 
 
 def family_config(family: str) -> ModelConfig:
@@ -25,7 +25,8 @@ def family_config(family: str) -> ModelConfig:
 
 def target_statistics(targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per-coordinate mean and spread of pixel targets (N, 2K) with NaN; centre and 10 px if unlabelled.
-    Every family's ``build`` receives them (the regression head predicts in these units)."""
+    Every family's ``build`` receives them (the regression head predicts in these units; the heatmap
+    family's prior starts at the mean)."""
     labelled = ~np.isnan(targets).all(axis=0)
     mean = np.where(labelled, np.nanmean(np.where(labelled, targets, 0.0), axis=0), IMAGE_SIZE / 2)
     spread = np.where(labelled, np.nanstd(np.where(labelled, targets, 0.0), axis=0), 10.0)

@@ -3,7 +3,26 @@
 from __future__ import annotations
 
 import keras
+import numpy as np
 from keras import layers, ops
+
+from ..schema import FIRST_PIXEL_CENTRE, IMAGE_SIZE
+
+
+def conv_block(x, filters: int, convs: int, kernel_size: int, batch_norm: bool, prefix: str):
+    """``convs`` times conv-BN-ReLU at one resolution (layers ``<prefix>_conv<i>``, ``<prefix>_bn<i>``)."""
+    for conv in range(convs):
+        x = layers.Conv2D(filters, kernel_size, padding="same", use_bias=not batch_norm, name=f"{prefix}_conv{conv}")(x)
+        if batch_norm:
+            x = layers.BatchNormalization(momentum=0.9, name=f"{prefix}_bn{conv}")(x)
+        x = layers.Activation("relu")(x)
+    return x
+
+
+def cell_centres(cells: int, image_size: int = IMAGE_SIZE, first_pixel_centre: float = FIRST_PIXEL_CENTRE):
+    """Where the centres of ``cells`` equal cells across an ``image_size`` face lie in the labels' coordinates
+    (pixel i's centre at i + ``first_pixel_centre``): cell j spans pixels [j, j + 1) * image_size / cells."""
+    return (np.arange(cells) + 0.5) * (image_size / cells) - 0.5 + first_pixel_centre
 
 
 @keras.saving.register_keras_serializable(package="fkp")
@@ -61,3 +80,60 @@ class TakeColumns(layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "columns": self.columns}
+
+
+@keras.saving.register_keras_serializable(package="fkp")
+class MeanFacePrior(layers.Layer):
+    """Adds a learned logit map per keypoint to heatmaps (N, S, S, K), initialised to the log-density of a
+    Gaussian at the keypoint's mean position (its spread, at least one cell), so an untrained heatmap model
+    predicts the mean face, as the regression family's does."""
+
+    def __init__(self, mean, spread, image_size=IMAGE_SIZE, first_pixel_centre=FIRST_PIXEL_CENTRE, **kwargs):
+        super().__init__(**kwargs)
+        self.mean, self.spread = [float(v) for v in mean], [float(v) for v in spread]
+        self.image_size, self.first_pixel_centre = int(image_size), float(first_pixel_centre)
+
+    def build(self, input_shape):
+        height, width, keypoints = input_shape[1:]
+        mean, spread = np.reshape(self.mean, (keypoints, 2)), np.reshape(self.spread, (keypoints, 2))
+        spread = np.maximum(spread, self.image_size / width)
+        x = cell_centres(width, self.image_size, self.first_pixel_centre)[None, :, None]
+        y = cell_centres(height, self.image_size, self.first_pixel_centre)[:, None, None]
+        prior = -((x - mean[:, 0]) ** 2 / (2 * spread[:, 0] ** 2) + (y - mean[:, 1]) ** 2 / (2 * spread[:, 1] ** 2))
+        self.logits = self.add_weight(shape=prior.shape, name="logits",
+                                      initializer=lambda shape, dtype=None: ops.convert_to_tensor(prior, dtype))
+
+    def call(self, heatmaps):
+        return heatmaps + ops.cast(self.logits, heatmaps.dtype)
+
+    def get_config(self):
+        return {**super().get_config(), "mean": self.mean, "spread": self.spread, "image_size": self.image_size,
+                "first_pixel_centre": self.first_pixel_centre}
+
+
+@keras.saving.register_keras_serializable(package="fkp")
+class SoftArgmax(layers.Layer):
+    """Heatmaps (N, S, S, K) -> (N, 2K) coordinates, x then y per keypoint, in the labels' pixels: each map's
+    softmax over its S*S cells (logits times ``beta``) weighs the cells' centres (integral regression), so
+    the decoding is differentiable and sub-cell. The maps cover the whole ``image_size`` face."""
+
+    def __init__(self, beta=1.0, image_size=IMAGE_SIZE, first_pixel_centre=FIRST_PIXEL_CENTRE, **kwargs):
+        super().__init__(**kwargs)
+        self.beta, self.image_size, self.first_pixel_centre = float(beta), int(image_size), float(first_pixel_centre)
+
+    def call(self, heatmaps):
+        height, width, keypoints = heatmaps.shape[1:]
+        logits = ops.reshape(ops.transpose(heatmaps, (0, 3, 1, 2)), (-1, keypoints, height * width))
+        weights = ops.reshape(ops.softmax(logits * self.beta, axis=-1), (-1, keypoints, height, width))
+        x = cell_centres(width, self.image_size, self.first_pixel_centre)
+        y = cell_centres(height, self.image_size, self.first_pixel_centre)
+        expected_x = ops.sum(ops.sum(weights, axis=2) * ops.convert_to_tensor(x, weights.dtype), axis=-1)
+        expected_y = ops.sum(ops.sum(weights, axis=3) * ops.convert_to_tensor(y, weights.dtype), axis=-1)
+        return ops.reshape(ops.stack([expected_x, expected_y], axis=-1), (-1, 2 * keypoints))
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], 2 * input_shape[-1])
+
+    def get_config(self):
+        return {**super().get_config(), "beta": self.beta, "image_size": self.image_size,
+                "first_pixel_centre": self.first_pixel_centre}

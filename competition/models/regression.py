@@ -50,21 +50,14 @@ def build(config: Config, target_mean: np.ndarray, target_spread: np.ndarray, na
     import keras
     from keras import layers
 
-    from .layers import Standardised
+    from .layers import Standardised, conv_block
 
     inputs = keras.Input((IMAGE_SIZE, IMAGE_SIZE, 1), name="face")
     x = layers.Rescaling(1 / 255)(inputs)
     if config.input_downsample > 1:
         x = layers.AveragePooling2D(config.input_downsample, name="downsample")(x)
     for block, filters in enumerate(config.filters):
-        for conv in range(config.convs_per_block):
-            x = layers.Conv2D(
-                filters, config.kernel_size, padding="same", use_bias=not config.batch_norm,
-                name=f"block{block}_conv{conv}",
-            )(x)
-            if config.batch_norm:
-                x = layers.BatchNormalization(momentum=0.9, name=f"block{block}_bn{conv}")(x)
-            x = layers.Activation("relu")(x)
+        x = conv_block(x, filters, config.convs_per_block, config.kernel_size, config.batch_norm, f"block{block}")
         x = layers.MaxPooling2D(name=f"block{block}_pool")(x)
     x = layers.Flatten()(x)
     x = layers.Dropout(config.dropout)(x)
