@@ -90,8 +90,9 @@ def _fold_task(job: FoldJob, data: dict, progress) -> tuple[FoldResult, FoldArti
     epochs = train.epochs + train.completion_epochs
 
     def report(epoch, logs):
-        progress.put((job.label, "epoch", f"epoch {epoch + 1}/{epochs}  rmse {logs['rmse']:.3f}  "
-                                          f"val_rmse {logs['val_rmse']:.3f}"))
+        logs = logs or {}
+        progress.put((job.label, "epoch", f"epoch {epoch + 1}/{epochs}  rmse {logs.get('rmse', float('nan')):.3f}  "
+                                          f"val_rmse {logs.get('val_rmse', float('nan')):.3f}"))
 
     with tempfile.TemporaryDirectory() as folder:  # Keras writes to paths; the bytes cross to the driver
         logs, model = Path(folder) / "logs", Path(folder) / "model.keras"
