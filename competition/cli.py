@@ -63,6 +63,10 @@ TTAOption = Annotated[
 VerboseOption = Annotated[bool, typer.Option(
     "--verbose", help="Show the backend's own start-up and log lines (TensorFlow's C++ logging).")]
 SAMPLE_CONFIG = "smoke"  # cheap settings picked when running on the bundled sample
+ClusterOption = Annotated[Optional[str], typer.Option(
+    help="Run on Ray: local (start Ray on this machine), auto (the cluster this machine joined with `ray start`) "
+         "or the head's HOST:PORT. Needs the cluster extra: pip install -e '.[cluster]'.")]
+RetriesOption = Annotated[int, typer.Option(help="With --cluster: how many times a task whose worker died runs again.")]
 
 
 def one_line_errors(command):
@@ -102,6 +106,19 @@ def _machine_config(is_sample: bool) -> str:
     name = "default" if gpu else "cpu"
     console.print(f"config {name}: {reason} (pass --config to choose)")
     return name
+
+
+def _cluster_options(address: str | None, cpus: float, gpus: float | None, retries: int, task: str):
+    """``--cluster`` and what each of its tasks (``task``: fold, worker) asks for; None without ``--cluster``."""
+    for option, value in ((f"--cpus-per-{task}", cpus), (f"--gpus-per-{task}", gpus), ("--retries", retries)):
+        if value is not None and value < 0:
+            raise InputError(option, f"must be at least 0, got {value:g}")
+    if address is None:
+        return None
+    from .cluster import ClusterOptions, require_ray
+
+    require_ray()  # before anything is written
+    return ClusterOptions(address, cpus, gpus, retries)
 
 
 def _dataset_name(folder: Path, is_sample: bool) -> str:
@@ -209,6 +226,11 @@ def cv(
                     "(repeatable).")] = None,
     tta: TTAOption = None,
     verbose: VerboseOption = False,
+    cluster: ClusterOption = None,
+    cpus_per_fold: Annotated[float, typer.Option(help="With --cluster: CPUs each fold job asks for.")] = 1,
+    gpus_per_fold: Annotated[Optional[float], typer.Option(
+        help="With --cluster: GPUs each fold job asks for [default: 1 where the cluster has GPUs, else 0].")] = None,
+    retries: RetriesOption = 2,
 ):
     """Train the config's specialists on every fold and print the cross-validated RMSE."""
     if k < 2:
@@ -224,10 +246,12 @@ def cv(
     run_dir = runs_dir / (run or ("sample" if is_sample and config_name is None else config.name))
     if fold is not None and not 0 <= fold < k:
         raise InputError("--fold", f"fold {fold} does not exist with --folds {k}: folds are 0..{k - 1}")
+    on_cluster = _cluster_options(cluster, cpus_per_fold, gpus_per_fold, retries, "fold")
 
     training, split = _training_and_folds(folder, is_sample, folds_dir, k, seed, limit)
     test = data_module.load_test(folder)
 
+    from .cluster import FoldsFailed
     from .cv import run_cv  # Keras loads in each fold's own process, never in this one
     from .evaluate import ALL_FACES, run_scores
     from .runs import VARIANT_LABELS, Run
@@ -236,7 +260,12 @@ def cv(
                   f"{len(test)} test faces")
     started = time.perf_counter()
     run = Run(run_dir)
-    run_cv(config, training, test, split, run, only_fold=fold, limit=limit, verbose=verbose, log=log)
+    try:
+        run_cv(config, training, test, split, run, only_fold=fold, limit=limit, verbose=verbose, cluster=on_cluster,
+               log=log)
+    except FoldsFailed as error:  # each named in its line; the others are in the run
+        print(f"fkp: {error}", file=sys.stderr)
+        raise typer.Exit(1) from None
     console.print(f"trained in {time.perf_counter() - started:.0f}s")
     tables, overall, faces = run_scores(run, training)
     use_tta = config.inference.tta if tta is None else tta
@@ -282,6 +311,12 @@ def tune(
     seed: Annotated[int, typer.Option(help="Fold seed when folds are built.")] = 42,
     overrides: Annotated[Optional[list[str]], typer.Option(
         "--set", help="Override a base config key, e.g. --set train.patience=5 (repeatable).")] = None,
+    cluster: ClusterOption = None,
+    cpus_per_worker: Annotated[float, typer.Option(help="With --cluster: CPUs each tuning worker asks for.")] = 1,
+    gpus_per_worker: Annotated[Optional[float], typer.Option(
+        help="With --cluster: GPUs each tuning worker asks for [default: 1 where the cluster has GPUs, else 0].")]
+    = None,
+    retries: RetriesOption = 2,
 ):
     """Search one specialist's hyperparameters with Keras Tuner; write the best as a config for `fkp cv`."""
     if limit is not None and limit < 2:
@@ -297,14 +332,21 @@ def tune(
 
     search_space = tune_module.load_search_space(space, tune_module.specialist_settings(config, specialist))
     distribution = tune_module.distribution_env(chief, worker)
+    on_cluster = _cluster_options(cluster, cpus_per_worker, gpus_per_worker, retries, "worker")
+    if on_cluster is not None and distribution:
+        raise InputError("--cluster", "Ray starts the chief and its workers itself: drop --chief and --worker")
     training, split = _training_and_folds(folder, is_sample, folds_dir, k, seed, limit)
     directory = tune_module.project_dir(runs_dir, project or config.name, specialist)
+    search = {"name": specialist, "base": config, "space": search_space, "training": training, "folds": split,
+              "fold": fold, "tuner": tuner, "max_trials": max_trials, "epochs": epochs, "limit": limit}
     started = time.perf_counter()
-    searcher = tune_module.run_search(
-        specialist, config, search_space, training, split, fold=fold, tuner=tuner, max_trials=max_trials,
-        epochs=epochs,
-        directory=directory, limit=limit, overwrite=overwrite, distribution=distribution, log=log,
-    )
+    if on_cluster is None:
+        searcher = tune_module.run_search(**search, directory=directory, overwrite=overwrite,
+                                          distribution=distribution, log=log)
+    else:
+        from .cluster import search_on_cluster
+
+        searcher = search_on_cluster(search, directory, on_cluster, overwrite=overwrite, quiet=not verbose, log=log)
     console.print(f"searched in {time.perf_counter() - started:.0f}s")
     if worker is not None:
         console.print(f"worker {worker} done: the chief at {chief} writes the config")

@@ -1,9 +1,11 @@
-"""`fkp cv`: every fold job of a run (each specialist on each fold, or one fold) in a process of its own."""
+"""`fkp cv`: every fold job of a run (each specialist on each fold, or one fold) in a process of its own, or
+on a Ray cluster (``competition/cluster.py``)."""
 
 from __future__ import annotations
 
 import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
+from typing import TYPE_CHECKING
 
 from .config import Config
 from .data import TestSet, TrainingSet
@@ -12,6 +14,9 @@ from .folds import Folds
 from .jobs import FoldJob, FoldResult
 from .machine import stderr_silenced
 from .runs import Run, RunSpec
+
+if TYPE_CHECKING:
+    from .cluster import ClusterOptions
 
 
 def _train_fold(job: FoldJob, verbose: bool) -> FoldResult:
@@ -34,6 +39,16 @@ def train_in_fresh_process(job: FoldJob, verbose: bool = False) -> FoldResult:
     return in_fresh_process(_train_fold, job, verbose)
 
 
+def skip_reason(run: Run, job: FoldJob, claim) -> str | None:
+    """Why ``job`` is not trained here, given its fold's ``claim``: finished, or another live process's."""
+    if run.is_finished(job.specialist, job.fold):
+        return f"{job.label} already complete: skipped"
+    if not claim.ours:
+        return (f"{job.label} being trained by {claim.holder} since {claim.holder.since}: skipped "
+                f"(if that process is gone, delete {claim.path})")
+    return None
+
+
 def run_cv(
     config: Config,
     training: TrainingSet,
@@ -44,29 +59,32 @@ def run_cv(
     only_fold: int | None = None,
     limit: int | None = None,
     verbose: bool = False,
+    cluster: ClusterOptions | None = None,
     log=print,
 ) -> list[FoldResult]:
-    """Train the run's unfinished fold jobs; a finished fold is skipped, so a killed run resumes, and so is
-    a fold another live process has claimed, so processes sharing the run split its folds."""
+    """Train the run's unfinished fold jobs, each in a process of its own or, with ``cluster``, as a Ray
+    task; a finished fold is skipped, so a killed run resumes, and so is a fold another live process has
+    claimed, so processes sharing the run split its folds."""
     if only_fold is not None and not 0 <= only_fold < folds.k:
         raise InputError("--fold", f"fold {only_fold} does not exist: folds are 0..{folds.k - 1}")
     run.claim(RunSpec(training.fingerprint, folds.k, folds.seed, limit, config.to_dict(), folds.flip_axis))
+    jobs = [FoldJob(run.path, name, fold, config, training, test, folds) for name in config.trained
+            for fold in (range(folds.k) if only_fold is None else [only_fold])]
+    if cluster is not None:
+        from .cluster import train_on_cluster
+
+        return train_on_cluster(jobs, run, cluster, quiet=not verbose, log=log)
     results = []
-    for name in config.trained:
-        for fold in range(folds.k) if only_fold is None else [only_fold]:
-            job = FoldJob(run.path, name, fold, config, training, test, folds)
-            with run.claim_fold(name, fold) as claim:
-                if run.is_finished(name, fold):
-                    log(f"{job.label} already complete: skipped")
-                    continue
-                if not claim.ours:
-                    log(f"{job.label} being trained by {claim.holder} since {claim.holder.since}: skipped "
-                        f"(if that process is gone, delete {claim.path})")
-                    continue
-                result = train_in_fresh_process(job, verbose)
-            log(
-                f"{job.label} best val_rmse {result.best_val_rmse:.4f} after {result.epochs} epochs, "
-                f"{result.seconds:.0f}s, {result.faces_per_second:.0f} faces/s"
-            )
-            results.append(result)
+    for job in jobs:
+        with run.claim_fold(job.specialist, job.fold) as claim:
+            skipped = skip_reason(run, job, claim)
+            if skipped:
+                log(skipped)
+                continue
+            result = train_in_fresh_process(job, verbose)
+        log(
+            f"{job.label} best val_rmse {result.best_val_rmse:.4f} after {result.epochs} epochs, "
+            f"{result.seconds:.0f}s, {result.faces_per_second:.0f} faces/s"
+        )
+        results.append(result)
     return results

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import json
 from contextlib import AbstractContextManager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from pathlib import Path
 
@@ -91,11 +91,12 @@ class RunSpec:
 class FoldArtifacts:
     """Everything a trained fold leaves in the run."""
 
-    model: object  # anything with ``save(path)``: a Keras model
+    model: object  # a Keras model (anything with ``save(path)``), or the bytes of its saved .keras file
     predictions: dict[tuple[str, str], pd.DataFrame]  # ("oof" | "test", variant) -> key column, then coordinates
     history: pd.DataFrame  # one row per epoch
     config: dict  # the resolved config it trained with
     report: dict  # fold.json: its FoldResult, face counts, backend
+    logs: dict[str, bytes] = field(default_factory=dict)  # TensorBoard files by path, when written elsewhere
 
 
 def _read_predictions(path: Path, columns: list[str]) -> pd.DataFrame:
@@ -187,7 +188,13 @@ class Run:
         with atomic_path(self.fold_dir(specialist, fold), directory=True) as tmp:
             if self.training_logs_dir(specialist, fold).exists():
                 self.training_logs_dir(specialist, fold).rename(tmp / _LOGS)
-            artifacts.model.save(tmp / _MODEL)
+            for name, data in artifacts.logs.items():  # logs written where it trained (a cluster's worker)
+                (tmp / _LOGS / name).parent.mkdir(parents=True, exist_ok=True)
+                (tmp / _LOGS / name).write_bytes(data)
+            if isinstance(artifacts.model, bytes):  # saved where it trained
+                (tmp / _MODEL).write_bytes(artifacts.model)
+            else:
+                artifacts.model.save(tmp / _MODEL)
             for key, frame in artifacts.predictions.items():
                 frame.to_csv(tmp / _FILES[key], index=False)
             artifacts.history.rename_axis("epoch").to_csv(tmp / _HISTORY)

@@ -1,6 +1,7 @@
 """Train one specialist on one fold, in stages: ``prepare_fold -> build_fold_model -> train_stage ->
 [complete_labels -> train_stage] -> predict_fold -> write_fold``. `fkp cv` runs them in a fold's own process
-(``train_fold``); `fkp tune` builds its trials from the same pieces, so a trial trains exactly like a fold.
+(``train_fold``) or on a Ray worker (``fit_fold``, whose artifacts go back to the driver); `fkp tune` builds
+its trials from the same pieces, so a trial trains exactly like a fold.
 """
 
 from __future__ import annotations
@@ -235,14 +236,15 @@ def completion_stage(model: keras.Model, prepared: PreparedFold, completed: Comp
                        log_prefix=f"{log_prefix} completed", callbacks=callbacks)
 
 
-def train_fold(job: FoldJob) -> FoldResult:
-    """One fold job, start to finish: a training stage, then a completion stage when the config asks."""
+def fit_fold(job: FoldJob, logs_dir: Path, callbacks=()) -> tuple[FoldResult, FoldArtifacts]:
+    """One fold job, start to finish: a training stage, then a completion stage when the config asks; its
+    TensorBoard logs in ``logs_dir`` and its artifacts returned rather than written: a fold's own process
+    writes them into the run, a cluster's worker hands them to the driver."""
     settings = job.config.specialist(job.specialist)
     train = settings.train
     prepared = prepare_fold(job.specialist, job.fold, settings, job.training, job.folds, job.seed)
     model = build_fold_model(prepared, settings)
-    run = Run(job.run_dir)
-    logs = tensorboard_logs(run.training_logs_dir(job.specialist, job.fold), job.label)
+    logs = [*tensorboard_logs(logs_dir, job.label), *callbacks]
     started = time.perf_counter()
     history = pd.DataFrame(train_stage(model, prepared, train, epochs=train.epochs, log_prefix=job.label,
                                        callbacks=logs).history)
@@ -264,5 +266,12 @@ def train_fold(job: FoldJob) -> FoldResult:
     report = {**result.__dict__, "train_faces": len(prepared.train_rows), "val_faces": len(prepared.val_rows),
               **report, "backend": keras.backend.backend()}
     predictions = predict_fold(model, prepared, job.training, job.test, job.folds)
-    run.write_fold(job.specialist, job.fold, FoldArtifacts(model, predictions, history, job.config.to_dict(), report))
+    return result, FoldArtifacts(model, predictions, history, job.config.to_dict(), report)
+
+
+def train_fold(job: FoldJob) -> FoldResult:
+    """One fold job, trained and written into its run."""
+    run = Run(job.run_dir)
+    result, artifacts = fit_fold(job, run.training_logs_dir(job.specialist, job.fold))
+    run.write_fold(job.specialist, job.fold, artifacts)
     return result

@@ -17,6 +17,7 @@ import pytest
 from conftest import write_claim
 
 from competition.claims import claimed
+from competition.cluster import LOCAL, ClusterOptions
 from competition.config import load_config
 from competition.cv import run_cv
 from competition.data import load_test
@@ -89,13 +90,15 @@ def test_of_processes_taking_over_one_stale_claim_at_once_exactly_one_wins(tmp_p
     assert not list(tmp_path.iterdir())
 
 
-def test_cv_skips_folds_a_live_process_trains(tmp_path, sample_dir, training, live_pid):
+@pytest.mark.parametrize("cluster", [None, ClusterOptions(LOCAL)], ids=["here", "on a cluster"])
+def test_cv_skips_folds_a_live_process_trains(tmp_path, sample_dir, training, live_pid, cluster):
     run = Run(tmp_path / "run")
     for fold in (0, 1):
         write_claim(run.path / "full" / f"fold{fold}.claim.0", live_pid)
     lines = []
     results = run_cv(load_config("smoke", ["specialists.partial.enabled=false"]), training.head(40),
-                     load_test(sample_dir), make_folds(training.head(40), 2, 42), run, log=lines.append)
+                     load_test(sample_dir), make_folds(training.head(40), 2, 42), run, cluster=cluster,
+                     log=lines.append)
     assert results == [] and run.finished_folds("full") == []
     for fold, line in enumerate(lines):
         claim = run.path / "full" / f"fold{fold}.claim.0"
