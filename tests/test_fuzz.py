@@ -286,6 +286,57 @@ def test_output_paths_that_are_not_folders(small, tmp_path, command):
     assert result.exit_code == 2
 
 
+# --- fkp tune: options, config keys and search spaces, up to the search it would start -----------------
+
+
+@pytest.fixture(scope="module")
+def held_project(tmp_path_factory, small):
+    """A workspace whose tune project both specialists' live searches hold (a claim naming a live process of
+    this host), so every example that passes fkp tune's checks is refused there, before any trial trains;
+    and a small search space."""
+    from conftest import write_claim
+
+    from competition.tune import project_dir
+
+    folder = tmp_path_factory.mktemp("fuzz-tune") / "work"
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(3600)"])
+    for name in ("full", "partial"):
+        write_claim(project_dir(folder / "runs", "p", name).with_name(f"{name}.claim.0"), holder.pid)
+    (folder / "space.toml").write_text("[search.train]\nlearning_rate = { values = [1e-3, 2e-3] }\n")
+    yield folder
+    holder.kill()
+    holder.wait()
+
+
+SPACE_DAMAGE = ["", "[search.train]\n", "[search]\nx = 1\n", "[search.train]\nepochs = { min = 5 }\n",
+                "[search.train]\nlearning_rate = { values = [] }\n", "[search.model]\nnope = { values = [1] }\n",
+                "[search.train]\nbatch_size = { values = ['a'] }\n", "[search.model]\nfamily = { values = ['x'] }\n",
+                "\x00\xff", "[search.train", "[other]\na = 1\n"]
+
+
+@settings(max_examples=max(5, settings().max_examples // 2))  # each reads the data and may build folds
+@given(option=st.sampled_from(["--max-trials", "--epochs", "--fold", "--folds", "--limit", "--seed", "--tuner",
+                               "--specialist", "--worker"]),
+       value=st.sampled_from(OPTION_VALUES + ["random", "hyperband", "full", "partial"]),
+       key=st.sampled_from(CONFIG_KEYS), key_value=st.sampled_from(NEVER_VALID + EDGES),
+       space=st.sampled_from([None, *SPACE_DAMAGE]))
+def test_tune_with_options_keys_and_spaces_set_to_anything(small, held_project, option, value, key, key_value, space):
+    """`fkp tune` refuses every bad option, config value and search space in one line naming it, and
+    changes nothing; what passes every check meets the live search holding the project."""
+    with workspace(held_project) as work:
+        if space is not None:
+            (work / "space.toml").write_bytes(space.encode("latin-1"))
+        before = snapshot(work)
+        arguments = {"--specialist": "partial", "--tuner": "random", "--max-trials": "1", "--epochs": "1",
+                     option: value}
+        result = fkp("tune", "--data", small, "--config", "smoke", "--space", work / "space.toml", "--project", "p",
+                     "--runs-dir", work / "runs", "--folds-dir", work / "folds", "--out", work / "tuned.toml",
+                     "--set", f"{key}={key_value}", *(item for pair in arguments.items() for item in pair))
+        assert_clean(result, before, snapshot(work))
+        assert result.exit_code == 2, result.output
+        assert not (work / "tuned.toml").exists()
+
+
 # --- runs: damaged run folders against blend and show ---------------------------------------------
 
 
@@ -311,6 +362,15 @@ def damaged_run(draw, run: Path) -> dict[str, bytes | None]:
     return {name: draw(st.none() | damaged((run / name).read_bytes())) for name in names}
 
 
+@contextlib.contextmanager
+def damaged_workspace(runs: Path, changes):
+    """A workspace copy of ``runs`` with its run "good" damaged as ``changes`` draws, and its files before
+    the command."""
+    with workspace(runs) as work:
+        _damage_run(work / "runs" / "good", changes.draw(damaged_run(runs / "runs" / "good")))
+        yield work, snapshot(work)
+
+
 def _damage_run(run: Path, changes: dict[str, bytes | None]) -> None:
     for name, content in changes.items():
         (run / name).unlink() if content is None else (run / name).write_bytes(content)
@@ -318,9 +378,7 @@ def _damage_run(run: Path, changes: dict[str, bytes | None]) -> None:
 
 @given(changes=st.data(), tta=st.sampled_from([[], ["--tta"], ["--no-tta"]]))
 def test_blend_of_a_damaged_run(runs, sample_dir, changes, tta):
-    with workspace(runs) as work:
-        _damage_run(work / "runs" / "good", changes.draw(damaged_run(runs / "runs" / "good")))
-        before = snapshot(work)
+    with damaged_workspace(runs, changes) as (work, before):
         result = fkp("blend", "--data", sample_dir, "--run", "good", "--runs-dir", work / "runs", "--out",
                      work / "subs" / "submission.csv", *tta)
         assert_clean(result, before, snapshot(work), may_write=["subs/"])
@@ -329,9 +387,7 @@ def test_blend_of_a_damaged_run(runs, sample_dir, changes, tta):
 @settings(max_examples=max(5, settings().max_examples // 4))  # each draws three figures
 @given(changes=st.data())
 def test_show_of_a_damaged_run(runs, sample_dir, changes):
-    with workspace(runs) as work:
-        _damage_run(work / "runs" / "good", changes.draw(damaged_run(runs / "runs" / "good")))
-        before = snapshot(work)
+    with damaged_workspace(runs, changes) as (work, before):
         result = fkp("show", "--data", sample_dir, "--run", "good", "--runs-dir", work / "runs")
         assert_clean(result, before, snapshot(work), may_write=["runs/good/plots/", "runs/good/report.md"])
 
@@ -340,9 +396,7 @@ def test_show_of_a_damaged_run(runs, sample_dir, changes):
 @given(changes=st.data())
 def test_runs_lists_a_damaged_run(runs, sample_dir, changes):
     """`fkp runs` never fails on a damaged run: the run is a row, scored or saying why it cannot be read."""
-    with workspace(runs) as work:
-        _damage_run(work / "runs" / "good", changes.draw(damaged_run(runs / "runs" / "good")))
-        before = snapshot(work)
+    with damaged_workspace(runs, changes) as (work, before):
         result = fkp("runs", "--data", sample_dir, "--runs-dir", work / "runs")
         assert result.exit_code == 0, (result.output, result.exception)
         assert re.search(r"^│ good ", result.stdout, re.MULTILINE), result.stdout

@@ -394,13 +394,17 @@ def test_a_killed_search_resumes_without_redoing_finished_trials(tmp_path, data_
     assert second.stdout.strip().splitlines()[-1].startswith("best_val_rmse=")
 
 
-@pytest.mark.slow
-def test_a_chief_and_two_workers_share_one_search(tmp_path, data_dir, tiny_space):
+def free_local_address() -> str:
+    """HOST:PORT of a free local port, for a chief's oracle."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+        return f"127.0.0.1:{probe.getsockname()[1]}"
+
+
+@pytest.mark.slow
+def test_a_chief_and_two_workers_share_one_search(tmp_path, data_dir, tiny_space):
     args = tune_args(data_dir, tiny_space, "--specialist", "partial", "--limit", 60, "--epochs", 1,
-                     "--max-trials", 4, "--project", "shared", "--chief", f"127.0.0.1:{port}")
+                     "--max-trials", 4, "--project", "shared", "--chief", free_local_address())
     roles = {"chief": [], "w1": ["--worker", "1"], "w2": ["--worker", "2"]}
     processes, logs, outputs = {}, {}, []
     try:
@@ -440,11 +444,8 @@ def test_a_chief_and_two_workers_share_one_search(tmp_path, data_dir, tiny_space
 
 @pytest.mark.slow
 def test_a_worker_on_other_data_than_the_chiefs_is_refused_before_any_trial(tmp_path, data_dir, tiny_space):
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
     args = tune_args(data_dir, tiny_space, "--specialist", "partial", "--epochs", 1, "--max-trials", 2,
-                     "--project", "shared", "--chief", f"127.0.0.1:{port}")
+                     "--project", "shared", "--chief", free_local_address())
     (tmp_path / "chief").mkdir()
     with open(tmp_path / "chief" / "out.log", "w") as out:
         chief = subprocess.Popen([*FKP, *args, "--limit", "60"], cwd=tmp_path / "chief", stdout=out,
