@@ -123,7 +123,9 @@ def find_config(name_or_path: str, kind: str = "") -> Path:
 def read_toml(path: Path) -> dict:
     """A TOML file's tables, or one line naming the file and the syntax error."""
     try:
-        return tomllib.loads(path.read_text())
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as error:
+        raise InputError(path, f"not UTF-8 text: byte {error.start} is {error.object[error.start]:#04x}") from None
     except tomllib.TOMLDecodeError as error:
         raise InputError(path, f"not valid TOML: {error}") from None
 

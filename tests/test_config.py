@@ -115,3 +115,13 @@ def test_the_defaults_lie_within_their_own_ranges():
 def test_unknown_config_name_lists_the_known_ones():
     with pytest.raises(InputError, match="known: .*default"):
         load_config("no-such-config")
+
+
+@pytest.mark.parametrize("kind", ["config", "search space"])
+def test_a_toml_file_that_is_not_utf8_text_is_one_line_naming_it(tmp_path, kind):
+    from competition.tune import load_search_space
+
+    path = tmp_path / "bad.toml"
+    path.write_bytes(b"seed = 1\n\x00\xff")
+    with pytest.raises(InputError, match=r"bad.toml: not UTF-8 text: byte 10 is 0xff"):
+        load_config(str(path)) if kind == "config" else load_search_space(str(path), Config().specialist("full"))
