@@ -193,8 +193,7 @@ def _train(ray, jobs: list[FoldJob], run: Run, options: ClusterOptions, log) -> 
                 run.write_fold(job.specialist, job.fold, artifacts)
                 fold.state = "done"
                 results[job.label] = result
-                log(f"{job.label} best val_rmse {result.best_val_rmse:.4f} after {result.epochs} epochs, "
-                    f"{result.seconds:.0f}s, {result.faces_per_second:.0f} faces/s on {fold.where}")
+                log(f"{result.summary} on {fold.where}")
             live.update(_board(states), refresh=True)
     live.console.print(_board(states))  # once more, where logs keep it too
     if failed:

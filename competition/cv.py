@@ -82,9 +82,6 @@ def run_cv(
                 log(skipped)
                 continue
             result = train_in_fresh_process(job, verbose)
-        log(
-            f"{job.label} best val_rmse {result.best_val_rmse:.4f} after {result.epochs} epochs, "
-            f"{result.seconds:.0f}s, {result.faces_per_second:.0f} faces/s"
-        )
+        log(result.summary)
         results.append(result)
     return results

@@ -24,12 +24,16 @@ class FoldJob:
     @property
     def label(self) -> str:
         """How its progress lines start: ``[full fold 0]``."""
-        return f"[{self.specialist} fold {self.fold}]"
+        return fold_label(self.specialist, self.fold)
 
     @property
     def seed(self) -> int:
         """The seed of the fold's weights, shuffling and augmentation."""
         return fold_seed(self.config, self.fold)
+
+
+def fold_label(specialist: str, fold: int) -> str:
+    return f"[{specialist} fold {fold}]"
 
 
 def fold_seed(config: Config, fold: int) -> int:
@@ -44,3 +48,9 @@ class FoldResult:
     epochs: int
     seconds: float
     faces_per_second: float
+
+    @property
+    def summary(self) -> str:
+        """The line a finished fold job prints."""
+        return (f"{fold_label(self.specialist, self.fold)} best val_rmse {self.best_val_rmse:.4f} after "
+                f"{self.epochs} epochs, {self.seconds:.0f}s, {self.faces_per_second:.0f} faces/s")

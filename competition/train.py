@@ -249,13 +249,14 @@ def fit_fold(job: FoldJob, logs_dir: Path, callbacks=()) -> tuple[FoldResult, Fo
     history = pd.DataFrame(train_stage(model, prepared, train, epochs=train.epochs, log_prefix=job.label,
                                        callbacks=logs).history)
     report = {}
-    minutes_left = train.max_minutes - (time.perf_counter() - started) / 60 if train.max_minutes else None
-    if train.completion_epochs and minutes_left is not None and minutes_left <= 0:
+    minutes_left = train.max_minutes - (time.perf_counter() - started) / 60  # meaningful with a budget only
+    if train.completion_epochs and train.max_minutes and minutes_left <= 0:
         print(f"{job.label} completion stage skipped: the fold's {train.max_minutes:g}-minute budget is spent")
     elif train.completion_epochs:
         completed = complete_labels(model, prepared, train, job.training, job.test, job.folds.flip_axis)
         stage = completion_stage(model, prepared, completed, train, initial_epoch=len(history),
-                                 minutes_left=minutes_left or 0.0, log_prefix=job.label, callbacks=logs)
+                                 minutes_left=minutes_left if train.max_minutes else 0.0, log_prefix=job.label,
+                                 callbacks=logs)
         history = pd.concat([history, pd.DataFrame(stage.history)], ignore_index=True)
         report = {"filled_coordinates": completed.filled_coordinates, "pseudo_labelled_test_faces": completed.test_faces}
     seconds = time.perf_counter() - started
