@@ -159,7 +159,7 @@ def folds(
         "--estimate-mirror-axis", help="Estimate the labels' mirror axis on this data (a short no-flip training "
         "of --config's full network on fold 0) and store it with the folds; flips then mirror about it.")] = False,
     config_name: Annotated[str, typer.Option(
-        "--config", help="Config whose full network estimates the mirror axis.")] = "cpu",
+        "--config", help="Config whose full network estimates the mirror axis.")] = "cpu-wide",
 ):
     """Build the K-fold split (stratified by annotation style) and store it; estimate the mirror axis."""
     folder, is_sample = _data(data)

@@ -411,9 +411,14 @@ def tuned_config_path(name_or_path: str) -> Path:
     return path if path.suffix == ".toml" or len(path.parts) > 1 else Path("configs") / f"{name_or_path}.toml"
 
 
-def write_tuned_config(path: Path, name: str, section: dict, seed: int) -> None:
-    """Write (or update) ``name``'s table of a config file, keeping the other specialist's as it is."""
-    raw = upgrade(read_toml(path)) if path.exists() else {"seed": seed}
+def write_tuned_config(path: Path, name: str, section: dict, base: Config) -> None:
+    """Write (or update) ``name``'s table of a config file, keeping the other specialist's as it is. A new
+    file starts from the search's base config, so `fkp cv --config tuned` trains what the base trained
+    (a specialist the base turned off stays off) and predicts as it did."""
+    if path.exists():
+        raw = upgrade(read_toml(path))
+    else:
+        raw = {key: value for key, value in base.to_dict().items() if key != "name"}
     raw.setdefault("specialists", {})[name] = section
     resolve(raw, str(path))
     write_toml(raw, path, header="# Best hyperparameters found by `fkp tune`; train with them: fkp cv --config "
@@ -426,5 +431,5 @@ def save_best(searcher, space: SearchSpace, name: str, base: Config, path: Path)
     if not best:
         raise InputError(searcher.project_dir, "no completed trial: nothing to write")
     values = {key: best[0].hyperparameters.values[key] for key in space.params}
-    write_tuned_config(path, name, tuned_section(base.specialist(name), values), base.seed)
+    write_tuned_config(path, name, tuned_section(base.specialist(name), values), base)
     return values

@@ -48,6 +48,6 @@ def _blob_faces(count: int, first_pixel_centre: float, rng) -> TrainingSet:
 def test_the_estimate_finds_a_known_axis_within_a_quarter_pixel():
     faces = _blob_faces(800, first_pixel_centre=1.3, rng=np.random.default_rng(1))  # axis 97.6
     folds = make_folds(faces, 4, seed=0)
-    config = load_config("cpu", ["train.workers=1", "augment.rotate=0", "augment.scale=0", "augment.shift=0"])
+    config = load_config("cpu-wide", ["train.workers=1", "augment.rotate=0", "augment.scale=0", "augment.shift=0"])
     axis = estimate_mirror_axis(faces, folds, config, epochs=10)
     assert axis == pytest.approx(97.6, abs=0.25)

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from conftest import write_claim
 
-from competition.config import PROJECT_CONFIGS, SpecialistConfig, load_config
+from competition.config import PROJECT_CONFIGS, Config, SpecialistConfig, load_config
 from competition.errors import InputError
 from competition.folds import make_folds
 from competition.tune import (
@@ -183,22 +183,34 @@ def test_the_hypermodel_builds_the_cv_model_with_the_trials_values(training, tin
 def test_tuned_config_keeps_the_other_specialists_table(tmp_path):
     path = tmp_path / "configs" / "tuned.toml"
     base = SpecialistConfig()
-    write_tuned_config(path, "partial", tuned_section(base, {"model.dropout": 0.1}), seed=7)
-    write_tuned_config(path, "full", tuned_section(base, {"model.dense_units": 64}), seed=9)
+    write_tuned_config(path, "partial", tuned_section(base, {"model.dropout": 0.1}), Config(seed=7))
+    write_tuned_config(path, "full", tuned_section(base, {"model.dense_units": 64}), Config(seed=9))
     config = load_config(str(path))
     full, partial = config.specialist("full"), config.specialist("partial")
     assert partial.model.dropout == 0.1 and partial.model.dense_units == base.model.dense_units
     assert full.model.dense_units == 64 and full.model.dropout == base.model.dropout
     assert config.seed == 7  # the file's seed stays
-    write_tuned_config(path, "partial", tuned_section(base, {"model.dropout": 0.4}), seed=7)
+    write_tuned_config(path, "partial", tuned_section(base, {"model.dropout": 0.4}), Config(seed=7))
     again = load_config(str(path))
     assert again.specialist("partial").model.dropout == 0.4 and again.specialist("full").model.dense_units == 64
+
+
+def test_a_new_tuned_config_trains_what_its_base_trained(tmp_path):
+    """Tuned from the cpu profile (one network, partial off), `fkp cv --config tuned` must not train the
+    partial specialist back in, nor lose the base's inference settings."""
+    base = load_config("cpu", ["inference.tta=false"])
+    path = tmp_path / "tuned.toml"
+    write_tuned_config(path, "full", tuned_section(base.specialist("full"), {"model.dropout": 0.3}), base)
+    config = load_config(str(path))
+    assert config.trained == ["full"] and config.inference.tta is False
+    assert config.specialist("full").model.dropout == 0.3
+    assert config.specialist("full").model.input_downsample == base.specialist("full").model.input_downsample
 
 
 def test_a_tuned_config_written_in_the_old_shape_is_updated_in_todays(tmp_path):
     path = tmp_path / "tuned.toml"
     path.write_text("seed = 3\n[full.model]\ndense_units = 64\n[full.train]\ntta = false\n")
-    write_tuned_config(path, "partial", tuned_section(SpecialistConfig(), {"model.dropout": 0.1}), seed=7)
+    write_tuned_config(path, "partial", tuned_section(SpecialistConfig(), {"model.dropout": 0.1}), Config(seed=7))
     config = load_config(str(path))
     assert config.specialist("full").model.dense_units == 64 and config.specialist("partial").model.dropout == 0.1
     assert config.inference.tta is False and "[specialists.full.model]" in path.read_text()
