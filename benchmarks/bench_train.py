@@ -1,8 +1,8 @@
 """Training throughput: fkp's training path against plain `model.fit`, per model family.
 
-    python benchmarks/bench_train.py [--data DIR] [--config cpu --config heatmap] [--steps 16] [--epochs 2] [--rounds 5]
+    python benchmarks/bench_train.py [--data DIR] [--config cpu-wide --config heatmap] [--steps 16] [--epochs 2] [--rounds 5]
 
-For each config (default: cpu, the regression family, and heatmap, the heatmap family, on the same
+For each config (default: cpu-wide, the regression family, and heatmap, the heatmap family, on the same
 budget), one process trains its full-label network (fresh weights each way) for --steps batches in
 --epochs epochs, two ways, alternated for --rounds rounds:
   (a) the ceiling: plain `model.fit` on preloaded float32 arrays, plain MSE (missing targets filled
@@ -183,7 +183,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=None,
                         help="competition folder [default: ../shared/fkp-data, else the bundled sample]")
     parser.add_argument("--config", dest="configs", action="append", default=None,
-                        help="config name or TOML path, repeatable [default: cpu and heatmap]")
+                        help="config name or TOML path, repeatable [default: cpu-wide and heatmap]")
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="config override KEY=VALUE")
     parser.add_argument("--steps", type=int, default=16, help="timed training steps each way and round")
     parser.add_argument("--epochs", type=int, default=2, help="epochs the steps are spread over")
@@ -193,7 +193,7 @@ def main() -> None:
         parser.error("--steps must be a multiple of --epochs")
 
     training = data.load_training(args.data or default_data_dir())
-    results = [measure(name, args, training) for name in args.configs or ["cpu", "heatmap"]]
+    results = [measure(name, args, training) for name in args.configs or ["cpu-wide", "heatmap"]]
     print(f"\n{'config':<12} {'family':<11} {'ratio b/a':>9} {'(whole fit)':>11} {'fkp faces/s':>11} "
           f"{'plain faces/s':>13} {'GFLOP/face':>10}")
     for r in results:

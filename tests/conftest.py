@@ -80,6 +80,13 @@ def learned_run(tmp_path_factory, data_dir) -> Path:
     return work
 
 
+def free_local_address() -> str:
+    """HOST:PORT of a free local port, for a tuning chief's oracle or a Ray head."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return f"127.0.0.1:{probe.getsockname()[1]}"
+
+
 def write_claim(path: Path, pid: int, host: str | None = None) -> None:
     """A claim file (``competition.claims``) naming a process of ``host`` (default: this host)."""
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -13,6 +13,7 @@ import zipfile
 
 import psutil
 import pytest
+from conftest import free_local_address
 
 from competition.runs import Run
 from test_tune import TINY_SPACE
@@ -123,19 +124,17 @@ def test_a_cluster_run_is_the_same_run_as_on_one_machine_even_when_a_worker_dies
 def ray_head(tmp_path):
     """A one-node Ray cluster of 2 CPUs started with `ray start --head` in a folder of its own, where its
     workers run: another working directory than the driver's. The head's process, address and folder."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    address = free_local_address()
     folder = tmp_path / "head"
     folder.mkdir()
     # Ray's own folder, short for its sockets' paths: its address file there is not left for `--cluster auto`
     temp = tempfile.mkdtemp(prefix="fkp-ray-")
-    head = subprocess.Popen(["ray", "start", "--head", "--block", "--num-cpus", "2", "--port", str(port),
+    head = subprocess.Popen(["ray", "start", "--head", "--block", "--num-cpus", "2", "--port", address.rpartition(":")[2],
                              "--include-dashboard", "false", "--disable-usage-stats", "--temp-dir", temp],
                             cwd=folder, env={**os.environ, "RAY_AUTH_MODE": "disabled"},
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        yield head, f"127.0.0.1:{port}", folder
+        yield head, address, folder
     finally:
         head.terminate()  # `ray start --block` stops the processes it started
         head.wait(timeout=60)

@@ -13,7 +13,7 @@ from pathlib import Path
 import keras_tuner as kt
 import numpy as np
 import pytest
-from conftest import write_claim
+from conftest import free_local_address, write_claim
 
 from competition.config import PROJECT_CONFIGS, Config, SpecialistConfig, load_config
 from competition.errors import InputError
@@ -404,13 +404,6 @@ def test_a_killed_search_resumes_without_redoing_finished_trials(tmp_path, data_
     assert (project / "trial_0" / "trial.json").read_bytes() == first_trial
     assert (project / "trial_0" / "checkpoint.weights.h5").stat().st_mtime_ns == first_weights
     assert second.stdout.strip().splitlines()[-1].startswith("best_val_rmse=")
-
-
-def free_local_address() -> str:
-    """HOST:PORT of a free local port, for a chief's oracle."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return f"127.0.0.1:{probe.getsockname()[1]}"
 
 
 @pytest.mark.slow
