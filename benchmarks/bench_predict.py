@@ -3,7 +3,7 @@
     python benchmarks/bench_predict.py [--data DIR] [--config default | --model runs/R/full/fold0/model.keras]
                                        [--faces 256] [--batch-sizes 32,64,128,256] [--repeat 3]
 
-Times `predict.predict_pixels` (plain) and `predict.predict_with_flip` (the plain pass, a pass on the
+Times `predict.predict_pixels` (plain) and `predict.predict_with_tta` (the plain pass, a pass on the
 mirrored faces, and the mapping back) on the first --faces test faces, for each batch size, after
 one untimed call at that batch size. Without --model, the config's full-label network with fresh
 weights (the same arithmetic as a trained one).
@@ -21,7 +21,7 @@ import keras
 from competition import data
 from competition.config import load_config
 from competition.models import build_model
-from competition.predict import predict_pixels, predict_with_flip
+from competition.predict import predict_pixels, predict_with_tta
 from competition.schema import IMAGE_SIZE, SPECIALISTS
 
 
@@ -52,9 +52,9 @@ def main() -> None:
     print(f"{'batch':>5} {'plain faces/s':>14} {'GFLOP/s':>8} {'cpu ms/face':>12} {'flip TTA faces/s':>17} "
           f"{'cpu ms/face':>12} {'TTA cost wall':>14} {'by cpu':>7}")
     for batch_size in (int(b) for b in args.batch_sizes.split(",")):
-        predict_with_flip(model, images[:batch_size], specialist, batch_size)  # traces this batch size
+        predict_with_tta(model, images[:batch_size], specialist, batch_size)  # traces this batch size
         plain, _ = measure(lambda: predict_pixels(model, images, batch_size), args.repeat)
-        flipped, _ = measure(lambda: predict_with_flip(model, images, specialist, batch_size), args.repeat)
+        flipped, _ = measure(lambda: predict_with_tta(model, images, specialist, batch_size), args.repeat)
         rate = len(images) / plain.wall
         tta_by_wall, tta_by_cpu = plain.ratio(flipped)
         print(f"{batch_size:5d} {rate:14.1f} {rate * forward / 1e9:8.1f} {plain.cpu / len(images) * 1e3:12.1f} "

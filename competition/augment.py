@@ -50,16 +50,20 @@ def imgaug_flip(images: np.ndarray, points: np.ndarray, permutation: np.ndarray,
 class FramingRange:
     """How faces are framed across the training labels: the range of the inter-ocular distance and of
     the eye centres' midpoint (labels' pixels). Rare framings (a small face in a corner, a face
-    zoomed far in) lie at its edges; re-framing draws uniformly within it so they are seen often."""
+    zoomed far in) lie at its edges; re-framing draws uniformly within it so they are seen often, or,
+    with ``rare`` framings, copies one of those: the training faces' own most unusual framings."""
 
     eye_distance: tuple[float, float]
     midpoint_x: tuple[float, float]
     midpoint_y: tuple[float, float]
     eyes: tuple[int, int]  # where the left and right eye centres are among a specialist's keypoints
+    rare: tuple[tuple[float, float, float], ...] = ()  # (eye distance, midpoint x, midpoint y) of each
 
     @classmethod
-    def of(cls, keypoints: np.ndarray, specialist: Specialist) -> FramingRange | None:
-        """From (N, 30) labels; None when the specialist lacks the eye centres or no face has both."""
+    def of(cls, keypoints: np.ndarray, specialist: Specialist, rarest: float = 0.0) -> FramingRange | None:
+        """From (N, 30) labels; None when the specialist lacks the eye centres or no face has both. With
+        ``rarest`` > 0, that fraction of the faces (at least one) whose framing lies farthest from the
+        others' (Mahalanobis distance over log eye distance and midpoint) are kept as ``rare``."""
         if not {EYES[0], EYES[1]} <= set(specialist.keypoints):
             return None
         left, right = (keypoints[:, 2 * KEYPOINTS.index(eye) : 2 * KEYPOINTS.index(eye) + 2] for eye in EYES)
@@ -68,19 +72,32 @@ class FramingRange:
             return None
         distance = np.linalg.norm(left[both] - right[both], axis=1)
         midpoint = (left[both] + right[both]) / 2
+        rare = ()
+        if rarest > 0:
+            framings = np.column_stack([np.log(np.maximum(distance, 1e-3)), midpoint])
+            centred = framings - framings.mean(axis=0)
+            spread = np.linalg.pinv(np.atleast_2d(np.cov(centred.T)))
+            unusual = np.argsort(-np.einsum("ij,jk,ik->i", centred, spread, centred), kind="stable")
+            kept = unusual[: max(1, round(rarest * len(framings)))]
+            rare = tuple((float(distance[i]), float(midpoint[i, 0]), float(midpoint[i, 1])) for i in kept)
         return cls((float(distance.min()), float(distance.max())),
                    (float(midpoint[:, 0].min()), float(midpoint[:, 0].max())),
                    (float(midpoint[:, 1].min()), float(midpoint[:, 1].max())),
-                   tuple(specialist.keypoints.index(eye) for eye in EYES))
+                   tuple(specialist.keypoints.index(eye) for eye in EYES), rare)
 
     def reframe(self, points: np.ndarray, rng: np.random.Generator):
         """An imgaug affine taking one face's eyes ((K, 2) label pixels) to a framing drawn uniformly within
-        the range; None if the face lacks an eye centre."""
+        the range, or copied from a rare one; None if the face lacks an eye centre."""
         left, right = points[self.eyes[0]], points[self.eyes[1]]
         if np.isnan(left).any() or np.isnan(right).any() or np.allclose(left, right):
             return None
-        scale = rng.uniform(*self.eye_distance) / np.linalg.norm(left - right)
-        target = np.array([rng.uniform(*self.midpoint_x), rng.uniform(*self.midpoint_y)])
+        if self.rare:
+            distance, *target = self.rare[rng.integers(len(self.rare))]
+            target = np.array(target)
+        else:
+            distance = rng.uniform(*self.eye_distance)
+            target = np.array([rng.uniform(*self.midpoint_x), rng.uniform(*self.midpoint_y)])
+        scale = distance / np.linalg.norm(left - right)
         centre = IMAGE_SIZE / 2 - _IMGAUG_OFFSET  # imgaug scales about the image centre, in label pixels
         moved = centre + scale * ((left + right) / 2 - centre)
         shift = target - moved

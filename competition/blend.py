@@ -40,7 +40,7 @@ def checked_run(run_dir: Path, training: TrainingSet) -> Run:
 
 
 def tta_used(run: Run, tta: bool | None) -> bool:
-    """Whether a run's flip-TTA predictions are used: ``tta`` if given, else its config's inference.tta."""
+    """Whether a run's TTA predictions are used: ``tta`` if given, else its config's inference.tta."""
     return run.spec.resolved.inference.tta if tta is None else tta
 
 
@@ -127,7 +127,7 @@ def check_same_folds(runs: list[Run]) -> None:
 @dataclass(frozen=True)
 class Blend:
     runs: list[str]
-    tta: dict[str, bool]  # run -> flip TTA used
+    tta: dict[str, bool]  # run -> TTA used
     method: str  # "fold average" for one run, else the blend config's method
     scores: pd.DataFrame  # each run's OOF RMSE on all faces: a row per run; columns SCORE_COLUMNS
     blend_scores: pd.Series  # the blend's OOF RMSE (weights fitted on other folds), by SCORE_COLUMNS

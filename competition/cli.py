@@ -58,7 +58,7 @@ DataOption = Annotated[
 FoldsDirOption = Annotated[Path, typer.Option("--folds-dir", help="Where fold assignments are stored.")]
 RunsDirOption = Annotated[Path, typer.Option("--runs-dir", help="Where runs are written.")]
 TTAOption = Annotated[
-    Optional[bool], typer.Option("--tta/--no-tta", help="Use flip-TTA predictions (default: the run's inference.tta).")
+    Optional[bool], typer.Option("--tta/--no-tta", help="Use TTA predictions (default: the run's inference.tta).")
 ]
 VerboseOption = Annotated[bool, typer.Option(
     "--verbose", help="Show the backend's own start-up and log lines (TensorFlow's C++ logging).")]
@@ -506,7 +506,7 @@ def export(
         "--tta/--no-tta", help="Flip TTA inside the model (default: the run's inference.tta).")] = None,
     allow_partial: AllowPartialOption = False,
 ):
-    """Export a run as one model (every fold and specialist, optionally flip TTA): 96x96 faces in, 30 pixels out.
+    """Export a run as one model (every fold and specialist, optionally TTA): 96x96 faces in, 30 pixels out.
 
     The model averages the folds and takes each coordinate from the specialist the run's inference.prefer picks,
     as `fkp blend` does."""
@@ -523,7 +523,7 @@ def export(
     model = run_model(found, used, allow_partial)
     target = out or found.export_path(format)
     export_model(model, format, target)
-    console.print(f"{target}: run {found.name} as one {format} model ({'flip TTA' if used else 'no TTA'}), "
+    console.print(f"{target}: run {found.name} as one {format} model ({'TTA' if used else 'no TTA'}), "
                   "faces (N, 96, 96, 1) 0..255 in, (N, 30) pixels out")
 
 

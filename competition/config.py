@@ -2,7 +2,7 @@
 
 A file's top-level [model], [augment] and [train] tables apply to every specialist;
 [specialists.<name>.<table>] overrides them for one, and ``[specialists.<name>] enabled = false``
-leaves one untrained. [inference] holds the choices made when predicting (flip TTA, which trained
+leaves one untrained. [inference] holds the choices made when predicting (TTA, which trained
 specialist answers a coordinate). ``--set model.dropout=0.2`` overrides from the CLI (every
 specialist), ``--set specialists.full.model.dropout=0.2`` one. Each key's valid range is declared
 beside it (``ranges.setting``). Every run writes the resolved config (each specialist spelt out)
@@ -39,6 +39,9 @@ class AugmentConfig:
     # probability of re-framing a face: its eyes moved and scaled to a framing drawn uniformly within the
     # training labels' range of eye distance and position (rare framings: tiny faces in a corner, close-ups)
     framing: float = setting(0.0, low=0, high=1)
+    # 0: re-framing draws uniformly within that range; > 0: it copies the framing of one of this fraction of
+    # training faces whose framings are the most unusual (their own tails of face size and position)
+    framing_rarest: float = setting(0.0, low=0, high=1)
 
 
 @dataclass
@@ -54,6 +57,8 @@ class TrainConfig:
     min_learning_rate: float = setting(1e-5, low=0, high=10.0)  # plateau: the floor of the halving
     max_minutes: float = setting(0.0, low=0, high=60 * 24 * 7)  # wall-clock budget of one specialist's fold (0: none); best weights kept
     workers: int = setting(1, low=1, high=64)  # PyDataset workers preparing augmented batches
+    # Networks trained one after another on the fold, each from its own seed; the fold's model is their mean
+    members: int = setting(1, low=1, high=64)
     # Label completion: after `epochs`, the model fills the missing coordinates of the fold's training faces
     # (flip TTA) and trains this many more epochs on the completed labels (0: off), on a fresh cosine cycle
     completion_epochs: int = setting(0, low=0, high=100_000)
@@ -78,6 +83,9 @@ class InferenceConfig:
     """Choices made when predicting, not when training."""
 
     tta: bool = True  # average each prediction with its mirror's
+    # with tta, also at each whole-pixel shift of the 3x3 grid {-tta_shift, 0, tta_shift}^2 (0: the face alone);
+    # read when a fold predicts, so it is fixed in the run's TTA predictions
+    tta_shift: int = setting(0, low=0, high=16)
     # Which trained specialist answers a coordinate: the first of this order that predicts it.
     prefer: list[str] = setting(list(SMALLEST_FIRST), choices=tuple(SPECIALISTS))
 

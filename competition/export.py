@@ -1,8 +1,8 @@
 """`fkp export`: a whole run as one model, and the model `fkp predict` runs.
 
 The model is built from the run's saved fold models as one Keras functional graph: every fold of
-every trained specialist, optionally flip TTA (the mirrored face's points mapped back and averaged
-with the face's), the fold average, then each coordinate taken from the specialist the run's
+every trained specialist, optionally TTA (the mirrored face's points mapped back and averaged
+with the face's, at each shift of the run's ``inference.tta_shift``), the fold average, then each coordinate taken from the specialist the run's
 ``inference.prefer`` picks. It computes what `fkp blend` averages from the fold test files
 (``blend.leaderboard_test``): raw (N, 96, 96, 1) float32 faces 0..255 in, (N, 30) label pixels out
 (COORDINATES order).
@@ -19,6 +19,7 @@ import numpy as np
 from .errors import InputError
 from .io import atomic_path
 from .models import layers as fkp_layers
+from .predict import shift_grid
 from .runs import Run
 from .schema import COORDINATES, IMAGE_SIZE, SPECIALISTS, specialist_for
 
@@ -39,21 +40,41 @@ def fold_models(run: Run, specialist: str, allow_partial: bool) -> list[keras.Mo
     return [keras.saving.load_model(path, compile=False) for _, path in sorted(paths.items())]
 
 
+def tta_faces(faces, shift: int) -> dict[tuple[int, int, bool], object]:
+    """Every TTA view of the graph's faces, by (dx, dy, mirrored): ``predict.tta_views``' views."""
+    views = {}
+    for dx, dy in shift_grid(shift):
+        moved = faces if dx == dy == 0 else fkp_layers.ShiftFaces(dx, dy, name=f"faces_shifted_{dx}_{dy}")(faces)
+        views[dx, dy, False] = moved
+        views[dx, dy, True] = fkp_layers.MirrorFaces(name=f"mirrored_faces_shifted_{dx}_{dy}")(moved)
+    return views
+
+
+def tta_points(model: keras.Model, views: dict, specialist, mirror_axis: float):
+    """A fold model's points averaged over the TTA views, each mapped back to the face: as ``predict_with_tta``."""
+    answers = []
+    for (dx, dy, mirrored), view in views.items():
+        label = f"{model.name}_{dx}_{dy}{'_mirrored' if mirrored else ''}"
+        points = model(view)
+        if mirrored:
+            points = fkp_layers.MirroredPointsBack(specialist.flip_permutation, mirror_axis,
+                                                   name=f"{label}_mirror_back")(points)
+        if dx or dy:
+            points = fkp_layers.MovePoints(-dx, -dy, name=f"{label}_moved_back")(points)
+        answers.append(points)
+    return keras.layers.Average(name=f"{model.name}_tta")(answers)
+
+
 def run_model(run: Run, tta: bool, allow_partial: bool = False) -> keras.Model:
     """The whole run as one model: faces (N, 96, 96, 1) 0..255 -> (N, 30) keypoints in label pixels."""
     faces = keras.Input((IMAGE_SIZE, IMAGE_SIZE, 1), name="faces")
-    mirrored = fkp_layers.MirrorFaces(name="mirrored_faces")(faces) if tta else None
+    views = tta_faces(faces, run.spec.resolved.inference.tta_shift) if tta else {}
     answers = {}
     for name in run.spec.specialists:
         specialist = SPECIALISTS[name]
         folds = []
         for model in fold_models(run, name, allow_partial):
-            points = model(faces)
-            if tta:
-                back = fkp_layers.MirroredPointsBack(specialist.flip_permutation, run.spec.mirror_axis,
-                                                     name=f"{model.name}_mirror_back")(model(mirrored))
-                points = keras.layers.Average(name=f"{model.name}_tta")([points, back])
-            folds.append(points)
+            folds.append(tta_points(model, views, specialist, run.spec.mirror_axis) if tta else model(faces))
         answers[name] = folds[0] if len(folds) == 1 else keras.layers.Average(name=f"{name}_fold_average")(folds)
     names = list(answers)
     offsets = dict(zip(names, [sum(len(SPECIALISTS[n].coordinates) for n in names[:i]) for i in range(len(names))]))

@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from .config import Config
 from .data import TestSet, TrainingSet
 from .folds import Folds
@@ -38,6 +40,13 @@ def fold_label(specialist: str, fold: int) -> str:
 
 def fold_seed(config: Config, fold: int) -> int:
     return config.seed * 1000 + fold
+
+
+def member_seed(fold_seed: int, member: int) -> int:
+    """The seed of a fold's ``member``-th network: the fold's own for the first, so one member trains as before."""
+    if member == 0:
+        return fold_seed
+    return int(np.random.SeedSequence([fold_seed, member]).generate_state(1)[0] >> 1)
 
 
 @dataclass(frozen=True)

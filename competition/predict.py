@@ -1,4 +1,4 @@
-"""Predicting keypoints in pixels, with optional flip test-time augmentation."""
+"""Predicting keypoints in pixels, with optional test-time augmentation: flips and whole-pixel shifts."""
 
 from __future__ import annotations
 
@@ -19,12 +19,47 @@ def predict_pixels(model: keras.Model, images: np.ndarray, batch_size: int = PRE
     return model.predict(x, batch_size=batch_size, verbose=0)
 
 
-def predict_with_flip(
+def shifted_faces(images: np.ndarray, dx: int, dy: int) -> np.ndarray:
+    """Faces (N, 96, 96) with their content moved ``dx`` pixels right and ``dy`` down, the edges replicated
+    into the uncovered border (as augmentation's warps fill it)."""
+    if dx == dy == 0:
+        return images
+    reach = max(abs(dx), abs(dy))
+    padded = np.pad(images, ((0, 0), (reach, reach), (reach, reach)), mode="edge")
+    size = images.shape[1]
+    return np.ascontiguousarray(padded[:, reach - dy : reach - dy + size, reach - dx : reach - dx + size])
+
+
+def shift_grid(shift: int) -> list[tuple[int, int]]:
+    """The (dx, dy) views of shift TTA: the face itself first, then the rest of the 3x3 grid of whole-pixel
+    shifts {-shift, 0, shift}^2 (none without a shift)."""
+    steps = (-shift, 0, shift) if shift else (0,)
+    return [(0, 0), *((dx, dy) for dy in steps for dx in steps if (dx, dy) != (0, 0))]
+
+
+def tta_views(
     model: keras.Model, images: np.ndarray, specialist: Specialist, batch_size: int = PREDICT_BATCH,
-    mirror_axis: float = MIRROR_AXIS,
+    mirror_axis: float = MIRROR_AXIS, shift: int = 0,
+) -> list[np.ndarray]:
+    """The predictions (N, 2K) of every TTA view, each mapped back to the face's own pixels: the face and its
+    mirror (points mirrored back, left/right swapped) at every shift of ``shift_grid`` (points moved back).
+    The first is the plain prediction."""
+    views = []
+    for dx, dy in shift_grid(shift):
+        moved = shifted_faces(images, dx, dy)
+        on_face = predict_pixels(model, moved, batch_size)
+        on_mirror = predict_pixels(model, np.ascontiguousarray(moved[:, :, ::-1]), batch_size)
+        mapped_back = mirror_points(on_mirror.reshape(len(images), -1, 2), specialist.flip_permutation, mirror_axis)
+        offset = np.tile(np.array([dx, dy], np.float32), len(specialist.keypoints))
+        views += [on_face - offset, mapped_back.reshape(len(images), -1) - offset]
+    return views
+
+
+def predict_with_tta(
+    model: keras.Model, images: np.ndarray, specialist: Specialist, batch_size: int = PREDICT_BATCH,
+    mirror_axis: float = MIRROR_AXIS, shift: int = 0,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Plain predictions and flip-TTA ones: the mean of the face's and its mirror's mapped back."""
-    plain = predict_pixels(model, images, batch_size)
-    on_mirror = predict_pixels(model, np.ascontiguousarray(images[:, :, ::-1]), batch_size)
-    mapped_back = mirror_points(on_mirror.reshape(len(images), -1, 2), specialist.flip_permutation, mirror_axis)
-    return plain, (plain + mapped_back.reshape(len(images), -1)) / 2
+    """Plain predictions and TTA ones, the mean of ``tta_views``: a network trained on mirrored and shifted
+    faces answers each view a little differently, so their mean cancels part of its error."""
+    views = tta_views(model, images, specialist, batch_size, mirror_axis, shift)
+    return views[0], np.mean(views, axis=0)

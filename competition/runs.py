@@ -4,7 +4,7 @@
 runs/<run>/run.json, config.toml         RunSpec: data fingerprint, folds, config
 runs/<run>/<specialist>/fold<k>/         one specialist on one fold, written whole:
     model.keras                          raw 96x96 faces in, pixel coordinates out
-    oof.csv, oof_tta.csv                 out-of-fold predictions (row, coordinates), plain / flip TTA
+    oof.csv, oof_tta.csv                 out-of-fold predictions (row, coordinates), plain / TTA
     test.csv, test_tta.csv               test predictions (ImageId, coordinates)
     history.csv, config.toml, fold.json  per-epoch metrics, resolved config, FoldResult and counts
     logs/                                TensorBoard logs of its epochs (train/, validation/)
@@ -38,8 +38,8 @@ from .errors import InputError
 from .io import atomic_path, create_exclusive, read_json, write_toml
 from .schema import MIRROR_AXIS, SPECIALISTS
 
-VARIANTS = ("plain", "flip")  # predictions as the model makes them, and averaged with the mirrored face's
-VARIANT_LABELS = {"plain": "no TTA", "flip": "flip TTA"}
+VARIANTS = ("plain", "flip")  # predictions as the model makes them, and averaged over TTA views (mirror, shifts)
+VARIANT_LABELS = {"plain": "no TTA", "flip": "TTA"}
 _KEYS = {"oof": "row", "test": "ImageId"}  # what indexes out-of-fold and test predictions
 _FILES = {("oof", "plain"): "oof.csv", ("oof", "flip"): "oof_tta.csv",
           ("test", "plain"): "test.csv", ("test", "flip"): "test_tta.csv"}

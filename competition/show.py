@@ -21,7 +21,7 @@ FIGURES = {
                         "orange the subject's left, blue the subject's right, green the centre line",
     "learning_curves": "Learning curves per fold and specialist: training (dashed) and validation (solid) RMSE",
     "rmse_per_keypoint": "Out-of-fold RMSE per keypoint, leaderboard-style, without (grey) and with (purple) "
-                         "flip TTA; keypoint names coloured by side",
+                         "TTA; keypoint names coloured by side",
 }
 
 
@@ -77,7 +77,7 @@ def run_report(run: Run, table: pd.DataFrame, by_style: pd.Series, used: bool, f
         f"data fingerprint {spec.fingerprint}.",
         "",
         f"Out-of-fold RMSE, leaderboard-style, on {faces} faces: no TTA {table.loc['overall', 'no TTA']:.4f}, "
-        f"flip TTA {table.loc['overall', 'flip TTA']:.4f}; `fkp blend` uses {tta_words(used)}.",
+        f"TTA {table.loc['overall', 'TTA']:.4f}; `fkp blend` uses {tta_words(used)}.",
         "",
         f"By annotation style ({tta_words(used)}, each face over its labelled coordinates): "
         + ", ".join(f"{label} {value:.4f}" for label, value in by_style.items()) + ".",

@@ -23,9 +23,9 @@ from .data import TestSet, TrainingSet
 from .dataset import FaceBatches
 from .errors import InputError
 from .folds import Folds
-from .jobs import FoldJob, FoldResult
-from .models import build_model, compile_for_weighted_labels, target_statistics
-from .predict import PREDICT_BATCH, predict_with_flip
+from .jobs import FoldJob, FoldResult, member_seed
+from .models import build_model, compile_for_weighted_labels, mean_of, target_statistics
+from .predict import PREDICT_BATCH, predict_with_tta
 from .runs import FoldArtifacts, Run
 from .schema import SPECIALISTS, Specialist
 
@@ -113,7 +113,8 @@ def prepare_fold(
     train_batches = FaceBatches(
         training.images[train_rows], training.keypoints[np.ix_(train_rows, columns)], settings.train.batch_size,
         augmenter=Augmenter(settings.augment, specialist.flip_permutation,
-                            FramingRange.of(training.keypoints[train_rows], specialist), folds.flip_axis),
+                            FramingRange.of(training.keypoints[train_rows], specialist, settings.augment.framing_rarest),
+                            folds.flip_axis),
         shuffle=True, seed=seed,
         workers=settings.train.workers, use_multiprocessing=False,
     )
@@ -135,12 +136,12 @@ def learning_rate(train: TrainConfig, steps_per_epoch: int) -> float | keras.opt
     )
 
 
-def build_fold_model(prepared: PreparedFold, settings: SpecialistConfig) -> keras.Model:
+def build_fold_model(prepared: PreparedFold, settings: SpecialistConfig, name: str | None = None) -> keras.Model:
     """The specialist's model of its config's family, seeded by the fold, standardised on its training targets."""
     keras.utils.set_random_seed(prepared.seed)
     return build_model(
         settings.model, *target_statistics(prepared.train_batches.targets),
-        learning_rate(settings.train, len(prepared.train_batches)), name=prepared.name,
+        learning_rate(settings.train, len(prepared.train_batches)), name=name or prepared.name,
     )
 
 
@@ -174,15 +175,15 @@ def train_stage(
 
 
 def predict_fold(model: keras.Model, prepared: PreparedFold, training: TrainingSet, test: TestSet,
-                 folds: Folds) -> dict[tuple[str, str], pd.DataFrame]:
+                 folds: Folds, shift: int = 0) -> dict[tuple[str, str], pd.DataFrame]:
     """Out-of-fold predictions for every validation face (labelled or not) and the test set's, each plain
-    and with flip TTA."""
+    and with TTA (flips, and whole-pixel shifts of ``shift``)."""
     coordinates = list(prepared.specialist.coordinates)
     oof_rows = folds.validation_rows(prepared.fold)
     predictions = {}
     for kind, images, key, ids in (("oof", training.images[oof_rows], "row", oof_rows),
                                    ("test", test.images, "ImageId", test.image_ids)):
-        flipped = predict_with_flip(model, images, prepared.specialist, mirror_axis=folds.flip_axis)
+        flipped = predict_with_tta(model, images, prepared.specialist, mirror_axis=folds.flip_axis, shift=shift)
         for variant, values in zip(("plain", "flip"), flipped):
             frame = pd.DataFrame(values, columns=coordinates)
             frame.insert(0, key, ids)
@@ -208,13 +209,13 @@ def complete_labels(model: keras.Model, prepared: PreparedFold, train: TrainConf
     trained on, and ``model`` has only trained on those rows: no validation face of the fold leaks."""
     rows, specialist = prepared.train_rows, prepared.specialist
     images, targets = training.images[rows], training.keypoints[np.ix_(rows, specialist.columns)]
-    _, filled = predict_with_flip(model, images, specialist, mirror_axis=mirror_axis)
+    _, filled = predict_with_tta(model, images, specialist, mirror_axis=mirror_axis)
     missing = np.isnan(targets)
     weights = np.where(missing[:, ::2], train.completion_weight, 1.0)
     targets = np.where(missing, filled, targets)
     test_faces = len(test.images) if train.pseudo_label_test else 0
     if test_faces:
-        _, pseudo = predict_with_flip(model, test.images, specialist, mirror_axis=mirror_axis)
+        _, pseudo = predict_with_tta(model, test.images, specialist, mirror_axis=mirror_axis)
         images, targets = np.concatenate([images, test.images]), np.concatenate([targets, pseudo])
         weights = np.concatenate([weights, np.full((test_faces, len(specialist.keypoints)), train.completion_weight)])
     batches = FaceBatches(images, targets, train.batch_size, augmenter=prepared.train_batches.augmenter,
@@ -236,37 +237,77 @@ def completion_stage(model: keras.Model, prepared: PreparedFold, completed: Comp
                        log_prefix=f"{log_prefix} completed", callbacks=callbacks)
 
 
+def fit_member(prepared: PreparedFold, settings: SpecialistConfig, job: FoldJob, *, name: str, minutes: float,
+               log_prefix: str, callbacks=()) -> tuple[keras.Model, pd.DataFrame, dict]:
+    """One network on the fold: a training stage, then a completion stage when the config asks, within
+    ``minutes`` (0: no budget). Returns the network, its history and what the completion stage did."""
+    train = settings.train
+    model = build_fold_model(prepared, settings, name)
+    started = time.perf_counter()
+    history = pd.DataFrame(train_stage(model, prepared, dataclasses.replace(train, max_minutes=minutes),
+                                       epochs=train.epochs, log_prefix=log_prefix, callbacks=callbacks).history)
+    minutes_left = minutes - (time.perf_counter() - started) / 60  # meaningful with a budget only
+    if train.completion_epochs and minutes and minutes_left <= 0:
+        print(f"{log_prefix} completion stage skipped: its {minutes:g}-minute budget is spent")
+        return model, history, {}
+    if not train.completion_epochs:
+        return model, history, {}
+    completed = complete_labels(model, prepared, train, job.training, job.test, job.folds.flip_axis)
+    stage = completion_stage(model, prepared, completed, train, initial_epoch=len(history),
+                             minutes_left=minutes_left if minutes else 0.0, log_prefix=log_prefix, callbacks=callbacks)
+    history = pd.concat([history, pd.DataFrame(stage.history)], ignore_index=True)
+    return model, history, {"filled_coordinates": completed.filled_coordinates,
+                            "pseudo_labelled_test_faces": completed.test_faces}
+
+
+def reseeded(prepared: PreparedFold, seed: int) -> PreparedFold:
+    """The same fold with its own seed: other weights, shuffling and augmentation."""
+    batches = prepared.train_batches
+    return dataclasses.replace(prepared, seed=seed, train_batches=FaceBatches(
+        batches.images, batches.targets, batches.batch_size, augmenter=batches.augmenter, shuffle=True, seed=seed,
+        workers=batches.workers, use_multiprocessing=False))
+
+
 def fit_fold(job: FoldJob, logs_dir: Path, callbacks=()) -> tuple[FoldResult, FoldArtifacts]:
-    """One fold job, start to finish: a training stage, then a completion stage when the config asks; its
-    TensorBoard logs in ``logs_dir`` and its artifacts returned rather than written: a fold's own process
-    writes them into the run, a cluster's worker hands them to the driver."""
+    """One fold job, start to finish: ``train.members`` networks (``fit_member``), each given an equal share
+    of what is left of the fold's budget; the fold's model is their mean. Its TensorBoard logs go in
+    ``logs_dir`` and its artifacts are returned rather than written: a fold's own process writes them into
+    the run, a cluster's worker hands them to the driver."""
     settings = job.config.specialist(job.specialist)
     train = settings.train
     prepared = prepare_fold(job.specialist, job.fold, settings, job.training, job.folds, job.seed)
-    model = build_fold_model(prepared, settings)
     logs = [*tensorboard_logs(logs_dir, job.label), *callbacks]
     started = time.perf_counter()
-    history = pd.DataFrame(train_stage(model, prepared, train, epochs=train.epochs, log_prefix=job.label,
-                                       callbacks=logs).history)
-    report = {}
-    minutes_left = train.max_minutes - (time.perf_counter() - started) / 60  # meaningful with a budget only
-    if train.completion_epochs and train.max_minutes and minutes_left <= 0:
-        print(f"{job.label} completion stage skipped: the fold's {train.max_minutes:g}-minute budget is spent")
-    elif train.completion_epochs:
-        completed = complete_labels(model, prepared, train, job.training, job.test, job.folds.flip_axis)
-        stage = completion_stage(model, prepared, completed, train, initial_epoch=len(history),
-                                 minutes_left=minutes_left if train.max_minutes else 0.0, log_prefix=job.label,
-                                 callbacks=logs)
-        history = pd.concat([history, pd.DataFrame(stage.history)], ignore_index=True)
-        report = {"filled_coordinates": completed.filled_coordinates, "pseudo_labelled_test_faces": completed.test_faces}
+    networks, histories, report = [], [], {}
+    for member in range(train.members):
+        minutes = 0.0
+        if train.max_minutes:
+            minutes = max((train.max_minutes - (time.perf_counter() - started) / 60) / (train.members - member), 1e-3)
+        if train.members == 1:
+            network, history, report = fit_member(prepared, settings, job, name=prepared.name, minutes=minutes,
+                                                  log_prefix=job.label, callbacks=logs)
+        else:
+            network, history, report = fit_member(
+                reseeded(prepared, member_seed(prepared.seed, member)), settings, job,
+                name=f"{prepared.name}_member{member}", minutes=minutes,
+                log_prefix=f"{job.label} member {member + 1}/{train.members}", callbacks=logs)
+            history = history.assign(member=member)
+        networks.append(network)
+        histories.append(history)
+    history = pd.concat(histories, ignore_index=True)
+    if len(networks) == 1:
+        model, best_val_rmse = networks[0], float(np.nanmin(history.get("val_rmse", pd.Series([np.nan]))))
+    else:  # the mean's own validation RMSE: what the fold's predictions will score
+        model = mean_of(networks, prepared.name)
+        answers = model.predict(prepared.val_batches, verbose=0)
+        best_val_rmse = float(np.sqrt(np.nanmean((answers - prepared.val_batches.targets) ** 2)))
+        print(f"{job.label} mean of {len(networks)} members: val_rmse {best_val_rmse:.4f}")
     seconds = time.perf_counter() - started
-    result = FoldResult(
-        job.specialist, job.fold, float(np.nanmin(history.get("val_rmse", pd.Series([np.nan])))), len(history),
-        seconds, len(history) * len(prepared.train_rows) / seconds,
-    )
+    result = FoldResult(job.specialist, job.fold, best_val_rmse, len(history), seconds,
+                        len(history) * len(prepared.train_rows) / seconds)
     report = {**result.__dict__, "train_faces": len(prepared.train_rows), "val_faces": len(prepared.val_rows),
-              **report, "backend": keras.backend.backend()}
-    predictions = predict_fold(model, prepared, job.training, job.test, job.folds)
+              "members": train.members, **report, "backend": keras.backend.backend()}
+    predictions = predict_fold(model, prepared, job.training, job.test, job.folds, job.config.inference.tta_shift)
     return result, FoldArtifacts(model, predictions, history, job.config.to_dict(), report)
 
 

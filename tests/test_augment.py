@@ -117,6 +117,27 @@ def test_a_reframed_face_lands_within_the_range_and_its_pixels_follow_its_keypoi
             assert moved[0, int(round(y)) - 1, int(round(x)) - 1] > 100  # the dot under the moved label
 
 
+def test_rare_framings_are_the_faces_farthest_from_the_others_and_a_reframed_face_copies_one():
+    """Nine faces near one framing and one small face in a corner: with the rarest 10%, re-framing moves
+    every face's eyes to the corner face's framing."""
+    rng = np.random.default_rng(0)
+    keypoints = np.full((10, 30), np.nan)
+    for row in range(9):
+        x, y, half = 48 + rng.normal(0, 2), 40 + rng.normal(0, 2), 16 + rng.normal(0, 1)
+        keypoints[row, :4] = (x + half, y, x - half, y)
+    keypoints[9, :4] = (86, 80, 80, 80)  # distance 6, midpoint (83, 80)
+    framing = FramingRange.of(keypoints, SPECIALISTS["partial"], rarest=0.1)
+    assert framing.rare == ((6.0, 83.0, 80.0),)
+    assert FramingRange.of(keypoints, SPECIALISTS["partial"]).rare == ()
+
+    config = AugmentConfig(flip=0, rotate=0, scale=0, shift=0, brightness=0, contrast=0, framing=1.0)
+    augmenter = Augmenter(config, SPECIALISTS["partial"].flip_permutation, framing)
+    points = keypoints[:9, :8].reshape(9, 4, 2)
+    _, moved = augmenter(np.zeros((9, 96, 96), np.uint8), points, seed=1)
+    np.testing.assert_allclose(np.linalg.norm(moved[:, 0] - moved[:, 1], axis=1), 6.0, atol=0.05)
+    np.testing.assert_allclose((moved[:, 0] + moved[:, 1]) / 2, np.tile((83.0, 80.0), (9, 1)), atol=0.05)
+
+
 def test_a_flipped_face_carries_its_keypoints_weights_across_with_them(training):
     partial = SPECIALISTS["partial"]
     points = training.keypoints[:4][:, partial.columns].reshape(4, -1, 2)

@@ -230,13 +230,13 @@ def test_tta_is_chosen_by_the_runs_config_or_the_flag(runs, sample):
     by_config = blend_runs([runs / "good", runs / "worse"], training, BlendConfig())
     plain = blend_runs([runs / "good", runs / "worse"], training, BlendConfig(), tta=False)
     assert by_config.tta["good"] is True and plain.tta["good"] is False
-    assert by_config.scores["used"].equals(by_config.scores["flip TTA"])
+    assert by_config.scores["used"].equals(by_config.scores["TTA"])
     assert plain.scores["used"].equals(plain.scores["no TTA"])
-    assert by_config.blend_scores["used"] == by_config.blend_scores["flip TTA"]
+    assert by_config.blend_scores["used"] == by_config.blend_scores["TTA"]
     # the synthetic TTA files are the less noisy ones, and the scores say so
-    assert (by_config.scores["flip TTA"] < by_config.scores["no TTA"]).all()
+    assert (by_config.scores["TTA"] < by_config.scores["no TTA"]).all()
     # both are reported whichever is used
-    assert plain.scores.loc["good", "flip TTA"] == by_config.scores.loc["good", "flip TTA"]
+    assert plain.scores.loc["good", "TTA"] == by_config.scores.loc["good", "TTA"]
 
 
 @pytest.mark.parametrize("other, differs", [("reseeded", "fold_seed 7 vs 42"), ("limited", "limit 200 vs None")])
@@ -322,7 +322,7 @@ def _drop_row(path: Path, row: int) -> None:
 
 
 def _everywhere(runs_dir: Path, name: str, column: str, value) -> None:
-    """``value`` in ``column``'s first row of every fold's flip-TTA test predictions."""
+    """``value`` in ``column``'s first row of every fold's TTA test predictions."""
     for fold in range(3):
         _set_cell(Run(runs_dir / name).predictions_path("test", "flip", "partial", fold), 0, column, value)
 

@@ -10,7 +10,7 @@ from competition.errors import InputError
 from competition.models import build_model, target_statistics
 from competition.models.heatmap import Config as HeatmapConfig
 from competition.models.layers import SoftArgmax
-from competition.predict import predict_pixels, predict_with_flip
+from competition.predict import predict_pixels, predict_with_tta
 from competition.schema import MIRROR_AXIS, SPECIALISTS
 
 SMALL = HeatmapConfig(filters=[4, 8, 8], convs_per_block=1, dropout=0.0)
@@ -88,7 +88,7 @@ def test_a_mirror_symmetric_heatmap_network_is_flip_equivariant_through_tta(name
     model = build_model(SMALL, mean, spread, 1e-3)
     make_mirror_symmetric(model, specialist.flip_permutation, np.random.default_rng(1))
     faces = training.images[:8]
-    plain, with_tta = predict_with_flip(model, faces, specialist)
+    plain, with_tta = predict_with_tta(model, faces, specialist)
     np.testing.assert_allclose(with_tta, plain, atol=2e-3)
     assert plain.std(axis=0).max() > 1  # the faces move the points: the network, not only the prior, is tested
     on_mirror = predict_pixels(model, np.ascontiguousarray(faces[:, :, ::-1])).reshape(len(faces), -1, 2)

@@ -14,6 +14,7 @@ from competition.dataset import FaceBatches
 from competition.errors import InputError
 from competition.folds import Folds, make_folds
 from competition.jobs import FoldJob
+from competition.schema import COORDINATES
 from competition.models.regression import Config as RegressionConfig
 from competition.train import build_fold_model, complete_labels, learning_rate, prepare_fold, train_stage
 
@@ -208,3 +209,34 @@ def test_completion_is_a_second_stage_after_an_unchanged_first_one(tmp_path, tra
     train_rows = folds.training_rows(1)
     assert reports[2]["filled_coordinates"] == np.isnan(faces.keypoints[train_rows]).sum() > 0
     assert "filled_coordinates" not in reports[0]
+
+
+def test_a_fold_of_two_members_saves_one_model_answering_their_mean(tmp_path, training):
+    """``train.members = 2``: the first member trains exactly as a one-member fold does, the second from
+    another seed; the saved model predicts the mean of the two, and the fold reports that mean's RMSE."""
+    from competition.runs import Run
+    from competition.train import train_fold
+
+    faces = training.head(90)
+    folds = make_folds(faces, 3, 0)
+    test = TestSet(np.arange(1, 6), training.images[:5])
+    runs = {}
+    for members in (1, 2):
+        config = Config(specialists={"full": tiny_settings(epochs=2, members=members),
+                                     "partial": SpecialistConfig(enabled=False)})
+        runs[members] = Run(tmp_path / f"members{members}")
+        train_fold(FoldJob(runs[members].path, "full", 1, config, faces, test, folds))
+    one, two = runs[1].history("full", 1), runs[2].history("full", 1)
+    assert len(two) == 4 and list(two.member) == [0, 0, 1, 1]
+    np.testing.assert_allclose(two.val_rmse[:2], one.val_rmse)
+
+    model = keras.saving.load_model(runs[2].models("full")[1], compile=False)
+    images = faces.images[folds.validation_rows(1)][..., None].astype("float32")
+    member_answers = [model.get_layer(f"full_fold1_member{m}").predict(images, verbose=0) for m in (0, 1)]
+    assert not np.allclose(*member_answers, atol=1e-3)
+    np.testing.assert_allclose(model.predict(images, verbose=0), np.mean(member_answers, axis=0), atol=1e-4)
+
+    oof = runs[2].oof("plain", ["full"])["full"].drop(columns="fold")
+    labels = faces.keypoints[oof.index][:, [COORDINATES.index(c) for c in oof.columns]]
+    by_hand = np.sqrt(np.nanmean((oof.to_numpy() - labels) ** 2))
+    assert runs[2].fold_reports("full")[1]["best_val_rmse"] == pytest.approx(by_hand, rel=1e-4)

@@ -7,7 +7,7 @@ from keras import ops
 
 from competition.models import build_model
 from competition.models.regression import Config as RegressionConfig
-from competition.predict import predict_pixels, predict_with_flip
+from competition.predict import predict_pixels, predict_with_tta, shift_grid, shifted_faces, tta_views
 from competition.schema import FIRST_PIXEL_CENTRE, FLIP_PAIRS, IMAGE_SIZE, MIRROR_AXIS, SPECIALISTS
 
 
@@ -55,7 +55,7 @@ def faces(training):
 def test_an_equivariant_model_gives_the_same_points_with_and_without_tta(name, faces):
     specialist = SPECIALISTS[name]
     model = MirrorEquivariantCentroids(specialist)
-    plain, with_tta = predict_with_flip(model, faces, specialist)
+    plain, with_tta = predict_with_tta(model, faces, specialist)
     np.testing.assert_allclose(with_tta, plain, atol=1e-3)
     # Mapping the mirror's points back without the left/right swap (imgaug's Fliplr alone), or
     # without mirroring x, lands far from the face's points: the agreement above is not free.
@@ -75,9 +75,68 @@ def test_tta_of_a_constant_model_averages_each_point_with_its_mirror_partner(fac
     mean = np.array([66.0, 37.0, 30.0, 39.0, 48.0, 60.0, 49.0, 80.0])
     small = RegressionConfig(filters=[4], convs_per_block=1, dense_units=4, dropout=0.0)
     model = build_model(small, mean, np.ones(8), 1e-3)
-    plain, with_tta = predict_with_flip(model, faces, specialist)
+    plain, with_tta = predict_with_tta(model, faces, specialist)
     np.testing.assert_allclose(plain, np.tile(mean, (len(faces), 1)), atol=1e-4)
     # Mirror axis 97 (1-based pixel centres). Left eye x: (66 + (97 - 30)) / 2; y: (37 + 39) / 2;
     # the nose and lip mirror onto themselves: (48 + (97 - 48)) / 2, (49 + (97 - 49)) / 2
     expected = [66.5, 38.0, 30.5, 38.0, 48.5, 60.0, 48.5, 80.0]
     np.testing.assert_allclose(with_tta, np.tile(expected, (len(faces), 1)), atol=1e-4)
+
+
+class BrightestDot(keras.Model):
+    """Every keypoint at the brightness-weighted centroid of the face (label pixels): on a black face with
+    one bright dot, the dot itself, wherever it is moved or mirrored."""
+
+    def call(self, faces):
+        weights = ops.reshape(ops.cast(faces, "float32"), (-1, IMAGE_SIZE * IMAGE_SIZE))
+        x, y = np.meshgrid(np.arange(IMAGE_SIZE) + FIRST_PIXEL_CENTRE, np.arange(IMAGE_SIZE) + FIRST_PIXEL_CENTRE)
+        mass = ops.sum(weights, axis=1, keepdims=True)
+        centre_x = ops.matmul(weights, ops.convert_to_tensor(x.reshape(-1, 1), "float32")) / mass
+        centre_y = ops.matmul(weights, ops.convert_to_tensor(y.reshape(-1, 1), "float32")) / mass
+        return ops.tile(ops.concatenate([centre_x, centre_y], axis=1), (1, 15))
+
+
+def test_shifted_faces_move_their_content_and_replicate_the_edges():
+    faces = np.zeros((1, IMAGE_SIZE, IMAGE_SIZE), np.uint8)
+    faces[0, 50, 40] = 200
+    faces[0, :, 0] = 7  # the left column
+    moved = shifted_faces(faces, 3, -2)
+    assert moved.shape == faces.shape and moved[0, 48, 43] == 200 and moved[0, 50, 40] == 0
+    assert (moved[0, :, :4] == 7).all() and (moved[0, :, 4:] != 7).all()  # the left column spread over 4
+
+
+@pytest.mark.parametrize("shift", [0, 3])
+def test_every_tta_view_maps_a_dots_points_back_onto_the_dot(shift):
+    """The mirror and shift views of a face with one dot each put the dot back where it is: a view moved
+    back the wrong way, or not mirrored back, would miss it by pixels."""
+    faces = np.zeros((4, IMAGE_SIZE, IMAGE_SIZE), np.uint8)
+    spots = [(50, 40), (10, 80), (85, 12), (47, 48)]  # (row, column)
+    for face, (row, column) in zip(faces, spots):
+        face[row, column] = 255
+    expected = np.array([[column + FIRST_PIXEL_CENTRE, row + FIRST_PIXEL_CENTRE] * 15 for row, column in spots])
+    views = tta_views(BrightestDot(), faces, SPECIALISTS["full"], shift=shift)
+    assert len(views) == 2 * len(shift_grid(shift)) == (18 if shift else 2)
+    for view in views:
+        np.testing.assert_allclose(view, expected, atol=1e-3)
+    plain, with_tta = predict_with_tta(BrightestDot(), faces, SPECIALISTS["full"], shift=shift)
+    np.testing.assert_allclose(plain, views[0])
+    np.testing.assert_allclose(with_tta, expected, atol=1e-3)
+
+
+def test_the_graphs_tta_views_give_what_predict_with_tta_gives(faces):
+    """`fkp export`'s TTA inside the graph (shift and mirror layers) against the NumPy views, on a small
+    untrained network whose answers depend on every pixel."""
+    from competition.export import tta_faces, tta_points
+
+    specialist = SPECIALISTS["partial"]
+    small = RegressionConfig(filters=[4], convs_per_block=1, dense_units=4, dropout=0.0)
+    keras.utils.set_random_seed(3)
+    model = build_model(small, np.full(8, 48.0), np.full(8, 5.0), 1e-3)
+    model.layers[-2].set_weights([w + 0.3 for w in model.layers[-2].get_weights()])  # not the mean face alone
+    for shift in (0, 2):
+        inputs = keras.Input((IMAGE_SIZE, IMAGE_SIZE, 1))
+        graph = keras.Model(inputs, tta_points(model, tta_faces(inputs, shift), specialist, 97.0))
+        _, expected = predict_with_tta(model, faces, specialist, shift=shift, mirror_axis=97.0)
+        got = graph.predict(faces[..., None].astype("float32"), verbose=0)
+        np.testing.assert_allclose(got, expected, atol=1e-3)
+        assert np.abs(expected - predict_pixels(model, faces)).max() > 0.01  # the views do differ

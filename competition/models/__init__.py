@@ -47,6 +47,17 @@ def build_model(config: ModelConfig, target_mean: np.ndarray, target_spread: np.
     return model
 
 
+def mean_of(members: list, name: str):
+    """One model answering the mean of ``members``' outputs: a fold's networks saved, loaded, predicted and
+    exported as one."""
+    import keras
+
+    networks = [keras.Model(member.inputs[0], member.outputs[0], name=member.name) for member in members]  # uncompiled
+    faces = keras.Input(members[0].inputs[0].shape[1:], name="face")
+    return keras.Model(faces, keras.layers.Average(name="member_mean")([network(faces) for network in networks]),
+                       name=name)
+
+
 def compile_for_weighted_labels(model, learning_rate) -> None:
     """Recompile ``model`` for batches that weigh each coordinate (labels completed by a first model):
     a fresh Adam, the per-coordinate masked loss and the same pixel RMSE metric."""

@@ -68,6 +68,49 @@ class MirroredPointsBack(layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="fkp")
+class ShiftFaces(layers.Layer):
+    """Faces (N, H, W, C) with their content moved ``dx`` pixels right and ``dy`` down, the edges replicated:
+    shift test-time augmentation inside a graph (``predict.shifted_faces``)."""
+
+    def __init__(self, dx, dy, **kwargs):
+        super().__init__(**kwargs)
+        self.dx, self.dy = int(dx), int(dy)
+
+    @staticmethod
+    def _along(faces, step, axis):
+        if step == 0:
+            return faces
+        size = faces.shape[axis]
+        if step > 0:  # the first row/column repeated in front
+            edge = ops.take(faces, [0] * step, axis=axis)
+            return ops.concatenate([edge, ops.take(faces, list(range(size - step)), axis=axis)], axis=axis)
+        edge = ops.take(faces, [size - 1] * -step, axis=axis)
+        return ops.concatenate([ops.take(faces, list(range(-step, size)), axis=axis), edge], axis=axis)
+
+    def call(self, faces):
+        return self._along(self._along(faces, self.dy, 1), self.dx, 2)
+
+    def get_config(self):
+        return {**super().get_config(), "dx": self.dx, "dy": self.dy}
+
+
+@keras.saving.register_keras_serializable(package="fkp")
+class MovePoints(layers.Layer):
+    """Keypoints (N, 2K) moved by (``dx``, ``dy``) pixels: a shifted face's points moved back."""
+
+    def __init__(self, dx, dy, **kwargs):
+        super().__init__(**kwargs)
+        self.dx, self.dy = float(dx), float(dy)
+
+    def call(self, points):
+        pairs = ops.reshape(points, (-1, points.shape[-1] // 2, 2))
+        return ops.reshape(pairs + ops.convert_to_tensor([self.dx, self.dy], points.dtype), (-1, points.shape[-1]))
+
+    def get_config(self):
+        return {**super().get_config(), "dx": self.dx, "dy": self.dy}
+
+
+@keras.saving.register_keras_serializable(package="fkp")
 class TakeColumns(layers.Layer):
     """The chosen columns of (N, D), in order: which network answers each coordinate."""
 

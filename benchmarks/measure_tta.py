@@ -1,0 +1,64 @@
+"""Score a run's saved fold models under each shift of shift TTA, without retraining.
+
+For every shift asked (0: flips alone), every finished fold's model predicts its out-of-fold faces
+with `predict.predict_with_tta`; the printed line is the leaderboard-style OOF score (all faces, per
+annotation style, worst 20) and the seconds it took. The run's own `inference.tta_shift` decides what
+`fkp cv` wrote; this tells which shift to set. Measured on the data the run was trained on:
+
+    python benchmarks/measure_tta.py --run runs/cpu --data ../shared/fkp-data --shifts 0 1 2 3 4
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from common import default_data_dir
+
+from competition import data
+from competition.blend import checked_run
+from competition.evaluate import mix_oof, score
+from competition.schema import COORDINATES, SPECIALISTS
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--run", type=Path, required=True, help="A run folder (runs/<name>).")
+    parser.add_argument("--data", type=Path, default=default_data_dir())
+    parser.add_argument("--shifts", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    args = parser.parse_args()
+
+    import keras
+
+    import competition.models.layers  # noqa: F401 - registers the layers the saved models use
+    import competition.models.losses  # noqa: F401
+    from competition.predict import predict_with_tta
+
+    training = data.load_training(args.data)
+    run = checked_run(args.run, training)
+    frames = run.oof("flip")  # which rows each fold predicted
+    models = {name: {fold: keras.saving.load_model(path, compile=False) for fold, path in run.models(name).items()}
+              for name in run.spec.specialists}
+    print(f"{run.path}: {', '.join(f'{n} {sorted(m)}' for n, m in models.items())}, mirror axis {run.spec.mirror_axis:g}")
+    for shift in args.shifts:
+        started = time.perf_counter()
+        predicted = {}
+        for name, folds in models.items():
+            frame = frames[name].copy()
+            for fold, model in folds.items():
+                rows = frame.index[frame["fold"] == fold].to_numpy()
+                _, tta = predict_with_tta(model, training.images[rows], SPECIALISTS[name],
+                                          mirror_axis=run.spec.mirror_axis, shift=shift)
+                frame.loc[rows, list(SPECIALISTS[name].coordinates)] = tta
+            predicted[name] = frame
+        mixed = mix_oof(predicted, run.spec.resolved.inference.prefer)
+        rows = mixed.index.to_numpy()
+        scores = score(training.keypoints[rows], mixed[list(COORDINATES)].to_numpy(), training.style[rows])
+        views = 2 * (9 if shift else 1)
+        print(f"tta_shift {shift} ({views} views): " + ", ".join(f"{k} {v:.5f}" for k, v in scores.items())
+              + f"; {time.perf_counter() - started:.0f} s for {len(rows)} faces")
+
+
+if __name__ == "__main__":
+    main()
