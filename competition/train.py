@@ -26,7 +26,7 @@ from .folds import Folds
 from .jobs import FoldJob, FoldResult, member_seed
 from .models import build_model, compile_for_weighted_labels, mean_of, target_statistics
 from .predict import PREDICT_BATCH, predict_with_tta
-from .runs import FoldArtifacts, Run
+from .runs import VARIANTS, FoldArtifacts, Run
 from .schema import SPECIALISTS, Specialist
 
 
@@ -183,8 +183,8 @@ def predict_fold(model: keras.Model, prepared: PreparedFold, training: TrainingS
     predictions = {}
     for kind, images, key, ids in (("oof", training.images[oof_rows], "row", oof_rows),
                                    ("test", test.images, "ImageId", test.image_ids)):
-        flipped = predict_with_tta(model, images, prepared.specialist, mirror_axis=folds.flip_axis, shift=shift)
-        for variant, values in zip(("plain", "flip"), flipped):
+        predicted = predict_with_tta(model, images, prepared.specialist, mirror_axis=folds.flip_axis, shift=shift)
+        for variant, values in zip(VARIANTS, predicted):
             frame = pd.DataFrame(values, columns=coordinates)
             frame.insert(0, key, ids)
             predictions[kind, variant] = frame
@@ -246,11 +246,11 @@ def fit_member(prepared: PreparedFold, settings: SpecialistConfig, job: FoldJob,
     started = time.perf_counter()
     history = pd.DataFrame(train_stage(model, prepared, dataclasses.replace(train, max_minutes=minutes),
                                        epochs=train.epochs, log_prefix=log_prefix, callbacks=callbacks).history)
-    minutes_left = minutes - (time.perf_counter() - started) / 60  # meaningful with a budget only
-    if train.completion_epochs and minutes and minutes_left <= 0:
-        print(f"{log_prefix} completion stage skipped: its {minutes:g}-minute budget is spent")
-        return model, history, {}
     if not train.completion_epochs:
+        return model, history, {}
+    minutes_left = minutes - (time.perf_counter() - started) / 60  # meaningful with a budget only
+    if minutes and minutes_left <= 0:
+        print(f"{log_prefix} completion stage skipped: its {minutes:g}-minute budget is spent")
         return model, history, {}
     completed = complete_labels(model, prepared, train, job.training, job.test, job.folds.flip_axis)
     stage = completion_stage(model, prepared, completed, train, initial_epoch=len(history),
