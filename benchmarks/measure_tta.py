@@ -29,16 +29,13 @@ def main() -> None:
     parser.add_argument("--shifts", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     args = parser.parse_args()
 
-    import keras
-
-    import competition.models.layers  # noqa: F401 - registers the layers the saved models use
-    import competition.models.losses  # noqa: F401
-    from competition.predict import predict_with_tta
+    from competition.export import fold_models
+    from competition.predict import predict_with_tta, shift_grid
 
     training = data.load_training(args.data)
     run = checked_run(args.run, training)
     frames = run.oof("flip")  # which rows each fold predicted
-    models = {name: {fold: keras.saving.load_model(path, compile=False) for fold, path in run.models(name).items()}
+    models = {name: dict(zip(sorted(run.models(name)), fold_models(run, name, allow_partial=True)))
               for name in run.spec.specialists}
     print(f"{run.path}: {', '.join(f'{n} {sorted(m)}' for n, m in models.items())}, mirror axis {run.spec.mirror_axis:g}")
     for shift in args.shifts:
@@ -55,8 +52,7 @@ def main() -> None:
         mixed = mix_oof(predicted, run.spec.resolved.inference.prefer)
         rows = mixed.index.to_numpy()
         scores = score(training.keypoints[rows], mixed[list(COORDINATES)].to_numpy(), training.style[rows])
-        views = 2 * (9 if shift else 1)
-        print(f"tta_shift {shift} ({views} views): " + ", ".join(f"{k} {v:.5f}" for k, v in scores.items())
+        print(f"tta_shift {shift} ({2 * len(shift_grid(shift))} views): " + ", ".join(f"{k} {v:.5f}" for k, v in scores.items())
               + f"; {time.perf_counter() - started:.0f} s for {len(rows)} faces")
 
 

@@ -22,6 +22,7 @@ from .config import SpecialistConfig, TrainConfig
 from .data import TestSet, TrainingSet
 from .dataset import FaceBatches
 from .errors import InputError
+from .evaluate import rmse
 from .folds import Folds
 from .jobs import FoldJob, FoldResult, member_seed
 from .models import build_model, compile_for_weighted_labels, mean_of, target_statistics
@@ -261,7 +262,9 @@ def fit_member(prepared: PreparedFold, settings: SpecialistConfig, job: FoldJob,
 
 
 def reseeded(prepared: PreparedFold, seed: int) -> PreparedFold:
-    """The same fold with its own seed: other weights, shuffling and augmentation."""
+    """The same fold with its own seed: other weights, shuffling and augmentation (itself for its own seed)."""
+    if seed == prepared.seed:
+        return prepared
     batches = prepared.train_batches
     return dataclasses.replace(prepared, seed=seed, train_batches=FaceBatches(
         batches.images, batches.targets, batches.batch_size, augmenter=batches.augmenter, shuffle=True, seed=seed,
@@ -279,35 +282,32 @@ def fit_fold(job: FoldJob, logs_dir: Path, callbacks=()) -> tuple[FoldResult, Fo
     logs = [*tensorboard_logs(logs_dir, job.label), *callbacks]
     started = time.perf_counter()
     networks, histories, report = [], [], {}
+    alone = train.members == 1  # named, logged and recorded as before members existed
     for member in range(train.members):
         minutes = 0.0
         if train.max_minutes:
             minutes = max((train.max_minutes - (time.perf_counter() - started) / 60) / (train.members - member), 1e-3)
-        if train.members == 1:
-            network, history, report = fit_member(prepared, settings, job, name=prepared.name, minutes=minutes,
-                                                  log_prefix=job.label, callbacks=logs)
-        else:
-            network, history, report = fit_member(
-                reseeded(prepared, member_seed(prepared.seed, member)), settings, job,
-                name=f"{prepared.name}_member{member}", minutes=minutes,
-                log_prefix=f"{job.label} member {member + 1}/{train.members}", callbacks=logs)
-            history = history.assign(member=member)
+        network, history, report = fit_member(
+            reseeded(prepared, member_seed(prepared.seed, member)), settings, job,
+            name=prepared.name if alone else f"{prepared.name}_member{member}", minutes=minutes,
+            log_prefix=job.label if alone else f"{job.label} member {member + 1}/{train.members}", callbacks=logs)
         networks.append(network)
-        histories.append(history)
-    history = pd.concat(histories, ignore_index=True)
-    if len(networks) == 1:
-        model, best_val_rmse = networks[0], float(np.nanmin(history.get("val_rmse", pd.Series([np.nan]))))
-    else:  # the mean's own validation RMSE: what the fold's predictions will score
-        model = mean_of(networks, prepared.name)
-        answers = model.predict(prepared.val_batches, verbose=0)
-        best_val_rmse = float(np.sqrt(np.nanmean((answers - prepared.val_batches.targets) ** 2)))
-        print(f"{job.label} mean of {len(networks)} members: val_rmse {best_val_rmse:.4f}")
+        histories.append(history if alone else history.assign(member=member))
     seconds = time.perf_counter() - started
+    history = pd.concat(histories, ignore_index=True)
+    model = networks[0] if alone else mean_of(networks, prepared.name)
+    predictions = predict_fold(model, prepared, job.training, job.test, job.folds, job.config.inference.tta_shift)
+    if alone:
+        best_val_rmse = float(np.nanmin(history.get("val_rmse", pd.Series([np.nan]))))
+    else:  # the mean's own validation RMSE, from its plain out-of-fold predictions
+        plain = predictions["oof", "plain"]
+        best_val_rmse = rmse(job.training.keypoints[np.ix_(plain["row"].to_numpy(), prepared.specialist.columns)],
+                             plain[list(prepared.specialist.coordinates)].to_numpy())
+        print(f"{job.label} mean of {len(networks)} members: val_rmse {best_val_rmse:.4f}")
     result = FoldResult(job.specialist, job.fold, best_val_rmse, len(history), seconds,
                         len(history) * len(prepared.train_rows) / seconds)
     report = {**result.__dict__, "train_faces": len(prepared.train_rows), "val_faces": len(prepared.val_rows),
               "members": train.members, **report, "backend": keras.backend.backend()}
-    predictions = predict_fold(model, prepared, job.training, job.test, job.folds, job.config.inference.tta_shift)
     return result, FoldArtifacts(model, predictions, history, job.config.to_dict(), report)
 
 
