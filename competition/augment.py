@@ -48,22 +48,26 @@ def imgaug_flip(images: np.ndarray, points: np.ndarray, permutation: np.ndarray,
 
 @dataclass(frozen=True)
 class FramingRange:
-    """How faces are framed across the training labels: the range of the inter-ocular distance and of
-    the eye centres' midpoint (labels' pixels). Rare framings (a small face in a corner, a face
-    zoomed far in) lie at its edges; re-framing draws uniformly within it so they are seen often, or,
-    with ``rare`` framings, copies one of those: the training faces' own most unusual framings."""
+    """How faces are framed across the training labels: the range of the inter-ocular distance, of
+    the eye centres' midpoint (labels' pixels) and of the eye line's angle (radians, 0 level). Rare framings
+    (a small face in a corner, a face zoomed far in) lie at its edges; re-framing draws uniformly within it
+    so they are seen often, or, with ``rare`` framings, copies one of those: the training faces' own most
+    unusual framings. Test-time re-framing (``predict``) moves faces into the range's middle."""
 
     eye_distance: tuple[float, float]
     midpoint_x: tuple[float, float]
     midpoint_y: tuple[float, float]
+    angle: tuple[float, float]
     eyes: tuple[int, int]  # where the left and right eye centres are among a specialist's keypoints
     rare: tuple[tuple[float, float, float], ...] = ()  # (eye distance, midpoint x, midpoint y) of each
 
     @classmethod
-    def of(cls, keypoints: np.ndarray, specialist: Specialist, rarest: float = 0.0) -> FramingRange | None:
+    def of(cls, keypoints: np.ndarray, specialist: Specialist, rarest: float = 0.0,
+           middle: float = 0.0) -> FramingRange | None:
         """From (N, 30) labels; None when the specialist lacks the eye centres or no face has both. With
         ``rarest`` > 0, that fraction of the faces (at least one) whose framing lies farthest from the
-        others' (Mahalanobis distance over log eye distance and midpoint) are kept as ``rare``."""
+        others' (Mahalanobis distance over log eye distance and midpoint) are kept as ``rare``. Each range
+        runs from the ``middle`` quantile to the 1 - ``middle`` one (0: the whole range)."""
         if not {EYES[0], EYES[1]} <= set(specialist.keypoints):
             return None
         left, right = (keypoints[:, 2 * KEYPOINTS.index(eye) : 2 * KEYPOINTS.index(eye) + 2] for eye in EYES)
@@ -80,10 +84,19 @@ class FramingRange:
             unusual = np.argsort(-np.einsum("ij,jk,ik->i", centred, spread, centred), kind="stable")
             kept = unusual[: max(1, round(rarest * len(framings)))]
             rare = tuple((float(distance[i]), float(midpoint[i, 0]), float(midpoint[i, 1])) for i in kept)
-        return cls((float(distance.min()), float(distance.max())),
-                   (float(midpoint[:, 0].min()), float(midpoint[:, 0].max())),
-                   (float(midpoint[:, 1].min()), float(midpoint[:, 1].max())),
+        line = left[both] - right[both]
+        angle = np.arctan2(line[:, 1], line[:, 0])
+
+        def spread(values: np.ndarray) -> tuple[float, float]:
+            return float(np.quantile(values, middle)), float(np.quantile(values, 1 - middle))
+
+        return cls(spread(distance), spread(midpoint[:, 0]), spread(midpoint[:, 1]), spread(angle),
                    tuple(specialist.keypoints.index(eye) for eye in EYES), rare)
+
+    def bounds(self) -> dict:
+        """The ranges and the eyes' places, as ``models.layers.Reframing``'s arguments (plain, for fold.json)."""
+        return {"eyes": list(self.eyes), "eye_distance": list(self.eye_distance), "angle": list(self.angle),
+                "midpoint_x": list(self.midpoint_x), "midpoint_y": list(self.midpoint_y)}
 
     def reframe(self, points: np.ndarray, rng: np.random.Generator):
         """An imgaug affine taking one face's eyes ((K, 2) label pixels) to a framing drawn uniformly within

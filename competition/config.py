@@ -86,6 +86,11 @@ class InferenceConfig:
     # with tta, also at each whole-pixel shift of the 3x3 grid {-tta_shift, 0, tta_shift}^2 (0: the face alone);
     # read when a fold predicts, so it is fixed in the run's TTA predictions
     tta_shift: int = setting(0, low=0, high=16)
+    # with tta, a face whose predicted framing (eye distance, eye-line angle, eye midpoint) lies outside the
+    # [q, 1 - q] quantiles of the fold's training faces' is moved the least way into them and predicted again
+    # (0: off); its points, mapped back, weigh `reframe_weight` in the face's prediction
+    reframe: float = setting(0.0, low=0, below=0.5)
+    reframe_weight: float = setting(0.75, low=0, high=1)
     # Which trained specialist answers a coordinate: the first of this order that predicts it.
     prefer: list[str] = setting(list(SMALLEST_FIRST), choices=tuple(SPECIALISTS))
 

@@ -2,7 +2,8 @@
 
 The model is built from the run's saved fold models as one Keras functional graph: every fold of
 every trained specialist, optionally TTA (the mirrored face's points mapped back and averaged
-with the face's, at each shift of the run's ``inference.tta_shift``), the fold average, then each coordinate taken from the specialist the run's
+with the face's, at each shift of the run's ``inference.tta_shift``, and again on the re-framed face with
+``inference.reframe``), the fold average, then each coordinate taken from the specialist the run's
 ``inference.prefer`` picks. It computes what `fkp blend` averages from the fold test files
 (``blend.leaderboard_test``): raw (N, 96, 96, 1) float32 faces 0..255 in, (N, 30) label pixels out
 (COORDINATES order).
@@ -40,21 +41,21 @@ def fold_models(run: Run, specialist: str, allow_partial: bool) -> list[keras.Mo
     return [keras.saving.load_model(path, compile=False) for _, path in sorted(paths.items())]
 
 
-def tta_faces(faces, shift: int) -> dict[tuple[int, int, bool], object]:
+def tta_faces(faces, shift: int, prefix: str = "") -> dict[tuple[int, int, bool], object]:
     """Every TTA view of the graph's faces, by (dx, dy, mirrored): ``predict.tta_views``' views."""
     views = {}
     for dx, dy in shift_grid(shift):
-        moved = faces if dx == dy == 0 else fkp_layers.ShiftFaces(dx, dy, name=f"faces_shifted_{dx}_{dy}")(faces)
+        moved = faces if dx == dy == 0 else fkp_layers.ShiftFaces(dx, dy, name=f"{prefix}faces_shifted_{dx}_{dy}")(faces)
         views[dx, dy, False] = moved
-        views[dx, dy, True] = fkp_layers.MirrorFaces(name=f"mirrored_faces_shifted_{dx}_{dy}")(moved)
+        views[dx, dy, True] = fkp_layers.MirrorFaces(name=f"{prefix}mirrored_faces_shifted_{dx}_{dy}")(moved)
     return views
 
 
-def tta_points(model: keras.Model, views: dict, specialist, mirror_axis: float):
+def tta_points(model: keras.Model, views: dict, specialist, mirror_axis: float, prefix: str = ""):
     """A fold model's points averaged over the TTA views, each mapped back to the face: as ``predict_with_tta``."""
     answers = []
     for (dx, dy, mirrored), view in views.items():
-        label = f"{model.name}_{dx}_{dy}{'_mirrored' if mirrored else ''}"
+        label = f"{prefix}{model.name}_{dx}_{dy}{'_mirrored' if mirrored else ''}"
         points = model(view)
         if mirrored:
             points = fkp_layers.MirroredPointsBack(specialist.flip_permutation, mirror_axis,
@@ -62,19 +63,38 @@ def tta_points(model: keras.Model, views: dict, specialist, mirror_axis: float):
         if dx or dy:
             points = fkp_layers.MovePoints(-dx, -dy, name=f"{label}_moved_back")(points)
         answers.append(points)
-    return keras.layers.Average(name=f"{model.name}_tta")(answers)
+    return keras.layers.Average(name=f"{prefix}{model.name}_tta")(answers)
+
+
+def reframed_tta_points(model: keras.Model, faces, points, report: dict, shift: int, specialist, mirror_axis: float):
+    """``points`` (a fold model's TTA answer) mixed with its answer on the faces re-framed by the fold's bounds
+    (its fold.json): as ``predict_with_tta`` with ``reframe``."""
+    name = model.name
+    transforms = fkp_layers.Reframing(**report["reframe"], name=f"{name}_reframing")(points)
+    moved = fkp_layers.ReframedFaces(name=f"{name}_reframed_faces")([faces, transforms])
+    again = tta_points(model, tta_faces(moved, shift, f"{name}_reframed_"), specialist, mirror_axis, "reframed_")
+    back = fkp_layers.ReframedPointsBack(name=f"{name}_reframed_back")([again, transforms])
+    return fkp_layers.MixPoints(report["reframe_weight"], name=f"{name}_reframed_mix")([points, back])
 
 
 def run_model(run: Run, tta: bool, allow_partial: bool = False) -> keras.Model:
     """The whole run as one model: faces (N, 96, 96, 1) 0..255 -> (N, 30) keypoints in label pixels."""
     faces = keras.Input((IMAGE_SIZE, IMAGE_SIZE, 1), name="faces")
-    views = tta_faces(faces, run.spec.resolved.inference.tta_shift) if tta else {}
+    shift = run.spec.resolved.inference.tta_shift
+    views = tta_faces(faces, shift) if tta else {}
     answers = {}
     for name in run.spec.specialists:
         specialist = SPECIALISTS[name]
+        reports = [report for _, report in sorted(run.fold_reports(name).items())]
         folds = []
-        for model in fold_models(run, name, allow_partial):
-            folds.append(tta_points(model, views, specialist, run.spec.mirror_axis) if tta else model(faces))
+        for model, report in zip(fold_models(run, name, allow_partial), reports):
+            if not tta:
+                folds.append(model(faces))
+                continue
+            points = tta_points(model, views, specialist, run.spec.mirror_axis)
+            if "reframe" in report:
+                points = reframed_tta_points(model, faces, points, report, shift, specialist, run.spec.mirror_axis)
+            folds.append(points)
         answers[name] = folds[0] if len(folds) == 1 else keras.layers.Average(name=f"{name}_fold_average")(folds)
     names = list(answers)
     offsets = dict(zip(names, [sum(len(SPECIALISTS[n].coordinates) for n in names[:i]) for i in range(len(names))]))

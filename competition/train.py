@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from .augment import Augmenter, FramingRange
-from .config import SpecialistConfig, TrainConfig
+from .config import InferenceConfig, SpecialistConfig, TrainConfig
 from .data import TestSet, TrainingSet
 from .dataset import FaceBatches
 from .errors import InputError
@@ -26,7 +26,7 @@ from .evaluate import rmse
 from .folds import Folds
 from .jobs import FoldJob, FoldResult, member_seed
 from .models import build_model, compile_for_weighted_labels, mean_of, target_statistics
-from .predict import PREDICT_BATCH, predict_with_tta
+from .predict import PREDICT_BATCH, Reframe, predict_with_tta
 from .runs import VARIANTS, FoldArtifacts, Run
 from .schema import SPECIALISTS, Specialist
 
@@ -176,15 +176,16 @@ def train_stage(
 
 
 def predict_fold(model: keras.Model, prepared: PreparedFold, training: TrainingSet, test: TestSet,
-                 folds: Folds, shift: int = 0) -> dict[tuple[str, str], pd.DataFrame]:
+                 folds: Folds, shift: int = 0, reframe: Reframe | None = None) -> dict[tuple[str, str], pd.DataFrame]:
     """Out-of-fold predictions for every validation face (labelled or not) and the test set's, each plain
-    and with TTA (flips, and whole-pixel shifts of ``shift``)."""
+    and with TTA (flips, whole-pixel shifts of ``shift``, and ``reframe``)."""
     coordinates = list(prepared.specialist.coordinates)
     oof_rows = folds.validation_rows(prepared.fold)
     predictions = {}
     for kind, images, key, ids in (("oof", training.images[oof_rows], "row", oof_rows),
                                    ("test", test.images, "ImageId", test.image_ids)):
-        predicted = predict_with_tta(model, images, prepared.specialist, mirror_axis=folds.flip_axis, shift=shift)
+        predicted = predict_with_tta(model, images, prepared.specialist, mirror_axis=folds.flip_axis, shift=shift,
+                                     reframe=reframe)
         for variant, values in zip(VARIANTS, predicted):
             frame = pd.DataFrame(values, columns=coordinates)
             frame.insert(0, key, ids)
@@ -271,6 +272,15 @@ def reseeded(prepared: PreparedFold, seed: int) -> PreparedFold:
         workers=batches.workers, use_multiprocessing=False))
 
 
+def fold_reframe(inference: InferenceConfig, train_keypoints: np.ndarray, specialist: Specialist) -> Reframe | None:
+    """The fold's test-time re-framing (its TTA predictions'): into the middle of its training faces' framings
+    (its validation faces' are never read); None when off, or for a specialist without the eye centres."""
+    if not inference.reframe:
+        return None
+    framing = FramingRange.of(train_keypoints, specialist, middle=inference.reframe)
+    return Reframe(framing.bounds(), inference.reframe_weight) if framing else None
+
+
 def fit_fold(job: FoldJob, logs_dir: Path, callbacks=()) -> tuple[FoldResult, FoldArtifacts]:
     """One fold job, start to finish: ``train.members`` networks (``fit_member``), each given an equal share
     of what is left of the fold's budget; the fold's model is their mean. Its TensorBoard logs go in
@@ -296,7 +306,8 @@ def fit_fold(job: FoldJob, logs_dir: Path, callbacks=()) -> tuple[FoldResult, Fo
     seconds = time.perf_counter() - started
     history = pd.concat(histories, ignore_index=True)
     model = networks[0] if alone else mean_of(networks, prepared.name)
-    predictions = predict_fold(model, prepared, job.training, job.test, job.folds, job.config.inference.tta_shift)
+    reframe = fold_reframe(job.config.inference, job.training.keypoints[prepared.train_rows], prepared.specialist)
+    predictions = predict_fold(model, prepared, job.training, job.test, job.folds, job.config.inference.tta_shift, reframe)
     if alone:
         best_val_rmse = float(np.nanmin(history.get("val_rmse", pd.Series([np.nan]))))
     else:  # the mean's own validation RMSE, from its plain out-of-fold predictions
@@ -307,7 +318,8 @@ def fit_fold(job: FoldJob, logs_dir: Path, callbacks=()) -> tuple[FoldResult, Fo
     result = FoldResult(job.specialist, job.fold, best_val_rmse, len(history), seconds,
                         len(history) * len(prepared.train_rows) / seconds)
     report = {**result.__dict__, "train_faces": len(prepared.train_rows), "val_faces": len(prepared.val_rows),
-              "members": train.members, **report, "backend": keras.backend.backend()}
+              "members": train.members, **report, "backend": keras.backend.backend(),
+              **({"reframe": reframe.bounds, "reframe_weight": reframe.weight} if reframe else {})}
     return result, FoldArtifacts(model, predictions, history, job.config.to_dict(), report)
 
 

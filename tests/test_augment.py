@@ -91,14 +91,29 @@ def test_the_framing_range_is_the_spread_of_the_training_labels_eyes():
     keypoints[1, :4] = (70, 30, 50, 30)  # distance 20, midpoint (60, 30)
     keypoints[2, :2] = (10, 10)  # one eye only: not a framing
     framing = FramingRange.of(keypoints, SPECIALISTS["partial"])
-    assert framing == FramingRange((20.0, 30.0), (45.0, 60.0), (30.0, 40.0), (0, 1))
+    assert framing == FramingRange((20.0, 30.0), (45.0, 60.0), (30.0, 40.0), (0.0, 0.0), (0, 1))
     nose_only = Specialist("nose", ("nose_tip",))
     assert FramingRange.of(keypoints, nose_only) is None
 
 
+def test_the_middle_of_the_framing_range_runs_between_quantiles_and_measures_the_eye_lines_angle():
+    """Five faces, eye distances 10..50 and eye lines tilted by 0..0.4 rad: the middle half (quantiles 0.25
+    and 0.75) keeps the second to the fourth."""
+    keypoints = np.full((5, 30), np.nan)
+    for face, (distance, tilt) in enumerate(zip([10, 20, 30, 40, 50], [0.0, 0.1, 0.2, 0.3, 0.4])):
+        half = distance / 2 * np.array([np.cos(tilt), np.sin(tilt)])
+        keypoints[face, :4] = [*(np.array([48, 40]) + half), *(np.array([48, 40]) - half)]
+    framing = FramingRange.of(keypoints, SPECIALISTS["partial"], middle=0.25)
+    np.testing.assert_allclose(framing.eye_distance, (20, 40))
+    np.testing.assert_allclose(framing.angle, (0.1, 0.3))
+    np.testing.assert_allclose([framing.midpoint_x, framing.midpoint_y], [(48, 48), (40, 40)])
+    assert framing.bounds() == {"eyes": [0, 1], "eye_distance": list(framing.eye_distance), "angle": list(framing.angle),
+                                "midpoint_x": [48.0, 48.0], "midpoint_y": [40.0, 40.0]}
+
+
 def test_a_reframed_face_lands_within_the_range_and_its_pixels_follow_its_keypoints():
     """A bright dot under each eye: after re-framing, each labelled eye still sits on its dot."""
-    framing = FramingRange((10.0, 14.0), (20.0, 30.0), (60.0, 70.0), (0, 1))
+    framing = FramingRange((10.0, 14.0), (20.0, 30.0), (60.0, 70.0), (0.0, 0.0), (0, 1))
     image = np.zeros((1, 96, 96), np.uint8)
     points = np.full((1, 4, 2), np.nan)
     for index, (x, y) in enumerate(((66, 40), (30, 40))):  # label pixels: pixel (row, col) at (col + 1, row + 1)

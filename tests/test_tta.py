@@ -140,3 +140,119 @@ def test_the_graphs_tta_views_give_what_predict_with_tta_gives(faces):
         got = graph.predict(faces[..., None].astype("float32"), verbose=0)
         np.testing.assert_allclose(got, expected, atol=1e-3)
         assert np.abs(expected - predict_pixels(model, faces)).max() > 0.01  # the views do differ
+
+
+BOUNDS = {"eyes": [0, 1], "eye_distance": [30.0, 36.0], "angle": [-0.05, 0.05],
+          "midpoint_x": [45.0, 52.0], "midpoint_y": [36.0, 40.0]}
+
+
+def moved_points(transforms: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Points (N, K, 2) taken by (c, s, bx, by) similarities, written out here as the layers' contract."""
+    c, s, bx, by = (transforms[:, i, None] for i in range(4))
+    x, y = points[..., 0], points[..., 1]
+    return np.stack([c * x - s * y + bx, s * x + c * y + by], axis=-1)
+
+
+def test_reframing_moves_a_face_the_least_way_into_the_bounds():
+    """A face framed within the bounds stays put; a tiny, tilted face in a corner lands on the bounds' nearest
+    edges: eye distance 30, eye line at 0.05 rad, midpoint (45, 36)."""
+    from competition.models.layers import Reframing
+
+    within = [66.0, 38.0, 32.0, 38.0]  # distance 34, level, midpoint (49, 38)
+    tilt = 0.2
+    corner = [20 + 5 * np.cos(tilt), 20 + 5 * np.sin(tilt), 20 - 5 * np.cos(tilt), 20 - 5 * np.sin(tilt)]
+    points = np.array([within + [48.0, 60.0], corner + [20.0, 30.0]], np.float32)  # eyes, then a nose
+    transforms = ops.convert_to_numpy(Reframing(**BOUNDS)(points))
+    np.testing.assert_allclose(transforms[0], [1, 0, 0, 0], atol=1e-5)
+    eyes = moved_points(transforms, points.reshape(2, -1, 2))[1, :2]
+    line = eyes[0] - eyes[1]
+    assert np.linalg.norm(line) == pytest.approx(30.0, abs=1e-3)
+    assert np.arctan2(line[1], line[0]) == pytest.approx(0.05, abs=1e-5)
+    np.testing.assert_allclose(eyes.mean(axis=0), [45.0, 36.0], atol=1e-3)
+
+
+def blurred_dots(spots, size: float = 1.5) -> np.ndarray:
+    """One face (96, 96) float32 with a Gaussian dot at each (x, y) in label pixels: its centroid is the spot,
+    whatever the interpolation."""
+    x, y = np.meshgrid(np.arange(IMAGE_SIZE) + FIRST_PIXEL_CENTRE, np.arange(IMAGE_SIZE) + FIRST_PIXEL_CENTRE)
+    return sum(255 * np.exp(-((x - sx) ** 2 + (y - sy) ** 2) / (2 * size**2)) for sx, sy in spots).astype(np.float32)
+
+
+def test_reframed_faces_carry_a_dot_where_the_transform_takes_it_and_back():
+    """A dot at (30, 40) under a 1.6x zoom turned by 0.3 rad: the warped face's dot sits at the moved point,
+    the points layer maps it back onto the dot, and the uncovered border replicates the edges."""
+    from competition.models.layers import ReframedFaces, ReframedPointsBack
+
+    scale, turn = 1.6, 0.3
+    transforms = np.array([[scale * np.cos(turn), scale * np.sin(turn), -5.0, -20.0]], np.float32)
+    spot = np.array([[[30.0, 40.0]]], np.float32)
+    target = moved_points(transforms, spot)[0, 0]
+    assert np.linalg.norm(target - spot[0, 0]) > 10  # the dot does move
+    face = blurred_dots([spot[0, 0]])[None, ..., None]
+    warped = ops.convert_to_numpy(ReframedFaces()([face, transforms]))
+    np.testing.assert_allclose(BrightestDot()(warped)[0, :2], target, atol=0.05)
+    back = ops.convert_to_numpy(ReframedPointsBack()([np.tile(target, 15)[None].astype(np.float32), transforms]))
+    np.testing.assert_allclose(back, np.tile(spot[0, 0], (1, 15)), atol=1e-4)
+    edge = np.zeros((1, IMAGE_SIZE, IMAGE_SIZE, 1), np.float32)
+    edge[:, :, 0] = 7  # the left column, moved 5 px right without zoom: columns 0..5 take it
+    moved = ops.convert_to_numpy(ReframedFaces()([edge, np.array([[1, 0, 5, 0]], np.float32)]))
+    assert (moved[0, :, :6] == 7).all() and (moved[0, :, 6:] == 0).all()
+
+
+class EyeDots(keras.Model):
+    """The subject's left eye at the brightness centroid of what lies right of the face's own centroid, the
+    right eye at that of what lies left of it, the other keypoints midway: on a face with two dots side by
+    side, the dots, however the face is moved, zoomed or mirrored."""
+
+    def call(self, faces):
+        weights = ops.reshape(ops.cast(faces, "float32"), (-1, IMAGE_SIZE, IMAGE_SIZE))
+        x, y = np.meshgrid(np.arange(IMAGE_SIZE) + FIRST_PIXEL_CENTRE, np.arange(IMAGE_SIZE) + FIRST_PIXEL_CENTRE)
+        centre_x = ops.sum(weights * x, axis=(1, 2)) / ops.sum(weights, axis=(1, 2))
+        half = ops.cast(x[None] > centre_x[:, None, None], "float32")
+        centres = []
+        for mask in (half, 1 - half):
+            mass = ops.sum(weights * mask, axis=(1, 2))
+            centres.append(ops.stack([ops.sum(weights * mask * x, axis=(1, 2)) / mass,
+                                      ops.sum(weights * mask * y, axis=(1, 2)) / mass], axis=-1))
+        middle = (centres[0] + centres[1]) / 2
+        return ops.concatenate([centres[0], centres[1], *[middle] * 13], axis=-1)
+
+
+def test_reframe_tta_maps_the_reframed_faces_points_back_onto_the_dots():
+    """Two dots as eyes: a small face in a corner and one framed within the bounds. Re-framed (weight 1) and
+    predicted again with flips and shifts, both faces' eyes come back onto their dots."""
+    from competition.models.layers import Reframing
+    from competition.predict import Reframe, reframed_faces
+
+    eyes = [[(28.0, 22.0), (20.0, 21.0)], [(66.0, 38.0), (32.0, 38.0)]]  # (left, right) eye per face
+    faces = np.stack([blurred_dots(spots) for spots in eyes])
+    expected = np.array([[*left, *right] for left, right in eyes])
+    plain, with_tta = predict_with_tta(EyeDots(), faces, SPECIALISTS["full"], shift=2, reframe=Reframe(BOUNDS, 1.0))
+    np.testing.assert_allclose(plain[:, :4], expected, atol=0.05)
+    np.testing.assert_allclose(with_tta[:, :4], expected, atol=0.1)
+    transforms = ops.convert_to_numpy(Reframing(**BOUNDS)(plain))
+    reframed = EyeDots()(reframed_faces(faces, transforms)[..., None])
+    assert np.abs(ops.convert_to_numpy(reframed)[0, :4] - expected[0]).max() > 10  # the corner face did move
+
+
+def test_the_graphs_reframed_tta_gives_what_predict_with_tta_gives(faces):
+    """`fkp export`'s re-framing inside the graph against the eager one, on a small untrained network whose
+    answers depend on every pixel and put the eyes apart."""
+    from competition.export import reframed_tta_points, tta_faces, tta_points
+    from competition.predict import Reframe
+
+    specialist = SPECIALISTS["partial"]
+    small = RegressionConfig(filters=[4], convs_per_block=1, dense_units=4, dropout=0.0)
+    keras.utils.set_random_seed(3)
+    model = build_model(small, np.array([66.0, 37.0, 30.0, 39.0, 48.0, 60.0, 49.0, 80.0]), np.full(8, 5.0), 1e-3)
+    model.layers[-2].set_weights([w + 0.3 for w in model.layers[-2].get_weights()])
+    tight = {**BOUNDS, "eye_distance": [40.0, 41.0], "midpoint_y": [30.0, 31.0]}  # every face moves
+    inputs = keras.Input((IMAGE_SIZE, IMAGE_SIZE, 1))
+    points = tta_points(model, tta_faces(inputs, 2), specialist, 97.0)
+    report = {"reframe": tight, "reframe_weight": 0.75}
+    graph = keras.Model(inputs, reframed_tta_points(model, inputs, points, report, 2, specialist, 97.0))
+    _, expected = predict_with_tta(model, faces, specialist, shift=2, mirror_axis=97.0, reframe=Reframe(tight, 0.75))
+    _, unframed = predict_with_tta(model, faces, specialist, shift=2, mirror_axis=97.0)
+    got = graph.predict(faces[..., None].astype("float32"), verbose=0)
+    np.testing.assert_allclose(got, expected, atol=1e-3)
+    assert np.abs(expected - unframed).max() > 0.01  # re-framing does change the answer

@@ -180,3 +180,119 @@ class SoftArgmax(layers.Layer):
     def get_config(self):
         return {**super().get_config(), "beta": self.beta, "image_size": self.image_size,
                 "first_pixel_centre": self.first_pixel_centre}
+
+
+@keras.saving.register_keras_serializable(package="fkp")
+class Reframing(layers.Layer):
+    """Per face, from its keypoints (N, 2K), the similarity transform (N, 4) = (c, s, bx, by), taking a point p to
+    [[c, -s], [s, c]] p + (bx, by), that moves its framing (the eye centres' distance, their line's angle and
+    their midpoint, the eyes at ``eyes`` among the keypoints) the least way into the given ranges: the
+    identity for a face framed within them."""
+
+    def __init__(self, eyes, eye_distance, angle, midpoint_x, midpoint_y, **kwargs):
+        super().__init__(**kwargs)
+        self.eyes = [int(i) for i in eyes]
+        self.eye_distance, self.angle = [float(v) for v in eye_distance], [float(v) for v in angle]
+        self.midpoint_x, self.midpoint_y = [float(v) for v in midpoint_x], [float(v) for v in midpoint_y]
+
+    def call(self, points):
+        pairs = ops.reshape(points, (-1, points.shape[-1] // 2, 2))
+        left, right = pairs[:, self.eyes[0]], pairs[:, self.eyes[1]]
+        line, midpoint = left - right, (left + right) / 2
+        distance = ops.maximum(ops.sqrt(ops.sum(line * line, axis=-1)), 1e-3)
+        angle = ops.arctan2(line[:, 1], line[:, 0])
+        scale = ops.clip(distance, *self.eye_distance) / distance
+        turn = ops.clip(angle, *self.angle) - angle
+        c, s = scale * ops.cos(turn), scale * ops.sin(turn)
+        x, y = midpoint[:, 0], midpoint[:, 1]
+        bx = ops.clip(x, *self.midpoint_x) - (c * x - s * y)
+        by = ops.clip(y, *self.midpoint_y) - (s * x + c * y)
+        return ops.stack([c, s, bx, by], axis=-1)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], 4)
+
+    def get_config(self):
+        return {**super().get_config(), "eyes": self.eyes, "eye_distance": self.eye_distance, "angle": self.angle,
+                "midpoint_x": self.midpoint_x, "midpoint_y": self.midpoint_y}
+
+
+def _inverse(transform):
+    """The (c, s, bx, by) similarity's inverse, as its rotation-scale part (c', s') and the translation it undoes."""
+    c, s, bx, by = (transform[:, i] for i in range(4))
+    norm = c * c + s * s
+    return c / norm, -s / norm, bx, by
+
+
+@keras.saving.register_keras_serializable(package="fkp")
+class ReframedFaces(layers.Layer):
+    """Faces (N, H, W, C) re-framed by ``Reframing``'s transforms (N, 4): each output pixel takes the input face
+    bilinearly at the transform's inverse, the edges replicated (label pixels: pixel i's centre at
+    i + ``first_pixel_centre``)."""
+
+    def __init__(self, first_pixel_centre=FIRST_PIXEL_CENTRE, **kwargs):
+        super().__init__(**kwargs)
+        self.first_pixel_centre = float(first_pixel_centre)
+
+    def call(self, inputs):
+        faces, transform = inputs
+        height, width, channels = faces.shape[1:]
+        grid_y, grid_x = np.meshgrid(np.arange(height, dtype="float32"), np.arange(width, dtype="float32"), indexing="ij")
+        c, s, bx, by = (ops.reshape(part, (-1, 1)) for part in _inverse(transform))
+        dx = ops.convert_to_tensor(grid_x.reshape(1, -1) + self.first_pixel_centre, faces.dtype) - bx
+        dy = ops.convert_to_tensor(grid_y.reshape(1, -1) + self.first_pixel_centre, faces.dtype) - by
+        x = ops.clip(c * dx - s * dy - self.first_pixel_centre, 0, width - 1)  # (N, H*W) source pixels
+        y = ops.clip(s * dx + c * dy - self.first_pixel_centre, 0, height - 1)
+        x0, y0 = ops.floor(x), ops.floor(y)
+        wx, wy = ops.expand_dims(x - x0, -1), ops.expand_dims(y - y0, -1)
+        x1, y1 = ops.minimum(x0 + 1, width - 1), ops.minimum(y0 + 1, height - 1)
+        flat = ops.reshape(faces, (-1, height * width, channels))
+
+        def at(row, column):
+            index = ops.expand_dims(ops.cast(row * width + column, "int32"), -1)
+            return ops.take_along_axis(flat, ops.repeat(index, channels, axis=-1), axis=1)
+
+        top = at(y0, x0) * (1 - wx) + at(y0, x1) * wx
+        bottom = at(y1, x0) * (1 - wx) + at(y1, x1) * wx
+        return ops.reshape(top * (1 - wy) + bottom * wy, (-1, height, width, channels))
+
+    def compute_output_shape(self, input_shape):
+        return input_shape[0]
+
+    def get_config(self):
+        return {**super().get_config(), "first_pixel_centre": self.first_pixel_centre}
+
+
+@keras.saving.register_keras_serializable(package="fkp")
+class ReframedPointsBack(layers.Layer):
+    """Keypoints (N, 2K) predicted on re-framed faces, mapped back onto the faces by the inverse of their
+    ``Reframing`` transforms (N, 4)."""
+
+    def call(self, inputs):
+        points, transform = inputs
+        c, s, bx, by = (ops.reshape(part, (-1, 1)) for part in _inverse(transform))
+        pairs = ops.reshape(points, (-1, points.shape[-1] // 2, 2))
+        dx, dy = pairs[..., 0] - bx, pairs[..., 1] - by
+        return ops.reshape(ops.stack([c * dx - s * dy, s * dx + c * dy], axis=-1), (-1, points.shape[-1]))
+
+    def compute_output_shape(self, input_shape):
+        return input_shape[0]
+
+
+@keras.saving.register_keras_serializable(package="fkp")
+class MixPoints(layers.Layer):
+    """Two answers (N, D) mixed: (1 - ``weight``) of the first and ``weight`` of the second."""
+
+    def __init__(self, weight, **kwargs):
+        super().__init__(**kwargs)
+        self.weight = float(weight)
+
+    def call(self, inputs):
+        first, second = inputs
+        return first * (1 - self.weight) + second * self.weight
+
+    def compute_output_shape(self, input_shape):
+        return input_shape[0]
+
+    def get_config(self):
+        return {**super().get_config(), "weight": self.weight}
