@@ -69,6 +69,28 @@ def test_a_short_cpu_run_beats_the_mean_face_by_a_tenth(learned_run, data_dir):
     assert cv_rmse <= 0.9 * mean_rmse, (cv_rmse, mean_rmse)
 
 
+def test_each_folds_reframing_ranges_come_from_its_training_faces_alone(learned_run, data_dir):
+    """``learned_run`` re-frames at q = 0.25: each fold's fold.json holds the middle half of the framings of its
+    own training faces, labelled for the specialist, and not those of the faces it validates on."""
+    import json
+
+    from competition.augment import FramingRange
+    from competition.data import load_training
+    from competition.schema import SPECIALISTS
+
+    keypoints = load_training(data_dir).keypoints[:600]
+    fold = pd.read_csv(next((learned_run / "folds").glob("*-k2.csv")))["fold"].to_numpy()[: len(keypoints)]
+    for name in ("full", "partial"):
+        for k in (0, 1):
+            report = json.loads((learned_run / "runs" / "learned" / name / f"fold{k}" / "fold.json").read_text())
+            own, other = (FramingRange.of(keypoints[fold == f], SPECIALISTS[name], middle=0.25).bounds()
+                          for f in (1 - k, k))
+            assert report["reframe_weight"] == 0.75
+            for key, bounds in report["reframe"].items():
+                np.testing.assert_allclose(bounds, own[key], rtol=1e-6)
+            assert any(not np.allclose(report["reframe"][key], other[key]) for key in ("eye_distance", "angle"))
+
+
 def test_cv_writes_every_fold_artifact(smoke_run):
     work, _ = smoke_run
     for specialist in ("full", "partial"):
