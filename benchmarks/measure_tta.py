@@ -43,8 +43,7 @@ def main() -> None:
     training = data.load_training(args.data)
     run = checked_run(args.run, training)
     frames = run.oof("flip")  # which rows each fold predicted
-    models = {name: dict(zip(sorted(run.models(name)), fold_models(run, name, allow_partial=True)))
-              for name in run.spec.specialists}
+    models = {name: fold_models(run, name, allow_partial=True) for name in run.spec.specialists}
     print(f"{run.path}: {', '.join(f'{n} {sorted(m)}' for n, m in models.items())}, mirror axis {run.spec.mirror_axis:g}")
     choices = [(shift, reframe, weight) for shift in args.shifts for reframe in args.reframe
                for weight in (args.reframe_weight if reframe else [0.0])]

@@ -74,7 +74,8 @@ class FramingRange:
         both = ~np.isnan(left).any(axis=1) & ~np.isnan(right).any(axis=1)
         if not both.any():
             return None
-        distance = np.linalg.norm(left[both] - right[both], axis=1)
+        line = left[both] - right[both]
+        distance = np.linalg.norm(line, axis=1)
         midpoint = (left[both] + right[both]) / 2
         rare = ()
         if rarest > 0:
@@ -84,7 +85,6 @@ class FramingRange:
             unusual = np.argsort(-np.einsum("ij,jk,ik->i", centred, spread, centred), kind="stable")
             kept = unusual[: max(1, round(rarest * len(framings)))]
             rare = tuple((float(distance[i]), float(midpoint[i, 0]), float(midpoint[i, 1])) for i in kept)
-        line = left[both] - right[both]
         angle = np.arctan2(line[:, 1], line[:, 0])
 
         def spread(values: np.ndarray) -> tuple[float, float]:

@@ -20,7 +20,7 @@ import numpy as np
 from .errors import InputError
 from .io import atomic_path
 from .models import layers as fkp_layers
-from .predict import shift_grid
+from .predict import Reframe, shift_grid
 from .runs import Run
 from .schema import COORDINATES, IMAGE_SIZE, SPECIALISTS, specialist_for
 
@@ -29,8 +29,8 @@ FORMAT_MODULES = {"keras": (), "saved_model": ("tensorflow",), "onnx": ("tensorf
 EXTRA = "pip install 'fkp[export]'"
 
 
-def fold_models(run: Run, specialist: str, allow_partial: bool) -> list[keras.Model]:
-    """A specialist's saved fold models; a run with unfinished folds is refused unless ``allow_partial``."""
+def fold_models(run: Run, specialist: str, allow_partial: bool) -> dict[int, keras.Model]:
+    """A specialist's saved fold models by fold; a run with unfinished folds is refused unless ``allow_partial``."""
     paths = run.models(specialist)
     missing = run.missing_folds(specialist)
     if missing and not allow_partial:
@@ -38,7 +38,7 @@ def fold_models(run: Run, specialist: str, allow_partial: bool) -> list[keras.Mo
                          "with `fkp cv --fold K` or pass --allow-partial")
     if not paths:
         raise InputError(run.path / specialist, "no finished fold: run `fkp cv` first")
-    return [keras.saving.load_model(path, compile=False) for _, path in sorted(paths.items())]
+    return {fold: keras.saving.load_model(path, compile=False) for fold, path in sorted(paths.items())}
 
 
 def tta_faces(faces, shift: int, prefix: str = "") -> dict[tuple[int, int, bool], object]:
@@ -66,15 +66,15 @@ def tta_points(model: keras.Model, views: dict, specialist, mirror_axis: float, 
     return keras.layers.Average(name=f"{prefix}{model.name}_tta")(answers)
 
 
-def reframed_tta_points(model: keras.Model, faces, points, report: dict, shift: int, specialist, mirror_axis: float):
-    """``points`` (a fold model's TTA answer) mixed with its answer on the faces re-framed by the fold's bounds
-    (its fold.json): as ``predict_with_tta`` with ``reframe``."""
+def reframed_tta_points(model: keras.Model, faces, points, reframe: Reframe, shift: int, specialist, mirror_axis: float):
+    """``points`` (a fold model's TTA answer) mixed with its answer on the faces re-framed by the fold's
+    ``reframe`` (its fold.json): as ``predict_with_tta`` with ``reframe``."""
     name = model.name
-    transforms = fkp_layers.Reframing(**report["reframe"], name=f"{name}_reframing")(points)
+    transforms = fkp_layers.Reframing(**reframe.bounds, name=f"{name}_reframing")(points)
     moved = fkp_layers.ReframedFaces(name=f"{name}_reframed_faces")([faces, transforms])
     again = tta_points(model, tta_faces(moved, shift, f"{name}_reframed_"), specialist, mirror_axis, "reframed_")
     back = fkp_layers.ReframedPointsBack(name=f"{name}_reframed_back")([again, transforms])
-    return fkp_layers.MixPoints(report["reframe_weight"], name=f"{name}_reframed_mix")([points, back])
+    return fkp_layers.MixPoints(reframe.weight, name=f"{name}_reframed_mix")([points, back])
 
 
 def run_model(run: Run, tta: bool, allow_partial: bool = False) -> keras.Model:
@@ -85,15 +85,16 @@ def run_model(run: Run, tta: bool, allow_partial: bool = False) -> keras.Model:
     answers = {}
     for name in run.spec.specialists:
         specialist = SPECIALISTS[name]
-        reports = [report for _, report in sorted(run.fold_reports(name).items())]
+        reports = run.fold_reports(name)
         folds = []
-        for model, report in zip(fold_models(run, name, allow_partial), reports):
+        for fold, model in fold_models(run, name, allow_partial).items():
             if not tta:
                 folds.append(model(faces))
                 continue
             points = tta_points(model, views, specialist, run.spec.mirror_axis)
-            if "reframe" in report:
-                points = reframed_tta_points(model, faces, points, report, shift, specialist, run.spec.mirror_axis)
+            if "reframe" in reports[fold]:
+                points = reframed_tta_points(model, faces, points, Reframe(**reports[fold]["reframe"]), shift,
+                                             specialist, run.spec.mirror_axis)
             folds.append(points)
         answers[name] = folds[0] if len(folds) == 1 else keras.layers.Average(name=f"{name}_fold_average")(folds)
     names = list(answers)

@@ -319,7 +319,7 @@ def fit_fold(job: FoldJob, logs_dir: Path, callbacks=()) -> tuple[FoldResult, Fo
                         len(history) * len(prepared.train_rows) / seconds)
     report = {**result.__dict__, "train_faces": len(prepared.train_rows), "val_faces": len(prepared.val_rows),
               "members": train.members, **report, "backend": keras.backend.backend(),
-              **({"reframe": reframe.bounds, "reframe_weight": reframe.weight} if reframe else {})}
+              **({"reframe": dataclasses.asdict(reframe)} if reframe else {})}
     return result, FoldArtifacts(model, predictions, history, job.config.to_dict(), report)
 
 

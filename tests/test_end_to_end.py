@@ -85,10 +85,12 @@ def test_each_folds_reframing_ranges_come_from_its_training_faces_alone(learned_
             report = json.loads((learned_run / "runs" / "learned" / name / f"fold{k}" / "fold.json").read_text())
             own, other = (FramingRange.of(keypoints[fold == f], SPECIALISTS[name], middle=0.25).bounds()
                           for f in (1 - k, k))
-            assert report["reframe_weight"] == 0.75
-            for key, bounds in report["reframe"].items():
+            assert report["reframe"]["weight"] == 0.75
+            stored = report["reframe"]["bounds"]
+            assert stored.keys() == own.keys()
+            for key, bounds in stored.items():
                 np.testing.assert_allclose(bounds, own[key], rtol=1e-6)
-            assert any(not np.allclose(report["reframe"][key], other[key]) for key in ("eye_distance", "angle"))
+            assert any(not np.allclose(stored[key], other[key]) for key in ("eye_distance", "angle"))
 
 
 def test_cv_writes_every_fold_artifact(smoke_run):

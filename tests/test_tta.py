@@ -249,8 +249,7 @@ def test_the_graphs_reframed_tta_gives_what_predict_with_tta_gives(faces):
     tight = {**BOUNDS, "eye_distance": [40.0, 41.0], "midpoint_y": [30.0, 31.0]}  # every face moves
     inputs = keras.Input((IMAGE_SIZE, IMAGE_SIZE, 1))
     points = tta_points(model, tta_faces(inputs, 2), specialist, 97.0)
-    report = {"reframe": tight, "reframe_weight": 0.75}
-    graph = keras.Model(inputs, reframed_tta_points(model, inputs, points, report, 2, specialist, 97.0))
+    graph = keras.Model(inputs, reframed_tta_points(model, inputs, points, Reframe(tight, 0.75), 2, specialist, 97.0))
     _, expected = predict_with_tta(model, faces, specialist, shift=2, mirror_axis=97.0, reframe=Reframe(tight, 0.75))
     _, unframed = predict_with_tta(model, faces, specialist, shift=2, mirror_axis=97.0)
     got = graph.predict(faces[..., None].astype("float32"), verbose=0)
