@@ -61,7 +61,7 @@ def main() -> None:
                                           reframe=fold_reframe(inference, training.keypoints[trained_on], SPECIALISTS[name]))
                 frame.loc[rows, list(SPECIALISTS[name].coordinates)] = tta
             predicted[name] = frame
-        mixed = mix_oof(predicted, run.spec.resolved.inference.prefer)
+        mixed = mix_oof(predicted, run.spec.resolved.inference, training)
         rows = mixed.index.to_numpy()
         scores = score(training.keypoints[rows], mixed[list(COORDINATES)].to_numpy(), training.style[rows])
         reframed = f", reframe {reframe:g} weight {weight:g}" if reframe else ""

@@ -17,7 +17,7 @@ import pandas as pd
 from .config import BlendConfig
 from .data import TestSet, TrainingSet
 from .errors import InputError
-from .evaluate import leaderboard_mix, mixed_oof, rmse, score
+from .evaluate import leaderboard_mix, mix_by_style, mixed_oof, rmse, run_style_choice, score
 from .io import write_csv, write_text
 from .plots import FacePanel, face_grid, save_png
 from .runs import VARIANT_LABELS, Run
@@ -73,10 +73,18 @@ def fold_average(run: Run, name: str, tta: bool, allow_partial: bool) -> pd.Data
         return predictions.drop(columns="fold").groupby(level=0).mean()
 
 
-def leaderboard_test(run: Run, tta: bool, allow_partial: bool) -> pd.DataFrame:
-    """A run's test predictions (ImageId x 30 coordinates), each specialist averaged over its folds."""
-    return leaderboard_mix({name: fold_average(run, name, tta, allow_partial) for name in run.spec.specialists},
-                           run.spec.resolved.inference.prefer)
+def leaderboard_test(run: Run, tta: bool, allow_partial: bool, training: TrainingSet | None = None,
+                     test_styles: pd.Series | None = None) -> pd.DataFrame:
+    """A run's test predictions (ImageId x 30 coordinates), each specialist averaged over its folds. With
+    ``inference.prefer_by_style``, each test face's coordinates come from the specialists that score best out
+    of fold on faces of its style (``training``: the run's labelled faces; ``test_styles``: ImageId -> style)."""
+    frames = {name: fold_average(run, name, tta, allow_partial) for name in run.spec.specialists}
+    mixed = leaderboard_mix(frames, run.spec.resolved.inference.prefer)
+    if not run.spec.resolved.inference.prefer_by_style or len(frames) < 2:
+        return mixed
+    if training is None or test_styles is None:
+        raise ValueError("a run with inference.prefer_by_style needs its training faces and the test faces' styles")
+    return mix_by_style(frames, test_styles.reindex(mixed.index), run_style_choice(run, variant(tta), training))
 
 
 def submission(lookup: pd.DataFrame, keypoints: pd.DataFrame, source: str) -> pd.DataFrame:
@@ -149,7 +157,7 @@ def blend_runs(
     check_same_folds(runs)
     training = training.head(runs[0].spec.limit)
     used = {run.name: tta_used(run, tta) for run in runs}
-    oof = {label: {run.name: mixed_oof(run, key) for run in runs} for key, label in VARIANT_LABELS.items()}
+    oof = {label: {run.name: mixed_oof(run, key, training) for run in runs} for key, label in VARIANT_LABELS.items()}
     oof["used"] = {name: oof[VARIANT_LABELS[variant(flag)]][name] for name, flag in used.items()}
     rows = oof["used"][names[0]].index
     for frames in oof.values():
@@ -179,7 +187,7 @@ def blend_runs(
         weights = fit_blend(members["used"], truth, config, style)
     style_scores.loc["blend"] = score(truth, blended_used, style)
 
-    tests = [leaderboard_test(run, used[run.name], allow_partial) for run in runs]
+    tests = [leaderboard_test(run, used[run.name], allow_partial, training, test_styles) for run in runs]
     image_ids = tests[0].index
     if any(not t.index.equals(image_ids) for t in tests):
         raise InputError("--runs", "the runs predicted different test faces: were they made on the same test set?")

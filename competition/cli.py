@@ -454,6 +454,18 @@ def _existing_run(runs_dir: Path, name: str):
     return run
 
 
+def _full_style_answers(run, data: Path | None, tta: bool) -> dict[str, str] | None:
+    """With ``inference.prefer_by_style``, which specialist answers each coordinate of a full-style face (a
+    photo's face, unknown style, is asked for all 30), measured on the run's out-of-fold faces in ``data``."""
+    from .blend import checked_run, variant
+    from .evaluate import run_style_choice
+
+    if not run.spec.resolved.inference.prefer_by_style or len(run.spec.specialists) < 2:
+        return None
+    training = data_module.load_training(_data(data)[0])
+    return run_style_choice(checked_run(run.path, training), variant(tta), training)["full"]
+
+
 @app.command()
 @one_line_errors
 def predict(
@@ -468,6 +480,8 @@ def predict(
     detect: Annotated[bool, typer.Option(
         "--detect/--no-detect", help="Find faces with OpenCV's Haar cascade, or take 96x96 crops as they are.")] = True,
     allow_partial: AllowPartialOption = False,
+    data: Annotated[Optional[Path], typer.Option(
+        help="The run's data folder: read only for a run with inference.prefer_by_style.")] = None,
 ):
     """Find every face in photos and predict its keypoints with a run; write predictions.csv and pictures.
 
@@ -481,7 +495,8 @@ def predict(
     from .predict import predict_pixels
 
     started = time.perf_counter()
-    model = run_model(found, tta_used(found, tta), allow_partial)
+    used = tta_used(found, tta)
+    model = run_model(found, used, allow_partial, _full_style_answers(found, data, used))
     loaded = time.perf_counter()
     table, errors = predict_photos(photos, lambda faces: predict_pixels(model, faces), out, detect=detect,
                                    passes=passes, log=log, warn=lambda error: print(f"fkp: {error}", file=sys.stderr))
@@ -505,11 +520,13 @@ def export(
     tta: Annotated[Optional[bool], typer.Option(
         "--tta/--no-tta", help="Flip TTA inside the model (default: the run's inference.tta).")] = None,
     allow_partial: AllowPartialOption = False,
+    data: Annotated[Optional[Path], typer.Option(
+        help="The run's data folder: read only for a run with inference.prefer_by_style.")] = None,
 ):
     """Export a run as one model (every fold and specialist, optionally TTA): 96x96 faces in, 30 pixels out.
 
     The model averages the folds and takes each coordinate from the specialist the run's inference.prefer picks,
-    as `fkp blend` does."""
+    as `fkp blend` does (with inference.prefer_by_style: the one chosen for full-style faces)."""
     from .runs import EXPORT_FORMATS
 
     if format not in EXPORT_FORMATS:
@@ -520,7 +537,7 @@ def export(
 
     check_format(format)
     used = tta_used(found, tta)
-    model = run_model(found, used, allow_partial)
+    model = run_model(found, used, allow_partial, _full_style_answers(found, data, used))
     target = out or found.export_path(format)
     export_model(model, format, target)
     console.print(f"{target}: run {found.name} as one {format} model ({'TTA' if used else 'no TTA'}), "

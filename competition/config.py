@@ -93,6 +93,9 @@ class InferenceConfig:
     reframe_weight: float = setting(0.75, low=0, high=1)
     # Which trained specialist answers a coordinate: the first of this order that predicts it.
     prefer: list[str] = setting(list(SMALLEST_FIRST), choices=tuple(SPECIALISTS))
+    # Per annotation style, the specialist that scores best out of fold on that style's faces answers a
+    # coordinate instead (a test face's style read from IdLookupTable); `prefer` breaks ties
+    prefer_by_style: bool = False
 
 
 @dataclass

@@ -3,7 +3,8 @@
 Kaggle scores the RMSE over exactly the coordinates IdLookupTable asks for: all 30 of a full-style
 test face, the 8 of a partial-style one. Out of fold, a face's asked coordinates are its labelled
 ones, and each coordinate comes from the trained specialist the run's config prefers for it
-(``leaderboard_mix``). ``score`` is the one scoring function every report uses.
+(``leaderboard_mix``), or with ``inference.prefer_by_style`` the one that scores best out of fold on the
+faces of the face's style (``style_choice``). ``score`` is the one scoring function every report uses.
 """
 
 from __future__ import annotations
@@ -94,16 +95,71 @@ def network_predictions(frames: dict[str, pd.DataFrame], keys: pd.Index) -> dict
     return out
 
 
-def mixed_oof(run: Run, variant: str) -> pd.DataFrame:
+def style_choice(frames: dict[str, pd.DataFrame], truth: np.ndarray, style: np.ndarray,
+                 prefer: Sequence[str]) -> dict[str, dict[str, str]]:
+    """Style -> coordinate -> the trained specialist whose out-of-fold predictions of the coordinate score
+    best on the faces of that style labelled with it (``frames`` on the rows of ``truth`` and ``style``).
+    Ties, and coordinates no face of a style is labelled with, follow ``prefer``."""
+    choice = {}
+    for name in STYLES:
+        choice[name] = {}
+        for column, coordinate in enumerate(COORDINATES):
+            candidates = [s for s in prefer if s in frames and coordinate in SPECIALISTS[s].coordinates]
+            labelled = (style == name) & ~np.isnan(truth[:, column])
+            if len(candidates) > 1 and labelled.any():
+                errors = [np.mean((frames[s][coordinate].to_numpy()[labelled] - truth[labelled, column]) ** 2)
+                          for s in candidates]
+                candidates = [candidates[int(np.argmin(errors))]]
+            choice[name][coordinate] = candidates[0]
+    return choice
+
+
+def mix_by_style(frames: dict[str, pd.DataFrame], style: pd.Series, choice: dict[str, dict[str, str]]) -> pd.DataFrame:
+    """All 30 coordinates of the faces of ``style`` (key -> style name), each from the specialist ``choice``
+    names for the face's style and the coordinate."""
+    mixed = pd.DataFrame(np.nan, index=style.index, columns=list(COORDINATES))
+    for name, keys in style.groupby(style).groups.items():
+        for coordinate in COORDINATES:
+            mixed.loc[keys, coordinate] = frames[choice[name][coordinate]].loc[keys, coordinate]
+    return mixed
+
+
+def run_style_choice(run: Run, variant: str, training) -> dict[str, dict[str, str]] | None:
+    """A run's ``style_choice`` measured on all its out-of-fold faces (what its test faces take), or None where
+    it answers by ``inference.prefer`` alone (``prefer_by_style`` off, or one specialist trained)."""
+    inference = run.spec.resolved.inference
+    if not inference.prefer_by_style or len(run.spec.specialists) < 2:
+        return None
+    oof = run.oof(variant)
+    rows = leaderboard_mix(oof, inference.prefer).index
+    labelled = training.head(run.spec.limit)
+    return style_choice({n: f.loc[rows] for n, f in oof.items()}, labelled.keypoints[rows.to_numpy()],
+                        labelled.style[rows.to_numpy()], inference.prefer)
+
+
+def mixed_oof(run: Run, variant: str, training) -> pd.DataFrame:
     """A run's out-of-fold predictions of all 30 coordinates (row x coordinates, and each row's fold),
-    on the rows every trained specialist has predicted."""
-    return mix_oof(run.oof(variant), run.spec.resolved.inference.prefer)
+    on the rows every trained specialist has predicted; ``training`` the run's labelled faces."""
+    return mix_oof(run.oof(variant), run.spec.resolved.inference, training.head(run.spec.limit))
 
 
-def mix_oof(frames: dict[str, pd.DataFrame], prefer) -> pd.DataFrame:
-    """``leaderboard_mix`` of out-of-fold frames, with each row's fold."""
-    mixed = leaderboard_mix(frames, prefer)
-    return mixed.assign(fold=next(iter(frames.values())).loc[mixed.index, "fold"])
+def mix_oof(frames: dict[str, pd.DataFrame], inference, training) -> pd.DataFrame:
+    """``leaderboard_mix`` of out-of-fold frames, with each row's fold. With ``inference.prefer_by_style``,
+    each fold's rows take the ``style_choice`` measured on the other folds' rows, so the choice never sees
+    the faces it is scored on."""
+    mixed = leaderboard_mix(frames, inference.prefer)
+    fold = next(iter(frames.values())).loc[mixed.index, "fold"]
+    if inference.prefer_by_style and len(frames) > 1:
+        rows = mixed.index.to_numpy()
+        truth, style = training.keypoints[rows], pd.Series(training.style[rows], index=mixed.index)
+        for k in fold.unique():
+            held_out = (fold == k).to_numpy()
+            if held_out.all():
+                continue  # one fold alone: no other fold to choose on; the fixed order stands
+            choice = style_choice({n: f.loc[mixed.index[~held_out]] for n, f in frames.items()},
+                                  truth[~held_out], style.to_numpy()[~held_out], inference.prefer)
+            mixed.loc[held_out] = mix_by_style(frames, style[held_out], choice).to_numpy()
+    return mixed.assign(fold=fold)
 
 
 def run_scores(run: Run, training) -> tuple[dict[str, pd.DataFrame], dict[str, pd.Series], int]:
@@ -112,7 +168,7 @@ def run_scores(run: Run, training) -> tuple[dict[str, pd.DataFrame], dict[str, p
     tables, overall = {}, {}
     for variant in VARIANT_LABELS:
         frames = run.oof(variant)  # each prediction file read once
-        mixed = mix_oof(frames, run.spec.resolved.inference.prefer)
+        mixed = mix_oof(frames, run.spec.resolved.inference, training)
         rows = mixed.index.to_numpy()
         truth, predicted, style = training.keypoints[rows], mixed[list(COORDINATES)].to_numpy(), training.style[rows]
         tables[variant] = cv_table(truth, predicted, style, network_predictions(frames, mixed.index))

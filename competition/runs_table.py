@@ -74,9 +74,9 @@ def run_row(run: Run, training: TrainingSet, tta: bool | None = None) -> RunRow:
     elif not all(finished.values()):
         notes.append("not scored: a specialist has no finished fold")
     else:
-        mixed = mix_oof(run.oof(variant(used)), spec.resolved.inference.prefer)
-        rows = mixed.index.to_numpy()
         labelled = training.head(spec.limit)
+        mixed = mix_oof(run.oof(variant(used)), spec.resolved.inference, labelled)
+        rows = mixed.index.to_numpy()
         scores = style_scores(labelled.keypoints[rows], mixed[list(COORDINATES)].to_numpy(), labelled.style[rows])
         row["scores"] = {column: float(scores[column]) for column in SCORE_COLUMNS}
         notes.append(f"{tta_words(used)}, {len(rows)} faces")

@@ -39,7 +39,7 @@ def show_run(run_dir: Path, training: TrainingSet, *, tta: bool | None = None, f
     run = checked_run(run_dir, training)
     training = training.head(run.spec.limit)
     used = tta_used(run, tta)
-    variants = {key: mixed_oof(run, key) for key in VARIANT_LABELS}
+    variants = {key: mixed_oof(run, key, training) for key in VARIANT_LABELS}
     oof = variants[variant(used)]
     if oof.empty:
         raise InputError(run.path, "no face has out-of-fold predictions from every specialist of the run: finish a fold")

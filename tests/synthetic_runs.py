@@ -32,11 +32,11 @@ def tiny_model():
 def write_run(
     run_dir: Path, training: TrainingSet, test: TestSet, folds: Folds, *, noise: float, tta_noise: float,
     seed: int, limit: int | None = None, tta: bool = True, config: Config | None = None,
-    fold_seconds: float | None = None,
+    fold_seconds: float | None = None, noise_scale: dict[str, float] | None = None,
 ) -> Run:
     """OOF predictions = truth (the mean face where unlabelled) + N(0, noise) (``tta_noise`` for the flip-TTA
     variant); test predictions = the mean face + N(0, 1); a made-up three-epoch history; each fold's
-    report gives ``fold_seconds`` of training, if any."""
+    report gives ``fold_seconds`` of training, if any; ``noise_scale`` multiplies a specialist's OOF noise."""
     config = config or Config()
     config.inference.tta = tta
     run = Run(run_dir)
@@ -53,8 +53,9 @@ def write_run(
             truth = training.keypoints[np.ix_(rows, specialist.columns)]
             centre = np.where(np.isnan(truth), mean_face[specialist.columns], truth)
             predictions = {}
+            scale = (noise_scale or {}).get(name, 1.0)
             for variant, sigma in (("plain", noise), ("flip", tta_noise)):
-                predicted = pd.DataFrame(centre + rng.normal(0, sigma, centre.shape), columns=columns)
+                predicted = pd.DataFrame(centre + rng.normal(0, sigma * scale, centre.shape), columns=columns)
                 predicted.insert(0, "row", rows)
                 predictions["oof", variant] = predicted
             for variant in ("plain", "flip"):

@@ -18,7 +18,7 @@ from competition.errors import InputError
 from competition.evaluate import rmse
 from competition.folds import make_folds
 from competition.runs import Run, RunSpec
-from competition.schema import COORDINATES, specialist_for
+from competition.schema import COORDINATES, SPECIALISTS, specialist_for
 from competition.stacking import StyleWeights, fit_blend, fit_weights, out_of_fold_blend
 
 MIXTURE = np.array([0.6, 0.0, 0.4])  # the third member's weight, the second one's zero
@@ -389,3 +389,40 @@ def test_a_blend_by_style_fits_even_one_run_and_a_test_face_takes_its_styles_wei
         w = blend.weights.loc[styles[image_id]]
         expected = averaged.loc[image_id] * w["good"] + w["intercept"]
         np.testing.assert_allclose(blend.keypoints.loc[image_id], expected[list(COORDINATES)], atol=1e-9)
+
+
+def test_a_run_choosing_its_specialists_per_style_answers_test_faces_with_the_better_one(sample, tmp_path):
+    """Both specialists trained; the partial network's out-of-fold errors are 3 times the full one's, so with
+    inference.prefer_by_style the full network answers every coordinate of every test face, where the fixed
+    smallest-first rule takes the partial network's 8; out of fold the choice scores better."""
+    training, test, folds = sample
+    config = Config()
+    config.inference.prefer_by_style = True
+    write_run(tmp_path / "styled", training, test, folds, noise=1.0, tta_noise=1.0, seed=5, config=config,
+              noise_scale={"partial": 3.0})
+    write_run(tmp_path / "fixed", training, test, folds, noise=1.0, tta_noise=1.0, seed=5,
+              noise_scale={"partial": 3.0})
+    styles = pd.Series(np.where(test.image_ids % 2, "partial", "full"), index=test.image_ids)
+    styled = blend_runs([tmp_path / "styled"], training, load_blend_config("nnls"), test_styles=styles)
+    fixed = blend_runs([tmp_path / "fixed"], training, load_blend_config("nnls"), test_styles=styles)
+    full_test = Run(tmp_path / "styled").test("flip")["full"].drop(columns="fold").groupby(level=0).mean()
+    np.testing.assert_allclose(styled.keypoints.to_numpy(), full_test.loc[styled.keypoints.index].to_numpy())
+    partial = list(SPECIALISTS["partial"].coordinates)
+    assert not np.allclose(fixed.keypoints[partial].to_numpy(), full_test.loc[fixed.keypoints.index, partial].to_numpy())
+    assert styled.blend_scores["used"] < fixed.blend_scores["used"] - 0.3
+
+
+def test_export_and_predict_take_the_full_style_choice_of_a_run_choosing_per_style(sample, sample_dir, tmp_path):
+    """A photo's face has no style: `fkp export` and `fkp predict` answer it as a full-style face, with the
+    choice measured on the run's out-of-fold faces (here the full network everywhere); a fixed-rule run
+    needs no data."""
+    from competition.cli import _full_style_answers
+
+    training, test, folds = sample
+    config = Config()
+    config.inference.prefer_by_style = True
+    styled = write_run(tmp_path / "styled", training, test, folds, noise=1.0, tta_noise=1.0, seed=5, config=config,
+                       noise_scale={"partial": 3.0})
+    fixed = write_run(tmp_path / "fixed", training, test, folds, noise=1.0, tta_noise=1.0, seed=5)
+    assert _full_style_answers(styled, sample_dir, tta=True) == {c: "full" for c in COORDINATES}
+    assert _full_style_answers(fixed, tmp_path / "no-such-folder", tta=True) is None

@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import keras
 import numpy as np
 import pandas as pd
@@ -6,7 +8,7 @@ from competition.evaluate import leaderboard_mix, rmse
 from competition.models import build_model, target_statistics
 from competition.models.losses import MaskedMeanSquaredError, PixelRMSE
 from competition.models.regression import Config as RegressionConfig
-from competition.schema import SPECIALISTS
+from competition.schema import COORDINATES, SPECIALISTS
 
 SMALL = RegressionConfig(filters=[4, 8], convs_per_block=1, dense_units=8, dropout=0.0)
 
@@ -82,3 +84,62 @@ def test_the_per_coordinate_loss_weighs_each_coordinate_hand_computed():
     assert np.isclose(float(loss), (1 + 0.5 * 9 + 16) / 3)  # sum(w * e^2) over the 3 labelled coordinates
     unweighted = CoordinateMaskedMeanSquaredError()(y_true, np.zeros((2, 2), np.float32))
     assert np.isclose(float(unweighted), float(MaskedMeanSquaredError()(y_true, np.zeros((2, 2), np.float32))))
+
+
+def _two_specialist_oof(partial_offset: dict[tuple[str, int], float]):
+    """Four faces per (style, fold), folds 0 and 1; truth 40 everywhere it is labelled. The full network is
+    1 px off on every coordinate; the partial network ``partial_offset[(style, fold)]`` px off on its 8."""
+    from competition.config import InferenceConfig
+    from competition.data import TrainingSet
+
+    partial_columns = SPECIALISTS["partial"].columns
+    cells = [(style, fold) for style in ("full", "partial") for fold in (0, 1)]
+    truth = np.full((4 * len(cells), 30), np.nan, np.float32)
+    fold = np.repeat([fold for _, fold in cells], 4)
+    offsets = np.repeat([partial_offset[cell] for cell in cells], 4)
+    for i, (style, _) in enumerate(cells):
+        if style == "full":
+            truth[4 * i : 4 * i + 4] = 40.0
+        else:
+            truth[4 * i : 4 * i + 4, partial_columns] = 40.0
+    training = TrainingSet(np.zeros((len(truth), 96, 96), np.uint8), truth, "hand-made")
+    rows = np.arange(len(truth))
+    full = pd.DataFrame(np.full((len(rows), 30), 41.0), index=rows, columns=list(COORDINATES)).assign(fold=fold)
+    partial = pd.DataFrame(40.0 + offsets[:, None] * np.ones((1, 8)), index=rows,
+                           columns=list(SPECIALISTS["partial"].coordinates)).assign(fold=fold)
+    by_style = InferenceConfig(prefer=["partial", "full"], prefer_by_style=True)
+    return {"full": full, "partial": partial}, training, by_style
+
+
+def test_the_specialist_that_answers_a_coordinate_is_chosen_per_style_on_out_of_fold_scores():
+    """Partial-style faces: the partial network is 0.5 px off, the full one 1 px: partial answers their 8.
+    Full-style faces: the partial network is 2 px off: the full network answers all 30 there, against the
+    fixed smallest-first rule."""
+    from competition.evaluate import mix_oof, style_choice
+
+    offsets = {("full", 0): 2.0, ("full", 1): 2.0, ("partial", 0): 0.5, ("partial", 1): 0.5}
+    frames, training, by_style = _two_specialist_oof(offsets)
+    choice = style_choice(frames, training.keypoints, training.style, by_style.prefer)
+    assert set(choice["full"].values()) == {"full"}
+    assert {choice["partial"][c] for c in SPECIALISTS["partial"].coordinates} == {"partial"}
+    mixed = mix_oof(frames, by_style, training)
+    truth = training.keypoints
+    # 8 full-style faces 1 px off on 30 coordinates, 8 partial-style 0.5 px off on 8: (8*30*1 + 8*8*0.25) / (8*38)
+    assert np.isclose(rmse(truth, mixed[list(COORDINATES)].to_numpy()), np.sqrt((240 + 16) / 304))
+    fixed = mix_oof(frames, replace(by_style, prefer_by_style=False), training)
+    # the fixed rule takes the partial network's 2 px on full-style faces' 8: (8*22*1 + 8*8*4 + 16) / 304
+    assert np.isclose(rmse(truth, fixed[list(COORDINATES)].to_numpy()), np.sqrt((176 + 256 + 16) / 304))
+
+
+def test_each_folds_choice_is_measured_on_the_other_folds_only():
+    """On full-style faces the partial network wins in fold 0 (0.5 px against 1) and loses in fold 1 (3 px):
+    fold 0's rows take the choice made on fold 1 (full), fold 1's the choice made on fold 0 (partial)."""
+    from competition.evaluate import mix_oof
+
+    offsets = {("full", 0): 0.5, ("full", 1): 3.0, ("partial", 0): 0.5, ("partial", 1): 0.5}
+    frames, training, by_style = _two_specialist_oof(offsets)
+    mixed = mix_oof(frames, by_style, training)
+    nose = "nose_tip_x"
+    full_style = training.style == "full"
+    assert (mixed.loc[full_style & (mixed["fold"] == 0).to_numpy(), nose] == 41.0).all()  # full's answer
+    assert (mixed.loc[full_style & (mixed["fold"] == 1).to_numpy(), nose] == 43.0).all()  # partial's answer
