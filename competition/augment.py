@@ -13,7 +13,7 @@ import numpy as np
 
 from .config import AugmentConfig
 from .imgaug_compat import iaa
-from .schema import FIRST_PIXEL_CENTRE, IMAGE_SIZE, KEYPOINTS, MIRROR_AXIS, Specialist
+from .schema import COORDINATES, FIRST_PIXEL_CENTRE, IMAGE_SIZE, KEYPOINTS, MIRROR_AXIS, STYLES, Specialist, style_of
 
 EYES = ("left_eye_center", "right_eye_center")  # what a framing is measured by
 
@@ -122,8 +122,12 @@ class Augmenter:
     """Random flips, re-framings, small affine warps and brightness/contrast for training batches."""
 
     def __init__(self, config: AugmentConfig, permutation: np.ndarray, framing: FramingRange | None = None,
-                 mirror_axis: float = MIRROR_AXIS):
+                 mirror_axis: float = MIRROR_AXIS, columns: np.ndarray | None = None):
+        """``columns``: the points' coordinates among the 30 (default: all 15 keypoints), which tell a face's
+        annotation style for ``config.framing_styles``."""
         self.flip_probability = config.flip
+        self.framed_styles = None if set(config.framing_styles) >= set(STYLES) else list(config.framing_styles)
+        self.columns = np.arange(len(COORDINATES)) if columns is None else columns
         self.permutation, self.mirror_axis = permutation, mirror_axis
         self.framing_probability, self.framing = (config.framing, framing) if framing else (0.0, None)
         self.pipeline = iaa.Sequential(
@@ -151,6 +155,10 @@ class Augmenter:
             weights = weights.copy()
             weights[flip] = weights[flip][:, self.permutation]
         reframe = rng.random(len(images)) < self.framing_probability if self.framing_probability else []
+        if len(reframe) and self.framed_styles is not None:
+            labelled = np.zeros((len(points), len(COORDINATES)), bool)
+            labelled[:, self.columns] = ~np.isnan(points.reshape(len(points), -1))
+            reframe &= np.isin(style_of(labelled), self.framed_styles)
         for face in np.flatnonzero(reframe):
             affine = self.framing.reframe(points[face], rng)
             if affine is not None:

@@ -22,7 +22,7 @@ from . import ranges
 from .errors import InputError
 from .models import FAMILIES, ModelConfig, family_config
 from .ranges import setting
-from .schema import COORDINATES, SMALLEST_FIRST, SPECIALISTS
+from .schema import COORDINATES, SMALLEST_FIRST, SPECIALISTS, STYLES
 
 PROJECT_CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 SCHEDULES = ("plateau", "cosine")
@@ -42,6 +42,8 @@ class AugmentConfig:
     # 0: re-framing draws uniformly within that range; > 0: it copies the framing of one of this fraction of
     # training faces whose framings are the most unusual (their own tails of face size and position)
     framing_rarest: float = setting(0.0, low=0, high=1)
+    # the annotation styles whose faces may be re-framed (a face's style read from its labels)
+    framing_styles: list[str] = setting(list(STYLES), choices=tuple(STYLES), nonempty=True)
 
 
 @dataclass

@@ -115,7 +115,7 @@ def prepare_fold(
         training.images[train_rows], training.keypoints[np.ix_(train_rows, columns)], settings.train.batch_size,
         augmenter=Augmenter(settings.augment, specialist.flip_permutation,
                             FramingRange.of(training.keypoints[train_rows], specialist, settings.augment.framing_rarest),
-                            folds.flip_axis),
+                            folds.flip_axis, columns),
         shuffle=True, seed=seed,
         workers=settings.train.workers, use_multiprocessing=False,
     )

@@ -162,3 +162,21 @@ def test_a_flipped_face_carries_its_keypoints_weights_across_with_them(training)
         _, _, carried = Augmenter(still, partial.flip_permutation)(training.images[:4], points, 0, weights)
         assert np.array_equal(carried, expected)
     assert not np.array_equal(weights[:, partial.flip_permutation], weights)
+
+
+def test_framing_styles_re_frame_only_the_faces_of_the_styles_named():
+    """Re-framing every face (probability 1) of the partial style only: a partial-style face's eyes go to the
+    rare framing, a full-style face's stay where they were; with both styles named, both move."""
+    full_style = np.tile(np.arange(30.0, 60.0), (1, 1))  # all 15 keypoints labelled
+    full_style[0, :4] = (64, 40, 32, 40)
+    partial_style = np.full((1, 30), np.nan)
+    partial_style[0, SPECIALISTS["partial"].columns] = full_style[0, SPECIALISTS["partial"].columns]
+    points = np.concatenate([full_style, partial_style]).reshape(2, 15, 2)
+    framing = FramingRange((6.0, 6.0), (83.0, 83.0), (80.0, 80.0), (0.0, 0.0), (0, 1), rare=((6.0, 83.0, 80.0),))
+    for styles, moves in ((["partial"], [False, True]), (["full", "partial"], [True, True])):
+        config = AugmentConfig(flip=0, rotate=0, scale=0, shift=0, brightness=0, contrast=0, framing=1.0,
+                               framing_styles=styles)
+        _, moved = Augmenter(config, SPECIALISTS["full"].flip_permutation, framing)(
+            np.zeros((2, 96, 96), np.uint8), points, seed=1)
+        eye_distance = np.linalg.norm(moved[:, 0] - moved[:, 1], axis=1)
+        np.testing.assert_allclose(eye_distance, np.where(moves, 6.0, 32.0), atol=0.05)
