@@ -454,7 +454,7 @@ def _existing_run(runs_dir: Path, name: str):
     return run
 
 
-def _full_style_answers(run, data: Path | None, tta: bool) -> dict[str, str] | None:
+def _full_style_choice(run, data: Path | None, tta: bool) -> dict[str, str] | None:
     """With ``inference.prefer_by_style``, which specialist answers each coordinate of a full-style face (a
     photo's face, unknown style, is asked for all 30), measured on the run's out-of-fold faces in ``data``."""
     from .blend import checked_run, variant
@@ -496,7 +496,7 @@ def predict(
 
     started = time.perf_counter()
     used = tta_used(found, tta)
-    model = run_model(found, used, allow_partial, _full_style_answers(found, data, used))
+    model = run_model(found, used, allow_partial, _full_style_choice(found, data, used))
     loaded = time.perf_counter()
     table, errors = predict_photos(photos, lambda faces: predict_pixels(model, faces), out, detect=detect,
                                    passes=passes, log=log, warn=lambda error: print(f"fkp: {error}", file=sys.stderr))
@@ -537,7 +537,7 @@ def export(
 
     check_format(format)
     used = tta_used(found, tta)
-    model = run_model(found, used, allow_partial, _full_style_answers(found, data, used))
+    model = run_model(found, used, allow_partial, _full_style_choice(found, data, used))
     target = out or found.export_path(format)
     export_model(model, format, target)
     console.print(f"{target}: run {found.name} as one {format} model ({'TTA' if used else 'no TTA'}), "

@@ -4,7 +4,7 @@ The model is built from the run's saved fold models as one Keras functional grap
 every trained specialist, optionally TTA (the mirrored face's points mapped back and averaged
 with the face's, at each shift of the run's ``inference.tta_shift``, and again on the re-framed face with
 ``inference.reframe``), the fold average, then each coordinate taken from the specialist the run's
-``inference.prefer`` picks (or ``answers``: with ``inference.prefer_by_style``, the choice for full-style
+``inference.prefer`` picks (or ``choice``: with ``inference.prefer_by_style``, the choice for full-style
 faces, the style asked for all 30 coordinates, as a photo's face is). It computes what `fkp blend` averages from the fold test files
 (``blend.leaderboard_test``): raw (N, 96, 96, 1) float32 faces 0..255 in, (N, 30) label pixels out
 (COORDINATES order).
@@ -78,8 +78,9 @@ def reframed_tta_points(model: keras.Model, faces, points, reframe: Reframe, shi
     return fkp_layers.MixPoints(reframe.weight, name=f"{name}_reframed_mix")([points, back])
 
 
-def run_model(run: Run, tta: bool, allow_partial: bool = False, answers: dict[str, str] | None = None) -> keras.Model:
-    """The whole run as one model: faces (N, 96, 96, 1) 0..255 -> (N, 30) keypoints in label pixels."""
+def run_model(run: Run, tta: bool, allow_partial: bool = False, choice: dict[str, str] | None = None) -> keras.Model:
+    """The whole run as one model: faces (N, 96, 96, 1) 0..255 -> (N, 30) keypoints in label pixels. ``choice``
+    names the specialist answering each coordinate (a per-style choice); without it, ``inference.prefer`` decides."""
     faces = keras.Input((IMAGE_SIZE, IMAGE_SIZE, 1), name="faces")
     shift = run.spec.resolved.inference.tta_shift
     views = tta_faces(faces, shift) if tta else {}
@@ -102,7 +103,7 @@ def run_model(run: Run, tta: bool, allow_partial: bool = False, answers: dict[st
     offsets = dict(zip(names, [sum(len(SPECIALISTS[n].coordinates) for n in names[:i]) for i in range(len(names))]))
     columns = []
     for coordinate in COORDINATES:
-        source = answers[coordinate] if answers else specialist_for(coordinate, names, run.spec.resolved.inference.prefer)
+        source = choice[coordinate] if choice else specialist_for(coordinate, names, run.spec.resolved.inference.prefer)
         columns.append(offsets[source] + SPECIALISTS[source].coordinates.index(coordinate))
     joined = answers[names[0]] if len(names) == 1 else keras.layers.Concatenate(name="specialists")(list(answers.values()))
     keypoints = fkp_layers.TakeColumns(columns, name="keypoints")(joined)

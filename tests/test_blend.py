@@ -416,7 +416,7 @@ def test_export_and_predict_take_the_full_style_choice_of_a_run_choosing_per_sty
     """A photo's face has no style: `fkp export` and `fkp predict` answer it as a full-style face, with the
     choice measured on the run's out-of-fold faces (here the full network everywhere); a fixed-rule run
     needs no data."""
-    from competition.cli import _full_style_answers
+    from competition.cli import _full_style_choice
 
     training, test, folds = sample
     config = Config()
@@ -424,5 +424,5 @@ def test_export_and_predict_take_the_full_style_choice_of_a_run_choosing_per_sty
     styled = write_run(tmp_path / "styled", training, test, folds, noise=1.0, tta_noise=1.0, seed=5, config=config,
                        noise_scale={"partial": 3.0})
     fixed = write_run(tmp_path / "fixed", training, test, folds, noise=1.0, tta_noise=1.0, seed=5)
-    assert _full_style_answers(styled, sample_dir, tta=True) == {c: "full" for c in COORDINATES}
-    assert _full_style_answers(fixed, tmp_path / "no-such-folder", tta=True) is None
+    assert _full_style_choice(styled, sample_dir, tta=True) == {c: "full" for c in COORDINATES}
+    assert _full_style_choice(fixed, tmp_path / "no-such-folder", tta=True) is None

@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
@@ -62,17 +63,20 @@ def test_the_exported_run_gives_the_runs_own_fold_average(learned_run, data_dir,
     if format == "onnx" and not tta:
         pytest.skip("one ONNX conversion (about a minute on 2 cores) is enough")
     flag = "--tta" if tta else "--no-tta"
-    result = subprocess.run([*FKP, "export", "--run", "learned", "--format", format, flag], cwd=learned_run,
+    result = subprocess.run([*FKP, "export", "--run", "learned", "--format", format, flag, "--data", str(data_dir)],
+                            cwd=learned_run,
                             capture_output=True, text=True, env=os.environ.copy())
     assert result.returncode == 0, result.stderr
     run = Run(learned_run / "runs" / "learned")
     assert sorted(run.spec.specialists) == ["full", "partial"]
     test = data.load_test(data_dir)
     faces = test.images[:FACES, ..., None].astype(np.float32)
-    expected = leaderboard_test(run, tta, allow_partial=False).loc[test.image_ids[:FACES]].to_numpy()
+    training, full_style = data.load_training(data_dir), pd.Series("full", index=test.image_ids)
+    assert run.spec.resolved.inference.prefer_by_style  # the choice for full-style faces, as a photo's face is
+    expected = leaderboard_test(run, tta, False, training, full_style).loc[test.image_ids[:FACES]].to_numpy()
     got = run_exported(format, run.export_path(format), faces)
     assert got.shape == (FACES, 30)
     assert np.abs(got - expected).max() < 1e-3
     if tta:  # the other variant differs: the flag reached the graph
-        other = leaderboard_test(run, False, allow_partial=False).loc[test.image_ids[:FACES]].to_numpy()
+        other = leaderboard_test(run, False, False, training, full_style).loc[test.image_ids[:FACES]].to_numpy()
         assert np.abs(got - other).max() > 1e-2
