@@ -56,8 +56,10 @@ def test_a_short_cpu_run_beats_the_mean_face_by_a_tenth(learned_run, data_dir):
     """A model that learns nothing predicts about the training folds' mean face. Ten epochs of the CPU
     profile's networks on 600 faces (``learned_run``) must beat that predictor's RMSE, on the same folds, by
     at least 10%."""
-    from competition.data import load_training
+    from competition.data import bundled_sample, load_training
 
+    if data_dir == bundled_sample():
+        pytest.skip("the bundled sample's faces are too few for 10 epochs to learn from; needs ../shared/fkp-data")
     cv_rmse = float((learned_run / "cv.out").read_text().strip().splitlines()[-1].removeprefix("cv_rmse="))
     keypoints = load_training(data_dir).keypoints[:600]
     fold = pd.read_csv(next((learned_run / "folds").glob("*-k2.csv")))["fold"].to_numpy()[: len(keypoints)]

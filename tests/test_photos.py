@@ -143,7 +143,7 @@ def test_no_detect_on_test_faces_gives_the_numbers_blend_averages(learned_run, d
     full_style = pd.Series("full", index=test.image_ids)  # a photo's face is asked for all 30 coordinates
     expected = leaderboard_test(run, run.spec.resolved.inference.tta, False, data.load_training(data_dir),
                                 full_style).loc[test.image_ids[:64]]
-    assert table["face"].eq(1).all() and len(table) == 64
+    assert table["face"].eq(1).all() and len(table) == min(64, len(test.image_ids))
     np.testing.assert_allclose(table[list(COORDINATES)].to_numpy(), expected.to_numpy(), atol=1e-3)
 
 
