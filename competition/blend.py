@@ -17,7 +17,7 @@ import pandas as pd
 from .config import BlendConfig
 from .data import TestSet, TrainingSet
 from .errors import InputError
-from .evaluate import leaderboard_mix, mix_by_style, mixed_oof, rmse, run_style_choice, score
+from .evaluate import chooses_by_style, leaderboard_mix, mix_by_style, mixed_oof, rmse, run_style_choice, score
 from .io import write_csv, write_text
 from .plots import FacePanel, face_grid, save_png
 from .runs import VARIANT_LABELS, Run
@@ -80,7 +80,7 @@ def leaderboard_test(run: Run, tta: bool, allow_partial: bool, training: Trainin
     of fold on faces of its style (``training``: the run's labelled faces; ``test_styles``: ImageId -> style)."""
     frames = {name: fold_average(run, name, tta, allow_partial) for name in run.spec.specialists}
     mixed = leaderboard_mix(frames, run.spec.resolved.inference.prefer)
-    if not run.spec.resolved.inference.prefer_by_style or len(frames) < 2:
+    if not chooses_by_style(run.spec.resolved.inference, frames):
         return mixed
     if training is None or test_styles is None:
         raise ValueError("a run with inference.prefer_by_style needs its training faces and the test faces' styles")

@@ -458,9 +458,9 @@ def _full_style_choice(run, data: Path | None, tta: bool) -> dict[str, str] | No
     """With ``inference.prefer_by_style``, which specialist answers each coordinate of a full-style face (a
     photo's face, unknown style, is asked for all 30), measured on the run's out-of-fold faces in ``data``."""
     from .blend import checked_run, variant
-    from .evaluate import run_style_choice
+    from .evaluate import chooses_by_style, run_style_choice
 
-    if not run.spec.resolved.inference.prefer_by_style or len(run.spec.specialists) < 2:
+    if not chooses_by_style(run.spec.resolved.inference, run.spec.specialists):
         return None
     training = data_module.load_training(_data(data)[0])
     return run_style_choice(checked_run(run.path, training), variant(tta), training)["full"]

@@ -124,11 +124,17 @@ def mix_by_style(frames: dict[str, pd.DataFrame], style: pd.Series, choice: dict
     return mixed
 
 
+def chooses_by_style(inference, specialists) -> bool:
+    """Whether coordinates are answered per annotation style: ``inference.prefer_by_style``, with more than
+    one trained specialist to choose from."""
+    return inference.prefer_by_style and len(specialists) > 1
+
+
 def run_style_choice(run: Run, variant: str, training) -> dict[str, dict[str, str]] | None:
     """A run's ``style_choice`` measured on all its out-of-fold faces (what its test faces take), or None where
     it answers by ``inference.prefer`` alone (``prefer_by_style`` off, or one specialist trained)."""
     inference = run.spec.resolved.inference
-    if not inference.prefer_by_style or len(run.spec.specialists) < 2:
+    if not chooses_by_style(inference, run.spec.specialists):
         return None
     oof = run.oof(variant)
     rows = leaderboard_mix(oof, inference.prefer).index
@@ -149,7 +155,7 @@ def mix_oof(frames: dict[str, pd.DataFrame], inference, training) -> pd.DataFram
     the faces it is scored on."""
     mixed = leaderboard_mix(frames, inference.prefer)
     fold = next(iter(frames.values())).loc[mixed.index, "fold"]
-    if inference.prefer_by_style and len(frames) > 1:
+    if chooses_by_style(inference, frames):
         rows = mixed.index.to_numpy()
         truth, style = training.keypoints[rows], pd.Series(training.style[rows], index=mixed.index)
         for k in fold.unique():

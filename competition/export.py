@@ -5,9 +5,9 @@ every trained specialist, optionally TTA (the mirrored face's points mapped back
 with the face's, at each shift of the run's ``inference.tta_shift``, and again on the re-framed face with
 ``inference.reframe``), the fold average, then each coordinate taken from the specialist the run's
 ``inference.prefer`` picks (or ``choice``: with ``inference.prefer_by_style``, the choice for full-style
-faces, the style asked for all 30 coordinates, as a photo's face is). It computes what `fkp blend` averages from the fold test files
-(``blend.leaderboard_test``): raw (N, 96, 96, 1) float32 faces 0..255 in, (N, 30) label pixels out
-(COORDINATES order).
+faces, the style asked for all 30 coordinates, as a photo's face is). It computes what `fkp blend`
+averages from the fold test files (``blend.leaderboard_test``): raw (N, 96, 96, 1) float32 faces 0..255
+in, (N, 30) label pixels out (COORDINATES order).
 """
 
 from __future__ import annotations
