@@ -454,16 +454,22 @@ def _existing_run(runs_dir: Path, name: str):
     return run
 
 
-def _full_style_choice(run, data: Path | None, tta: bool) -> dict[str, str] | None:
-    """With ``inference.prefer_by_style``, which specialist answers each coordinate of a full-style face (a
-    photo's face, unknown style, is asked for all 30), measured on the run's out-of-fold faces in ``data``."""
+def _full_style_answers(run, data: Path | None, tta: bool) -> tuple[dict[str, str] | None, np.ndarray | None]:
+    """How a run answers a full-style face (a photo's face, unknown style, is asked for all 30): with
+    ``inference.prefer_by_style``, which specialist answers each coordinate, and with ``inference.offsets``, the
+    offsets added; both measured on the run's out-of-fold faces in ``data``, None where the run needs neither."""
     from .blend import checked_run, variant
-    from .evaluate import chooses_by_style, run_style_choice
+    from .evaluate import chooses_by_style, run_offsets, run_style_choice
 
-    if not chooses_by_style(run.spec.resolved.inference, run.spec.specialists):
-        return None
+    inference = run.spec.resolved.inference
+    by_style = chooses_by_style(inference, run.spec.specialists)
+    if not by_style and inference.offsets == "none":
+        return None, None
     training = data_module.load_training(_data(data)[0])
-    return run_style_choice(checked_run(run.path, training), variant(tta), training)["full"]
+    checked = checked_run(run.path, training)
+    choice = run_style_choice(checked, variant(tta), training)["full"] if by_style else None
+    table = run_offsets(checked, variant(tta), training)
+    return choice, None if table is None else table.loc["full"].to_numpy()
 
 
 @app.command()
@@ -481,7 +487,7 @@ def predict(
         "--detect/--no-detect", help="Find faces with OpenCV's Haar cascade, or take 96x96 crops as they are.")] = True,
     allow_partial: AllowPartialOption = False,
     data: Annotated[Optional[Path], typer.Option(
-        help="The run's data folder: read only for a run with inference.prefer_by_style.")] = None,
+        help="The run's data folder: read only for a run with inference.prefer_by_style or offsets.")] = None,
 ):
     """Find every face in photos and predict its keypoints with a run; write predictions.csv and pictures.
 
@@ -496,7 +502,7 @@ def predict(
 
     started = time.perf_counter()
     used = tta_used(found, tta)
-    model = run_model(found, used, allow_partial, _full_style_choice(found, data, used))
+    model = run_model(found, used, allow_partial, *_full_style_answers(found, data, used))
     loaded = time.perf_counter()
     table, errors = predict_photos(photos, lambda faces: predict_pixels(model, faces), out, detect=detect,
                                    passes=passes, log=log, warn=lambda error: print(f"fkp: {error}", file=sys.stderr))
@@ -521,12 +527,13 @@ def export(
         "--tta/--no-tta", help="Flip TTA inside the model (default: the run's inference.tta).")] = None,
     allow_partial: AllowPartialOption = False,
     data: Annotated[Optional[Path], typer.Option(
-        help="The run's data folder: read only for a run with inference.prefer_by_style.")] = None,
+        help="The run's data folder: read only for a run with inference.prefer_by_style or offsets.")] = None,
 ):
     """Export a run as one model (every fold and specialist, optionally TTA): 96x96 faces in, 30 pixels out.
 
     The model averages the folds and takes each coordinate from the specialist the run's inference.prefer picks,
-    as `fkp blend` does (with inference.prefer_by_style: the one chosen for full-style faces)."""
+    as `fkp blend` does (with inference.prefer_by_style: the one chosen for full-style faces; with
+    inference.offsets: moved by the full-style offsets)."""
     from .runs import EXPORT_FORMATS
 
     if format not in EXPORT_FORMATS:
@@ -537,7 +544,7 @@ def export(
 
     check_format(format)
     used = tta_used(found, tta)
-    model = run_model(found, used, allow_partial, _full_style_choice(found, data, used))
+    model = run_model(found, used, allow_partial, *_full_style_answers(found, data, used))
     target = out or found.export_path(format)
     export_model(model, format, target)
     console.print(f"{target}: run {found.name} as one {format} model ({'TTA' if used else 'no TTA'}), "

@@ -26,6 +26,7 @@ from .schema import COORDINATES, SMALLEST_FIRST, SPECIALISTS, STYLES
 
 PROJECT_CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 SCHEDULES = ("plateau", "cosine")
+OFFSETS = ("none", "coordinate", "style")  # inference.offsets: what out-of-fold error offsets are pooled by
 
 
 @dataclass
@@ -98,6 +99,10 @@ class InferenceConfig:
     # Per annotation style, the specialist that scores best out of fold on that style's faces answers a
     # coordinate instead (a test face's style read from IdLookupTable); `prefer` breaks ties
     prefer_by_style: bool = False
+    # Each prediction moved by the mean out-of-fold error (truth - prediction) of its coordinate: "coordinate"
+    # over all faces, "style" over the faces of its annotation style, "none" not moved. In CV each fold's rows
+    # take the offsets measured on the other folds; test faces take those of every out-of-fold face
+    offsets: str = setting("none", choices=OFFSETS)
 
 
 @dataclass

@@ -10,6 +10,7 @@ faces of the face's style (``style_choice``). ``score`` is the one scoring funct
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -151,21 +152,62 @@ def mixed_oof(run: Run, variant: str, training) -> pd.DataFrame:
 
 def mix_oof(frames: dict[str, pd.DataFrame], inference, training) -> pd.DataFrame:
     """``leaderboard_mix`` of out-of-fold frames, with each row's fold. With ``inference.prefer_by_style``,
-    each fold's rows take the ``style_choice`` measured on the other folds' rows, so the choice never sees
-    the faces it is scored on."""
-    mixed = leaderboard_mix(frames, inference.prefer)
-    fold = next(iter(frames.values())).loc[mixed.index, "fold"]
-    if chooses_by_style(inference, frames):
-        rows = mixed.index.to_numpy()
-        truth, style = training.keypoints[rows], pd.Series(training.style[rows], index=mixed.index)
-        for k in fold.unique():
-            held_out = (fold == k).to_numpy()
-            if held_out.all():
-                continue  # one fold alone: no other fold to choose on; the fixed order stands
-            choice = style_choice({n: f.loc[mixed.index[~held_out]] for n, f in frames.items()},
+    each fold's rows take the ``style_choice`` measured on the other folds' rows, and with ``inference.offsets``
+    the ``offset_table`` measured there (under that choice), so neither ever sees the faces it is scored on."""
+    fixed = leaderboard_mix(frames, inference.prefer)
+    fold = next(iter(frames.values())).loc[fixed.index, "fold"]
+    rows = fixed.index.to_numpy()
+    truth, style = training.keypoints[rows], pd.Series(training.style[rows], index=fixed.index)
+    mixed = fixed.copy()
+    for k in fold.unique():
+        held_out = (fold == k).to_numpy()
+        if held_out.all():
+            continue  # one fold alone: nothing to measure on; the fixed order stands, no offsets
+        answered = fixed
+        if chooses_by_style(inference, frames):
+            choice = style_choice({n: f.loc[fixed.index[~held_out]] for n, f in frames.items()},
                                   truth[~held_out], style.to_numpy()[~held_out], inference.prefer)
-            mixed.loc[held_out] = mix_by_style(frames, style[held_out], choice).to_numpy()
+            answered = mix_by_style(frames, style, choice)
+        predicted = answered.to_numpy()
+        if inference.offsets != "none":
+            table = offset_table(truth[~held_out], predicted[~held_out], style.to_numpy()[~held_out],
+                                 inference.offsets)
+            predicted = apply_offsets(predicted, style.to_numpy(), table)
+        mixed.loc[held_out] = predicted[held_out]
     return mixed.assign(fold=fold)
+
+
+def offset_table(truth: np.ndarray, predicted: np.ndarray, style: np.ndarray, pooled_by: str) -> pd.DataFrame:
+    """Style x coordinate: the mean error (truth - prediction) over the faces labelled with the coordinate,
+    pooled over all faces (``pooled_by`` "coordinate", the same row for every style) or over each style's own
+    ("style"); 0 where no face is labelled. A network's systematic error (the centre line placed a fraction of
+    a pixel off, one style's annotators' habit) that added to its predictions cancels."""
+    error = truth - predicted
+    rows = {}
+    for name in STYLES:
+        faces = style == name if pooled_by == "style" else np.ones(len(truth), bool)
+        counts = (~np.isnan(error[faces])).sum(axis=0)
+        rows[name] = np.divide(np.nansum(error[faces], axis=0), counts, out=np.zeros(len(COORDINATES)),
+                               where=counts > 0)
+    return pd.DataFrame(rows, index=pd.Index(COORDINATES, name="coordinate")).T.rename_axis("style")
+
+
+def apply_offsets(predicted: np.ndarray, style: np.ndarray, table: pd.DataFrame) -> np.ndarray:
+    """(N, 30) predictions, each row moved by its style's offsets in ``table``."""
+    return predicted + table.loc[style, list(COORDINATES)].to_numpy()
+
+
+def run_offsets(run: Run, variant: str, training) -> pd.DataFrame | None:
+    """A run's ``offset_table`` measured on all its out-of-fold faces (what its test faces take), or None where
+    ``inference.offsets`` is "none"."""
+    inference = run.spec.resolved.inference
+    if inference.offsets == "none":
+        return None
+    labelled = training.head(run.spec.limit)
+    mixed = mix_oof(run.oof(variant), replace(inference, offsets="none"), labelled)
+    rows = mixed.index.to_numpy()
+    return offset_table(labelled.keypoints[rows], mixed[list(COORDINATES)].to_numpy(), labelled.style[rows],
+                        inference.offsets)
 
 
 def run_scores(run: Run, training) -> tuple[dict[str, pd.DataFrame], dict[str, pd.Series], int]:

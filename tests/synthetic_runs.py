@@ -32,11 +32,12 @@ def tiny_model():
 def write_run(
     run_dir: Path, training: TrainingSet, test: TestSet, folds: Folds, *, noise: float, tta_noise: float,
     seed: int, limit: int | None = None, tta: bool = True, config: Config | None = None,
-    fold_seconds: float | None = None, noise_scale: dict[str, float] | None = None,
+    fold_seconds: float | None = None, noise_scale: dict[str, float] | None = None, bias: float = 0.0,
 ) -> Run:
     """OOF predictions = truth (the mean face where unlabelled) + N(0, noise) (``tta_noise`` for the flip-TTA
     variant); test predictions = the mean face + N(0, 1); a made-up three-epoch history; each fold's
-    report gives ``fold_seconds`` of training, if any; ``noise_scale`` multiplies a specialist's OOF noise."""
+    report gives ``fold_seconds`` of training, if any; ``noise_scale`` multiplies a specialist's OOF noise;
+    ``bias`` px are added to every OOF prediction."""
     config = config or Config()
     config.inference.tta = tta
     run = Run(run_dir)
@@ -55,7 +56,7 @@ def write_run(
             predictions = {}
             scale = (noise_scale or {}).get(name, 1.0)
             for variant, sigma in (("plain", noise), ("flip", tta_noise)):
-                predicted = pd.DataFrame(centre + rng.normal(0, sigma * scale, centre.shape), columns=columns)
+                predicted = pd.DataFrame(centre + bias + rng.normal(0, sigma * scale, centre.shape), columns=columns)
                 predicted.insert(0, "row", rows)
                 predictions["oof", variant] = predicted
             for variant in ("plain", "flip"):

@@ -143,3 +143,75 @@ def test_each_folds_choice_is_measured_on_the_other_folds_only():
     full_style = training.style == "full"
     assert (mixed.loc[full_style & (mixed["fold"] == 0).to_numpy(), nose] == 41.0).all()  # full's answer
     assert (mixed.loc[full_style & (mixed["fold"] == 1).to_numpy(), nose] == 43.0).all()  # partial's answer
+
+
+def test_offsets_are_the_mean_error_per_coordinate_pooled_over_all_faces_or_per_style():
+    """Hand-computed: coordinate 0 is off by +1, -1 on two full-style faces and +2 on a partial-style one;
+    coordinate 1 is labelled on one full-style face only (+1); the others on none (offset 0)."""
+    from competition.evaluate import apply_offsets, offset_table
+
+    truth = np.full((3, 30), np.nan)
+    truth[:, 0] = [10.0, 12.0, 20.0]
+    truth[1, 1] = 5.0
+    predicted = np.full((3, 30), 30.0)
+    predicted[:, 0] = [9.0, 13.0, 18.0]
+    predicted[1, 1] = 4.0
+    style = np.array(["full", "full", "partial"])
+    pooled = offset_table(truth, predicted, style, "coordinate")
+    assert np.allclose(pooled.loc[["full", "partial"], COORDINATES[0]], 2 / 3)
+    assert np.allclose(pooled.loc[["full", "partial"], COORDINATES[1]], 1.0)
+    assert (pooled[list(COORDINATES[2:])] == 0).all().all()
+    per_style = offset_table(truth, predicted, style, "style")
+    assert per_style.loc["full", COORDINATES[0]] == 0.0 and per_style.loc["partial", COORDINATES[0]] == 2.0
+    assert per_style.loc["full", COORDINATES[1]] == 1.0 and per_style.loc["partial", COORDINATES[1]] == 0.0
+    moved = apply_offsets(predicted, style, per_style)
+    assert moved[2, 0] == 20.0 and moved[1, 1] == 5.0 and moved[0, 0] == 9.0
+
+
+def _biased_oof(bias: dict[tuple[str, int], float]):
+    """One network (full) predicting all 30 coordinates; four faces per (style, fold), folds 0 and 1; truth 40
+    where labelled; every prediction of a (style, fold) face ``bias[(style, fold)]`` px above it."""
+    from competition.config import InferenceConfig
+    from competition.data import TrainingSet
+
+    cells = [(style, fold) for style in ("full", "partial") for fold in (0, 1)]
+    truth = np.full((4 * len(cells), 30), np.nan, np.float32)
+    for i, (style, _) in enumerate(cells):
+        truth[4 * i : 4 * i + 4, slice(None) if style == "full" else SPECIALISTS["partial"].columns] = 40.0
+    fold = np.repeat([fold for _, fold in cells], 4)
+    predicted = 40.0 + np.repeat([bias[cell] for cell in cells], 4)[:, None] * np.ones((1, 30))
+    frame = pd.DataFrame(predicted, index=np.arange(len(truth)), columns=list(COORDINATES)).assign(fold=fold)
+    one_network = InferenceConfig(prefer=["partial", "full"])
+    return {"full": frame}, TrainingSet(np.zeros((len(truth), 96, 96), np.uint8), truth, "hand-made"), one_network
+
+
+def test_each_folds_offsets_are_measured_on_the_other_folds_only():
+    """Fold 0's faces are 1 px high, fold 1's 3 px: fold 0 takes fold 1's offset (-3) and ends 2 px low, fold 1
+    takes fold 0's (-1) and ends 2 px high. Offsets measured on all faces (-2) would leave every face 1 px off."""
+    from competition.evaluate import mix_oof
+
+    frames, training, inference = _biased_oof({("full", 0): 1.0, ("full", 1): 3.0,
+                                               ("partial", 0): 1.0, ("partial", 1): 3.0})
+    mixed = mix_oof(frames, replace(inference, offsets="coordinate"), training)
+    error = mixed[list(COORDINATES)].to_numpy() - training.keypoints
+    fold0 = (mixed["fold"] == 0).to_numpy()
+    assert np.allclose(error[fold0][~np.isnan(error[fold0])], -2.0)
+    assert np.allclose(error[~fold0][~np.isnan(error[~fold0])], 2.0)
+    untouched = mix_oof(frames, inference, training)
+    assert np.allclose(untouched[list(COORDINATES)].to_numpy(), frames["full"][list(COORDINATES)].to_numpy())
+
+
+def test_offsets_per_style_correct_a_bias_only_one_style_has():
+    """Partial-style faces 1 px high, full-style faces exact: per style every face ends exact; pooled over all
+    faces the partial coordinates' offset is the mean of both styles' errors, which leaves both off."""
+    from competition.evaluate import mix_oof
+
+    frames, training, inference = _biased_oof({("full", 0): 0.0, ("full", 1): 0.0,
+                                               ("partial", 0): 1.0, ("partial", 1): 1.0})
+    truth = training.keypoints
+    per_style = mix_oof(frames, replace(inference, offsets="style"), training)
+    assert rmse(truth, per_style[list(COORDINATES)].to_numpy()) < 1e-9
+    pooled = mix_oof(frames, replace(inference, offsets="coordinate"), training)
+    # on the 8 partial coordinates, per fold: 2 full-style faces' 0 and 2 partial-style faces' 1 -> offset -0.5
+    nose = pooled["nose_tip_x"].to_numpy() - truth[:, COORDINATES.index("nose_tip_x")]
+    assert np.allclose(nose, np.where(training.style == "full", -0.5, 0.5))
