@@ -17,7 +17,7 @@ import pandas as pd
 from .config import BlendConfig
 from .data import TestSet, TrainingSet
 from .errors import InputError
-from .evaluate import (apply_offsets, chooses_by_style, leaderboard_mix, mix_by_style, mixed_oof, rmse, run_offsets,
+from .evaluate import (chooses_by_style, leaderboard_mix, mix_by_style, mixed_oof, rmse, run_refinement,
                        run_style_choice, score)
 from .io import write_csv, write_text
 from .plots import FacePanel, face_grid, save_png
@@ -78,22 +78,20 @@ def leaderboard_test(run: Run, tta: bool, allow_partial: bool, training: Trainin
                      test_styles: pd.Series | None = None) -> pd.DataFrame:
     """A run's test predictions (ImageId x 30 coordinates), each specialist averaged over its folds. With
     ``inference.prefer_by_style``, each test face's coordinates come from the specialists that score best out
-    of fold on faces of its style, and with ``inference.offsets`` they move by the run's out-of-fold offsets
-    (``training``: the run's labelled faces; ``test_styles``: ImageId -> style)."""
+    of fold on faces of its style, and with ``inference.refine`` they are refined by the fit on every
+    out-of-fold face (``training``: the run's labelled faces; ``test_styles``: ImageId -> style)."""
     frames = {name: fold_average(run, name, tta, allow_partial) for name in run.spec.specialists}
     inference = run.spec.resolved.inference
     mixed = leaderboard_mix(frames, inference.prefer)
-    if not chooses_by_style(inference, frames) and inference.offsets == "none":
-        return mixed
-    if training is None or test_styles is None:
-        raise ValueError("a run with inference.prefer_by_style or inference.offsets needs its training faces and "
-                         "the test faces' styles")
-    styles = test_styles.reindex(mixed.index)
-    if chooses_by_style(inference, frames):
-        mixed = mix_by_style(frames, styles, run_style_choice(run, variant(tta), training))
-    table = run_offsets(run, variant(tta), training)
-    if table is not None:
-        mixed[:] = apply_offsets(mixed.to_numpy(), styles.to_numpy(), table)
+    by_style = chooses_by_style(inference, frames)
+    if (by_style and (training is None or test_styles is None)) or (inference.refine != "none" and training is None):
+        raise ValueError("a run with inference.prefer_by_style needs its training faces and the test faces' styles; "
+                         "one with inference.refine its training faces")
+    if by_style:
+        mixed = mix_by_style(frames, test_styles.reindex(mixed.index), run_style_choice(run, variant(tta), training))
+    refinement = run_refinement(run, variant(tta), training)
+    if refinement is not None:
+        mixed[:] = refinement.apply(mixed.to_numpy())
     return mixed
 
 

@@ -270,8 +270,10 @@ def cv(
     tables, overall, faces = run_scores(run, training)
     use_tta = config.inference.tta if tta is None else tta
     used = "flip" if use_tta else "plain"
+    refined = "" if config.inference.refine == "none" else f" (second stage: {config.inference.refine})"
     _print_table(tables[used], f"OOF RMSE per keypoint ({faces} faces, {VARIANT_LABELS[used]}): the leaderboard "
-                               "mix on all faces and per annotation style, each network alone (net), faces labelled")
+                               f"mix{refined} on all faces and per annotation style, each network alone (net), faces "
+                               "labelled")
     for key, label in VARIANT_LABELS.items():
         networks = tables[key].loc["overall"].filter(like=" net")
         console.print(f"OOF RMSE, {label}: " + ", ".join(f"{column} {value:.4f}" for column, value in
@@ -454,22 +456,21 @@ def _existing_run(runs_dir: Path, name: str):
     return run
 
 
-def _full_style_answers(run, data: Path | None, tta: bool) -> tuple[dict[str, str] | None, np.ndarray | None]:
+def _full_style_answers(run, data: Path | None, tta: bool):
     """How a run answers a full-style face (a photo's face, unknown style, is asked for all 30): with
-    ``inference.prefer_by_style``, which specialist answers each coordinate, and with ``inference.offsets``, the
-    offsets added; both measured on the run's out-of-fold faces in ``data``, None where the run needs neither."""
+    ``inference.prefer_by_style``, which specialist answers each coordinate, and with ``inference.refine``, its
+    second stage; both fitted on the run's out-of-fold faces in ``data``, None where the run needs neither."""
     from .blend import checked_run, variant
-    from .evaluate import chooses_by_style, run_offsets, run_style_choice
+    from .evaluate import chooses_by_style, run_refinement, run_style_choice
 
     inference = run.spec.resolved.inference
     by_style = chooses_by_style(inference, run.spec.specialists)
-    if not by_style and inference.offsets == "none":
+    if not by_style and inference.refine == "none":
         return None, None
     training = data_module.load_training(_data(data)[0])
     checked = checked_run(run.path, training)
     choice = run_style_choice(checked, variant(tta), training)["full"] if by_style else None
-    table = run_offsets(checked, variant(tta), training)
-    return choice, None if table is None else table.loc["full"].to_numpy()
+    return choice, run_refinement(checked, variant(tta), training)
 
 
 @app.command()
@@ -487,7 +488,7 @@ def predict(
         "--detect/--no-detect", help="Find faces with OpenCV's Haar cascade, or take 96x96 crops as they are.")] = True,
     allow_partial: AllowPartialOption = False,
     data: Annotated[Optional[Path], typer.Option(
-        help="The run's data folder: read only for a run with inference.prefer_by_style or offsets.")] = None,
+        help="The run's data folder: read only for a run with inference.prefer_by_style or refine.")] = None,
 ):
     """Find every face in photos and predict its keypoints with a run; write predictions.csv and pictures.
 
@@ -527,13 +528,13 @@ def export(
         "--tta/--no-tta", help="Flip TTA inside the model (default: the run's inference.tta).")] = None,
     allow_partial: AllowPartialOption = False,
     data: Annotated[Optional[Path], typer.Option(
-        help="The run's data folder: read only for a run with inference.prefer_by_style or offsets.")] = None,
+        help="The run's data folder: read only for a run with inference.prefer_by_style or refine.")] = None,
 ):
     """Export a run as one model (every fold and specialist, optionally TTA): 96x96 faces in, 30 pixels out.
 
     The model averages the folds and takes each coordinate from the specialist the run's inference.prefer picks,
     as `fkp blend` does (with inference.prefer_by_style: the one chosen for full-style faces; with
-    inference.offsets: moved by the full-style offsets)."""
+    inference.refine: its second stage)."""
     from .runs import EXPORT_FORMATS
 
     if format not in EXPORT_FORMATS:

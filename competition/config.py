@@ -22,11 +22,11 @@ from . import ranges
 from .errors import InputError
 from .models import FAMILIES, ModelConfig, family_config
 from .ranges import setting
+from .refine import REFINEMENTS
 from .schema import COORDINATES, SMALLEST_FIRST, SPECIALISTS, STYLES
 
 PROJECT_CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 SCHEDULES = ("plateau", "cosine")
-OFFSETS = ("none", "coordinate", "style")  # inference.offsets: what out-of-fold error offsets are pooled by
 
 
 @dataclass
@@ -99,10 +99,11 @@ class InferenceConfig:
     # Per annotation style, the specialist that scores best out of fold on that style's faces answers a
     # coordinate instead (a test face's style read from IdLookupTable); `prefer` breaks ties
     prefer_by_style: bool = False
-    # Each prediction moved by the mean out-of-fold error (truth - prediction) of its coordinate: "coordinate"
-    # over all faces, "style" over the faces of its annotation style, "none" not moved. In CV each fold's rows
-    # take the offsets measured on the other folds; test faces take those of every out-of-fold face
-    offsets: str = setting("none", choices=OFFSETS)
+    # A second stage fitted on the run's out-of-fold errors (competition/refine.py): "offsets" adds each
+    # coordinate's mean error, "linear" its error regressed on all 30 predicted coordinates; "none" leaves the
+    # predictions as they are. In CV each fold's faces take the fit on the other folds' faces
+    refine: str = setting("none", choices=REFINEMENTS)
+    refine_alpha: float = setting(20.0, low=0, high=1e9)  # "linear": the ridge penalty per labelled face
 
 
 @dataclass

@@ -4,7 +4,8 @@ Kaggle scores the RMSE over exactly the coordinates IdLookupTable asks for: all 
 test face, the 8 of a partial-style one. Out of fold, a face's asked coordinates are its labelled
 ones, and each coordinate comes from the trained specialist the run's config prefers for it
 (``leaderboard_mix``), or with ``inference.prefer_by_style`` the one that scores best out of fold on the
-faces of the face's style (``style_choice``). ``score`` is the one scoring function every report uses.
+faces of the face's style (``style_choice``), then with ``inference.refine`` corrected by a second stage
+fitted on the other folds' errors. ``score`` is the one scoring function every report uses.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 
+from .refine import Refinement, fit_refinement
 from .runs import VARIANT_LABELS, Run
 from .schema import COORDINATES, KEYPOINTS, SMALLEST_FIRST, SPECIALISTS, STYLES, specialist_for
 
@@ -152,8 +154,8 @@ def mixed_oof(run: Run, variant: str, training) -> pd.DataFrame:
 
 def mix_oof(frames: dict[str, pd.DataFrame], inference, training) -> pd.DataFrame:
     """``leaderboard_mix`` of out-of-fold frames, with each row's fold. With ``inference.prefer_by_style``,
-    each fold's rows take the ``style_choice`` measured on the other folds' rows, and with ``inference.offsets``
-    the ``offset_table`` measured there (under that choice), so neither ever sees the faces it is scored on."""
+    each fold's rows take the ``style_choice`` measured on the other folds' rows, and with ``inference.refine``
+    the refinement fitted there (under that choice), so neither ever sees the faces it is scored on."""
     fixed = leaderboard_mix(frames, inference.prefer)
     fold = next(iter(frames.values())).loc[fixed.index, "fold"]
     rows = fixed.index.to_numpy()
@@ -162,52 +164,31 @@ def mix_oof(frames: dict[str, pd.DataFrame], inference, training) -> pd.DataFram
     for k in fold.unique():
         held_out = (fold == k).to_numpy()
         if held_out.all():
-            continue  # one fold alone: nothing to measure on; the fixed order stands, no offsets
+            continue  # one fold alone: nothing to fit on; the fixed order stands, nothing refined
         answered = fixed
         if chooses_by_style(inference, frames):
             choice = style_choice({n: f.loc[fixed.index[~held_out]] for n, f in frames.items()},
                                   truth[~held_out], style.to_numpy()[~held_out], inference.prefer)
             answered = mix_by_style(frames, style, choice)
         predicted = answered.to_numpy()
-        if inference.offsets != "none":
-            table = offset_table(truth[~held_out], predicted[~held_out], style.to_numpy()[~held_out],
-                                 inference.offsets)
-            predicted = apply_offsets(predicted, style.to_numpy(), table)
+        if inference.refine != "none":
+            predicted = fit_refinement(truth[~held_out], predicted[~held_out], inference.refine,
+                                       inference.refine_alpha).apply(predicted)
         mixed.loc[held_out] = predicted[held_out]
     return mixed.assign(fold=fold)
 
 
-def offset_table(truth: np.ndarray, predicted: np.ndarray, style: np.ndarray, pooled_by: str) -> pd.DataFrame:
-    """Style x coordinate: the mean error (truth - prediction) over the faces labelled with the coordinate,
-    pooled over all faces (``pooled_by`` "coordinate", the same row for every style) or over each style's own
-    ("style"); 0 where no face is labelled. A network's systematic error (the centre line placed a fraction of
-    a pixel off, one style's annotators' habit) that added to its predictions cancels."""
-    error = truth - predicted
-    rows = {}
-    for name in STYLES:
-        faces = style == name if pooled_by == "style" else np.ones(len(truth), bool)
-        counts = (~np.isnan(error[faces])).sum(axis=0)
-        rows[name] = np.divide(np.nansum(error[faces], axis=0), counts, out=np.zeros(len(COORDINATES)),
-                               where=counts > 0)
-    return pd.DataFrame(rows, index=pd.Index(COORDINATES, name="coordinate")).T.rename_axis("style")
-
-
-def apply_offsets(predicted: np.ndarray, style: np.ndarray, table: pd.DataFrame) -> np.ndarray:
-    """(N, 30) predictions, each row moved by its style's offsets in ``table``."""
-    return predicted + table.loc[style, list(COORDINATES)].to_numpy()
-
-
-def run_offsets(run: Run, variant: str, training) -> pd.DataFrame | None:
-    """A run's ``offset_table`` measured on all its out-of-fold faces (what its test faces take), or None where
-    ``inference.offsets`` is "none"."""
+def run_refinement(run: Run, variant: str, training) -> Refinement | None:
+    """A run's refinement fitted on all its out-of-fold faces (what its test faces take), or None where
+    ``inference.refine`` is "none"."""
     inference = run.spec.resolved.inference
-    if inference.offsets == "none":
+    if inference.refine == "none":
         return None
     labelled = training.head(run.spec.limit)
-    mixed = mix_oof(run.oof(variant), replace(inference, offsets="none"), labelled)
+    mixed = mix_oof(run.oof(variant), replace(inference, refine="none"), labelled)
     rows = mixed.index.to_numpy()
-    return offset_table(labelled.keypoints[rows], mixed[list(COORDINATES)].to_numpy(), labelled.style[rows],
-                        inference.offsets)
+    return fit_refinement(labelled.keypoints[rows], mixed[list(COORDINATES)].to_numpy(), inference.refine,
+                          inference.refine_alpha)
 
 
 def run_scores(run: Run, training) -> tuple[dict[str, pd.DataFrame], dict[str, pd.Series], int]:

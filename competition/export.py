@@ -5,8 +5,8 @@ every trained specialist, optionally TTA (the mirrored face's points mapped back
 with the face's, at each shift of the run's ``inference.tta_shift``, and again on the re-framed face with
 ``inference.reframe``), the fold average, then each coordinate taken from the specialist the run's
 ``inference.prefer`` picks (or ``choice``: with ``inference.prefer_by_style``, the choice for full-style
-faces, the style asked for all 30 coordinates, as a photo's face is), moved by the full-style row of the
-run's out-of-fold offsets with ``inference.offsets``. It computes what `fkp blend`
+faces, the style asked for all 30 coordinates, as a photo's face is), then with ``inference.refine`` the
+run's second stage. It computes what `fkp blend`
 averages from the fold test files (``blend.leaderboard_test``): raw (N, 96, 96, 1) float32 faces 0..255
 in, (N, 30) label pixels out (COORDINATES order).
 """
@@ -23,6 +23,7 @@ from .errors import InputError
 from .io import atomic_path
 from .models import layers as fkp_layers
 from .predict import Reframe, shift_grid
+from .refine import Refinement
 from .runs import Run
 from .schema import COORDINATES, IMAGE_SIZE, SPECIALISTS, specialist_for
 
@@ -80,10 +81,10 @@ def reframed_tta_points(model: keras.Model, faces, points, reframe: Reframe, shi
 
 
 def run_model(run: Run, tta: bool, allow_partial: bool = False, choice: dict[str, str] | None = None,
-              offsets: np.ndarray | None = None) -> keras.Model:
+              refinement: Refinement | None = None) -> keras.Model:
     """The whole run as one model: faces (N, 96, 96, 1) 0..255 -> (N, 30) keypoints in label pixels. ``choice``
     names the specialist answering each coordinate (a per-style choice); without it, ``inference.prefer`` decides.
-    ``offsets`` (30,), the run's out-of-fold offsets for one style, are added last."""
+    ``refinement``, the run's second stage, is applied last (a Dense layer holding its weights)."""
     faces = keras.Input((IMAGE_SIZE, IMAGE_SIZE, 1), name="faces")
     shift = run.spec.resolved.inference.tta_shift
     views = tta_faces(faces, shift) if tta else {}
@@ -109,9 +110,11 @@ def run_model(run: Run, tta: bool, allow_partial: bool = False, choice: dict[str
         source = choice[coordinate] if choice else specialist_for(coordinate, names, run.spec.resolved.inference.prefer)
         columns.append(offsets[source] + SPECIALISTS[source].coordinates.index(coordinate))
     joined = answers[names[0]] if len(names) == 1 else keras.layers.Concatenate(name="specialists")(list(answers.values()))
-    keypoints = fkp_layers.TakeColumns(columns, name="keypoints" if offsets is None else "chosen")(joined)
-    if offsets is not None:
-        keypoints = keras.layers.Rescaling(1.0, offset=np.asarray(offsets, np.float32), name="keypoints")(keypoints)
+    keypoints = fkp_layers.TakeColumns(columns, name="keypoints" if refinement is None else "chosen")(joined)
+    if refinement is not None:
+        refine = keras.layers.Dense(len(COORDINATES), name="keypoints")
+        keypoints = refine(keypoints)
+        refine.set_weights([w.astype(np.float32) for w in refinement.as_affine()])
     return keras.Model(faces, keypoints, name=f"fkp_{run.name}".replace("-", "_"))
 
 

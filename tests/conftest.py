@@ -69,15 +69,15 @@ def sample_copy(tmp_path, sample_dir) -> Path:
 def learned_run(tmp_path_factory, data_dir) -> Path:
     """A small run that has learned faces: `fkp cv --config cpu-wide` with both specialists, 2 folds, 10 epochs,
     600 faces of real data (about 3 minutes on 2 cores), its TTA with re-framing (so `fkp export` builds it into
-    the graph), each specialist chosen and its out-of-fold offsets measured per annotation style (so `fkp export`
-    and `fkp predict` read --data).
+    the graph), each specialist chosen per annotation style and a second stage fitted on the out-of-fold errors
+    (so `fkp export` and `fkp predict` read --data).
     Returns the folder `fkp` ran in; the run is runs/learned, and what `fkp cv` printed is cv.out."""
     work = tmp_path_factory.mktemp("learned")
     cv = subprocess.run(
         [sys.executable, "-m", "competition", "cv", "--data", str(data_dir), "--config", "cpu-wide", "--folds", "2",
          "--epochs", "10", "--limit", "600", "--set", "specialists.partial.enabled=true",
-         "--set", "inference.reframe=0.25", "--set", "inference.prefer_by_style=true", "--set", "inference.offsets=style",
-         "--run", "learned"],
+         "--set", "inference.reframe=0.25", "--set", "inference.prefer_by_style=true",
+         "--set", "inference.refine=linear", "--run", "learned"],
         cwd=work, capture_output=True, text=True, env=os.environ.copy())
     assert cv.returncode == 0, cv.stdout + cv.stderr
     (work / "cv.out").write_text(cv.stdout)

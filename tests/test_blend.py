@@ -414,8 +414,8 @@ def test_a_run_choosing_its_specialists_per_style_answers_test_faces_with_the_be
 
 def test_export_and_predict_take_the_full_style_choice_of_a_run_choosing_per_style(sample, sample_dir, tmp_path):
     """A photo's face has no style: `fkp export` and `fkp predict` answer it as a full-style face, with the
-    choice measured on the run's out-of-fold faces (here the full network everywhere) and, for a run with
-    offsets, the full-style offsets; a run with neither needs no data."""
+    choice measured on the run's out-of-fold faces (here the full network everywhere) and, for a run with a
+    second stage, that refinement; a run with neither needs no data."""
     from competition.cli import _full_style_answers
 
     training, test, folds = sample
@@ -428,35 +428,37 @@ def test_export_and_predict_take_the_full_style_choice_of_a_run_choosing_per_sty
     assert _full_style_answers(fixed, tmp_path / "no-such-folder", tta=True) == (None, None)
     config = Config()
     config.specialists["partial"].enabled = False
-    config.inference.offsets = "style"
-    moved = write_run(tmp_path / "moved", training, test, folds, noise=1.0, tta_noise=1.0, seed=5, config=config)
-    choice, offsets = _full_style_answers(moved, sample_dir, tta=False)
-    oof = moved.oof("plain")["full"].sort_index()
-    full_style = (training.style == "full")[oof.index]
-    error = training.keypoints[oof.index] - oof[list(COORDINATES)].to_numpy()
+    config.inference.refine = "offsets"
+    refined = write_run(tmp_path / "refined", training, test, folds, noise=1.0, tta_noise=1.0, seed=5, config=config,
+                        bias=0.7)
+    choice, refinement = _full_style_answers(refined, sample_dir, tta=False)
+    oof = refined.oof("plain")["full"].sort_index()
     assert choice is None
-    np.testing.assert_allclose(offsets, np.nanmean(error[full_style], axis=0), atol=1e-9)
+    np.testing.assert_allclose(refinement.intercept,
+                               np.nanmean(training.keypoints[oof.index] - oof[list(COORDINATES)].to_numpy(), axis=0))
 
 
-def test_a_run_with_offsets_moves_its_test_predictions_by_its_mean_out_of_fold_error(sample, tmp_path):
-    """One network whose out-of-fold predictions are all 0.7 px too high (and noisy): its test predictions move
-    by the mean error over all out-of-fold faces, per coordinate, and its out-of-fold score with the offsets
-    (each fold's measured on the other folds) is the noise's alone, where without them it is not."""
+@pytest.mark.parametrize("refine", ["offsets", "linear"])
+def test_a_refined_run_scores_and_predicts_its_test_faces_through_its_second_stage(sample, tmp_path, refine):
+    """One network whose out-of-fold predictions are all 0.7 px too high (and noisy): refined, each fold's faces
+    corrected by the fit on the other folds score about the noise alone, where the same run unrefined does not;
+    its test predictions are its fold average through the refinement fitted on every out-of-fold face."""
+    from competition.evaluate import run_refinement
+
     training, test, folds = sample
     config = Config()
     config.specialists["partial"].enabled = False
-    config.inference.offsets = "coordinate"
-    moved = write_run(tmp_path / "moved", training, test, folds, noise=0.3, tta_noise=0.3, seed=5, config=config,
-                      bias=0.7)
-    config.inference.offsets = "none"
+    config.inference.refine = refine
+    refined = write_run(tmp_path / "refined", training, test, folds, noise=0.3, tta_noise=0.3, seed=5,
+                        config=config, bias=0.7)
+    config.inference.refine = "none"
     write_run(tmp_path / "still", training, test, folds, noise=0.3, tta_noise=0.3, seed=5, config=config, bias=0.7)
     styles = pd.Series("full", index=test.image_ids)
-    blend = blend_runs([tmp_path / "moved"], training, load_blend_config("nnls"), test_styles=styles)
+    blend = blend_runs([tmp_path / "refined"], training, load_blend_config("nnls"), test_styles=styles)
     still = blend_runs([tmp_path / "still"], training, load_blend_config("nnls"), test_styles=styles)
-    oof = moved.oof("flip")["full"].sort_index()
-    error = np.nanmean(training.keypoints[oof.index] - oof[list(COORDINATES)].to_numpy(), axis=0)
-    assert np.allclose(error, -0.7, atol=0.2)
-    averaged = moved.test("flip")["full"].drop(columns="fold").groupby(level=0).mean()
-    np.testing.assert_allclose(blend.keypoints.to_numpy(), averaged.loc[blend.keypoints.index].to_numpy() + error,
-                               atol=1e-6)
-    assert blend.scores.loc["moved", "TTA"] < 0.35 < 0.7 < still.scores.loc["still", "TTA"]
+    assert blend.scores.loc["refined", "TTA"] < 0.4 < 0.7 < still.scores.loc["still", "TTA"]
+    refinement = run_refinement(refined, "flip", training)
+    assert np.allclose(refinement.intercept.mean(), -0.7, atol=0.2)
+    averaged = refined.test("flip")["full"].drop(columns="fold").groupby(level=0).mean()
+    np.testing.assert_allclose(blend.keypoints.to_numpy(),
+                               refinement.apply(averaged.loc[blend.keypoints.index].to_numpy()), atol=1e-6)

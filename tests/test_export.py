@@ -54,10 +54,10 @@ def run_exported(format: str, path, faces: np.ndarray) -> np.ndarray:
 @pytest.mark.parametrize("format,needs", [("keras", None), ("saved_model", "tensorflow"), ("onnx", "onnxruntime")])
 @pytest.mark.parametrize("tta", [True, False], ids=["tta", "no-tta"])
 def test_the_exported_run_gives_the_runs_own_fold_average(learned_run, data_dir, format, needs, tta):
-    """Both specialists of both folds, their average, the per-coordinate choice and offsets in one artifact: its
+    """Both specialists of both folds, their average, the per-coordinate choice and second stage in one artifact: its
     predictions on 64 test faces match `fkp blend`'s average of the run's test files to 1e-3 px."""
     from competition.blend import leaderboard_test, variant
-    from competition.evaluate import run_offsets
+    from competition.evaluate import run_refinement
 
     if needs and importlib.util.find_spec(needs) is None:
         pytest.skip(f"{needs} is not installed (pip install 'fkp[export]')")
@@ -74,8 +74,8 @@ def test_the_exported_run_gives_the_runs_own_fold_average(learned_run, data_dir,
     faces = test.images[:FACES, ..., None].astype(np.float32)
     training, full_style = data.load_training(data_dir), pd.Series("full", index=test.image_ids)
     assert run.spec.resolved.inference.prefer_by_style  # the choice for full-style faces, as a photo's face is
-    offsets = run_offsets(run, variant(tta), training).loc["full"]
-    assert np.abs(offsets).max() > 1e-3  # and their offsets, which move the answer
+    refinement = run_refinement(run, variant(tta), training)
+    assert np.abs(refinement.weights).max() > 1e-3  # and its second stage, which moves the answer
     expected = leaderboard_test(run, tta, False, training, full_style).loc[test.image_ids[:FACES]].to_numpy()
     got = run_exported(format, run.export_path(format), faces)
     assert got.shape == (len(faces), 30)
