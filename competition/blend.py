@@ -84,7 +84,7 @@ def leaderboard_test(run: Run, tta: bool, allow_partial: bool, training: Trainin
     inference = run.spec.resolved.inference
     mixed = leaderboard_mix(frames, inference.prefer)
     by_style = chooses_by_style(inference, frames)
-    if (by_style and (training is None or test_styles is None)) or (inference.refine != "none" and training is None):
+    if (by_style or inference.refine != "none") and (training is None or (by_style and test_styles is None)):
         raise ValueError("a run with inference.prefer_by_style needs its training faces and the test faces' styles; "
                          "one with inference.refine its training faces")
     if by_style:

@@ -158,6 +158,8 @@ def mix_oof(frames: dict[str, pd.DataFrame], inference, training) -> pd.DataFram
     the refinement fitted there (under that choice), so neither ever sees the faces it is scored on."""
     fixed = leaderboard_mix(frames, inference.prefer)
     fold = next(iter(frames.values())).loc[fixed.index, "fold"]
+    if not chooses_by_style(inference, frames) and inference.refine == "none":
+        return fixed.assign(fold=fold)  # nothing is fitted on other folds: the fixed mix as it is
     rows = fixed.index.to_numpy()
     truth, style = training.keypoints[rows], pd.Series(training.style[rows], index=fixed.index)
     mixed = fixed.copy()
