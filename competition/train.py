@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import math
 import shutil
 import time
 from dataclasses import dataclass
@@ -37,18 +38,19 @@ def labelled_rows(keypoints: np.ndarray, rows: np.ndarray, specialist: Specialis
 
 
 class _EpochLog(keras.callbacks.Callback):
-    """One line per epoch, prefixed with what is training."""
+    """One line per epoch, prefixed with what is training; out of the epochs ``plan`` now plans, if given."""
 
-    def __init__(self, prefix: str, epochs: int):
+    def __init__(self, prefix: str, epochs: int, plan: CosineSchedule | None = None):
         super().__init__()
-        self.prefix, self.epochs = prefix, epochs
+        self.prefix, self.epochs, self.plan = prefix, epochs, plan
         self.started = time.perf_counter()
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
         lr = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+        epochs = self.plan.first_epoch + self.plan.planned_epochs if self.plan else self.epochs
         print(
-            f"{self.prefix} epoch {epoch + 1}/{self.epochs}  rmse {logs.get('rmse', float('nan')):.3f}  "
+            f"{self.prefix} epoch {epoch + 1}/{epochs}  rmse {logs.get('rmse', float('nan')):.3f}  "
             f"val_rmse {logs.get('val_rmse', float('nan')):.3f}  lr {lr:.2g}  "
             f"{time.perf_counter() - self.started:.0f}s",
             flush=True,
@@ -67,6 +69,56 @@ class _TimeBudget(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         if time.perf_counter() - self.started >= self.seconds:
+            self.model.stop_training = True
+
+
+class CosineSchedule(keras.callbacks.Callback):
+    """The cosine learning rate of a training stage: a linear warm-up from 0 to ``peak`` over ``warmup_epochs``,
+    then half a cosine down to 0 at the stage's last epoch.
+
+    With a wall-clock budget (``minutes``), the last epoch is planned again after every epoch, from the pace
+    so far, as the last one that fits; the stage ends there. A slower machine then runs fewer epochs on the
+    same curve, down to 0, instead of being cut off at a high rate. The rate is set before each step from a
+    callback rather than by an optimizer schedule because the plan changes during training. (On JAX, reaching
+    the optimizer from a callback syncs the training state, once per step.)
+    """
+
+    def __init__(self, peak: float, epochs: int, *, warmup_epochs: int = 0, first_epoch: int = 0,
+                 minutes: float = 0.0, clock=time.perf_counter):
+        super().__init__()
+        self.peak, self.epochs, self.first_epoch = peak, epochs, first_epoch
+        self.warmup_epochs = min(warmup_epochs, epochs - 1)
+        self.seconds, self.clock = minutes * 60, clock
+        self.planned_epochs = epochs
+
+    def rate(self, step: int, steps_per_epoch: int) -> float:
+        """The rate of the stage's ``step`` (from 0) under the current plan."""
+        warmup = self.warmup_epochs * steps_per_epoch
+        if step < warmup:
+            return self.peak * step / warmup
+        decay = max(self.planned_epochs * steps_per_epoch - warmup, 1)
+        return self.peak * 0.5 * (1 + math.cos(math.pi * min(step - warmup, decay) / decay))
+
+    def _set(self, step: int) -> None:
+        self.model.optimizer.learning_rate = self.rate(step, self.params["steps"])
+
+    def on_train_begin(self, logs=None):
+        self.started = self.clock()
+        self._set(0)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch - self.first_epoch
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self._set(self.epoch * self.params["steps"] + batch)
+
+    def on_epoch_end(self, epoch, logs=None):
+        done = epoch + 1 - self.first_epoch
+        if self.seconds:
+            pace = (self.clock() - self.started) / done
+            self.planned_epochs = min(self.epochs, max(done, int(self.seconds // pace)))
+        self._set(done * self.params["steps"])  # 0 after the last epoch
+        if done >= self.planned_epochs:
             self.model.stop_training = True
 
 
@@ -123,26 +175,12 @@ def prepare_fold(
     return PreparedFold(specialist, fold, seed, train_rows, val_rows, train_batches, val_batches)
 
 
-def learning_rate(train: TrainConfig, steps_per_epoch: int) -> float | keras.optimizers.schedules.LearningRateSchedule:
-    """The optimizer's learning rate: fixed for ``train_stage``'s plateau halving, or a per-step cosine schedule.
-
-    The cosine schedule reaches 0 at ``train.epochs``, so a short budget still ends on small steps.
-    """
-    if train.schedule == "plateau":
-        return train.learning_rate
-    warmup = min(train.warmup_epochs, train.epochs - 1) * steps_per_epoch
-    return keras.optimizers.schedules.CosineDecay(
-        0.0 if warmup else train.learning_rate, train.epochs * steps_per_epoch - warmup, alpha=0.0,
-        warmup_target=train.learning_rate if warmup else None, warmup_steps=warmup,
-    )
-
-
 def build_fold_model(prepared: PreparedFold, settings: SpecialistConfig, name: str | None = None) -> keras.Model:
     """The specialist's model of its config's family, seeded by the fold, standardised on its training targets."""
     keras.utils.set_random_seed(prepared.seed)
     return build_model(
         settings.model, *target_statistics(prepared.train_batches.targets),
-        learning_rate(settings.train, len(prepared.train_batches)), name=name or prepared.name,
+        settings.train.learning_rate, name=name or prepared.name,
     )
 
 
@@ -150,13 +188,19 @@ def train_stage(
     model: keras.Model, prepared: PreparedFold, train: TrainConfig, *, epochs: int, log_prefix: str, callbacks=(),
     initial_epoch: int = 0,
 ) -> keras.callbacks.History:
-    """Fit on the fold's batches with early stopping on validation RMSE, and LR halving unless the rate
-    follows a schedule. A trainer of several stages calls this once per stage."""
-    plateau = [
-        keras.callbacks.ReduceLROnPlateau(
-            monitor="val_rmse", mode="min", factor=0.5, patience=train.lr_patience, min_lr=train.min_learning_rate,
-        )
-    ] if train.schedule == "plateau" else []
+    """Fit on the fold's batches with early stopping on validation RMSE, and the config's learning-rate
+    schedule: plateau halving, or a cosine from ``train.learning_rate`` planned within ``train.max_minutes``.
+    A trainer of several stages calls this once per stage."""
+    if train.schedule == "plateau":
+        schedule = [
+            keras.callbacks.ReduceLROnPlateau(
+                monitor="val_rmse", mode="min", factor=0.5, patience=train.lr_patience, min_lr=train.min_learning_rate,
+            ),
+            *([_TimeBudget(train.max_minutes)] if train.max_minutes > 0 else []),
+        ]
+    else:
+        schedule = [CosineSchedule(train.learning_rate, epochs - initial_epoch, warmup_epochs=train.warmup_epochs,
+                                   first_epoch=initial_epoch, minutes=train.max_minutes)]
     return model.fit(
         prepared.train_batches,
         validation_data=prepared.val_batches,
@@ -167,9 +211,8 @@ def train_stage(
             keras.callbacks.EarlyStopping(
                 monitor="val_rmse", mode="min", patience=train.patience, restore_best_weights=True
             ),
-            *plateau,
-            _EpochLog(log_prefix, epochs),
-            *([_TimeBudget(train.max_minutes)] if train.max_minutes > 0 else []),
+            *schedule,
+            _EpochLog(log_prefix, epochs, schedule[0] if isinstance(schedule[0], CosineSchedule) else None),
             *callbacks,
         ],
     )
@@ -230,10 +273,9 @@ def completion_stage(model: keras.Model, prepared: PreparedFold, completed: Comp
                      initial_epoch: int, minutes_left: float, log_prefix: str, callbacks=()) -> keras.callbacks.History:
     """Train ``train.completion_epochs`` more epochs on the completed labels: a fresh cosine cycle from
     ``completion_learning_rate`` to 0, validated on the fold's true labels as before."""
-    steps = len(completed.batches)
-    compile_for_weighted_labels(model, keras.optimizers.schedules.CosineDecay(
-        train.completion_learning_rate, train.completion_epochs * steps, alpha=0.0))
-    stage_train = dataclasses.replace(train, schedule="cosine", max_minutes=minutes_left)
+    compile_for_weighted_labels(model, train.completion_learning_rate)
+    stage_train = dataclasses.replace(train, schedule="cosine", learning_rate=train.completion_learning_rate,
+                                      warmup_epochs=0, max_minutes=minutes_left)
     return train_stage(model, dataclasses.replace(prepared, train_batches=completed.batches), stage_train,
                        epochs=initial_epoch + train.completion_epochs, initial_epoch=initial_epoch,
                        log_prefix=f"{log_prefix} completed", callbacks=callbacks)

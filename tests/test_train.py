@@ -16,7 +16,7 @@ from competition.folds import Folds, make_folds
 from competition.jobs import FoldJob
 from competition.schema import COORDINATES
 from competition.models.regression import Config as RegressionConfig
-from competition.train import build_fold_model, complete_labels, learning_rate, prepare_fold, train_stage
+from competition.train import CosineSchedule, build_fold_model, complete_labels, prepare_fold, train_stage
 
 TINY = RegressionConfig(filters=[4], convs_per_block=1, dense_units=4, dropout=0.0)
 
@@ -56,13 +56,50 @@ def test_a_fold_trains_on_its_labelled_training_rows_and_validates_on_its_own():
 
 
 def test_the_cosine_schedule_warms_up_peaks_and_ends_at_zero():
-    train = TrainConfig(schedule="cosine", learning_rate=2e-3, epochs=10, warmup_epochs=2)
-    schedule = learning_rate(train, steps_per_epoch=5)
-    rate = [float(keras.ops.convert_to_numpy(schedule(step))) for step in range(51)]
+    schedule = CosineSchedule(2e-3, 10, warmup_epochs=2)
+    rate = [schedule.rate(step, steps_per_epoch=5) for step in range(51)]
     assert rate[0] == 0.0 and np.isclose(rate[5], 1e-3)  # halfway up after one of two warm-up epochs
     assert np.isclose(max(rate), 2e-3) and int(np.argmax(rate)) == 10
+    assert np.isclose(rate[30], 1e-3)  # halfway down halfway through the 40 decay steps
     assert all(a >= b for a, b in zip(rate[10:], rate[11:])) and rate[50] < 1e-9
-    assert learning_rate(TrainConfig(schedule="plateau", learning_rate=3e-4), 5) == 3e-4
+
+
+class _Clock:
+    """A clock the test moves by hand."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
+def test_a_budget_replans_the_cosine_to_the_last_epoch_that_fits():
+    """At 20 s per epoch, a 65-second budget fits 3 of the 10 epochs: the cosine is re-planned to end at 0
+    after the third, where training stops, rather than being cut off near its peak."""
+    clock, steps = _Clock(), 4
+    schedule = CosineSchedule(1e-3, 10, warmup_epochs=1, minutes=65 / 60, clock=clock)
+    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="mse")
+    schedule.set_model(model)
+    schedule.set_params({"steps": steps, "epochs": 10})
+    model.stop_training = False
+    schedule.on_train_begin()
+    epochs_run, rates = 0, []
+    for epoch in range(10):
+        schedule.on_epoch_begin(epoch)
+        for batch in range(steps):
+            schedule.on_train_batch_begin(batch)
+            rates.append(float(keras.ops.convert_to_numpy(model.optimizer.learning_rate)))
+        clock.now += 20.0
+        schedule.on_epoch_end(epoch)
+        epochs_run += 1
+        if model.stop_training:
+            break
+    assert epochs_run == 3 and schedule.planned_epochs == 3
+    assert float(keras.ops.convert_to_numpy(model.optimizer.learning_rate)) == 0.0
+    assert np.allclose(rates[:5], [0.0, 2.5e-4, 5e-4, 7.5e-4, 1e-3])  # warm-up, then the peak
+    assert np.isclose(rates[8], 5e-4)  # halfway down after one of the two decay epochs
 
 
 def test_cosine_training_skips_the_plateau_halving_and_anneals(training):
@@ -86,9 +123,9 @@ def test_a_model_can_overfit_32_faces_to_well_under_a_pixel(training):
     from competition.models import build_model, target_statistics
 
     keras.utils.set_random_seed(0)
-    model = build_model(settings.model, *target_statistics(targets), learning_rate(settings.train, 1))
+    model = build_model(settings.model, *target_statistics(targets), settings.train.learning_rate)
     mean_rmse = float(np.sqrt(np.nanmean((targets - np.nanmean(targets, axis=0)) ** 2)))
-    model.fit(batches, epochs=300, verbose=0)
+    model.fit(batches, epochs=300, verbose=0, callbacks=[CosineSchedule(3e-3, 300, warmup_epochs=5)])
     fitted = model.evaluate(batches, verbose=0, return_dict=True)["rmse"]
     assert mean_rmse > 2.0 and fitted < 0.3, (mean_rmse, fitted)
 
