@@ -18,7 +18,7 @@ from . import data as data_module
 from .config import TrainConfig, check_option, load_config
 from .errors import InputError
 from .folds import folds_for, folds_path, load_folds, make_folds, save_folds
-from .machine import gpu_for_backend, quiet_backend_env, stderr_silenced
+from .machine import gpu_for_backend, keep_freed_memory, quiet_backend_env, stderr_silenced
 from .schema import COORDINATES, IMAGE_SIZE
 
 # click's base of every usage error; newer typer vendors click, so reach it through typer's own export
@@ -48,6 +48,11 @@ app = typer.Typer(
     add_completion=False,
 )
 console = Console(soft_wrap=True)
+
+
+@app.callback()
+def _before_every_command() -> None:
+    keep_freed_memory()  # in this process; `fkp cv`'s fold processes call it themselves
 log = functools.partial(console.print, markup=False)  # progress lines start with "[name ...]", not markup
 
 DataOption = Annotated[

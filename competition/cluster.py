@@ -20,7 +20,7 @@ from pathlib import Path
 
 from .errors import InputError
 from .jobs import FoldJob, FoldResult
-from .machine import QUIET_ENV, stderr_silenced
+from .machine import QUIET_ENV, keep_freed_memory, stderr_silenced
 from .runs import FoldArtifacts, Run
 
 LOCAL = "local"  # --cluster local: start a Ray instance on this machine
@@ -79,6 +79,7 @@ def _fold_task(job: FoldJob, data: dict, progress) -> tuple[FoldResult, FoldArti
     """One fold job on a Ray worker: report where it trains and each epoch, train, hand back the artifacts."""
     import ray
 
+    keep_freed_memory()
     job = dataclasses.replace(job, **data)
     gpus = ray.get_runtime_context().get_accelerator_ids().get("GPU", [])
     progress.put((job.label, "training", socket.gethostname() + (f" GPU {','.join(gpus)}" if gpus else "")))
@@ -205,6 +206,7 @@ def _train(ray, jobs: list[FoldJob], run: Run, options: ClusterOptions, log) -> 
 def _tune_worker(search: dict, distribution: dict[str, str], quiet: bool) -> list[str]:
     """One Keras Tuner worker on a Ray worker: trials asked of the chief until the search is done, in a
     folder of its own; the ids of the trials it trained."""
+    keep_freed_memory()
     with stderr_silenced(quiet):  # the backend's C++ start-up lines
         from .tune import run_search
 

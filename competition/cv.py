@@ -12,7 +12,7 @@ from .data import TestSet, TrainingSet
 from .errors import InputError
 from .folds import Folds
 from .jobs import FoldJob, FoldResult
-from .machine import stderr_silenced
+from .machine import keep_freed_memory, stderr_silenced
 from .runs import Run, RunSpec
 
 if TYPE_CHECKING:
@@ -30,7 +30,8 @@ def in_fresh_process(function, *args):
     """``function(*args)`` in a spawned process of its own. The backend keeps memory for every model a
     process has built (TensorFlow about 100 MB each), so a run of ten would grow by a GiB; and this
     process, which holds the data, never loads Keras (about 570 MB)."""
-    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=keep_freed_memory) as pool:
         return pool.submit(function, *args).result()
 
 

@@ -9,6 +9,7 @@ where one exists, the backend itself asked in a short subprocess, since a CPU-on
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import glob
 import os
 import subprocess
@@ -48,6 +49,25 @@ def gpu_for_backend() -> tuple[bool, str]:
     if int(count) == 0:
         return False, f"{len(devices)} NVIDIA device(s), but the {backend} backend sees no GPU (a CPU-only build?)"
     return True, f"the {backend} backend sees {count} GPU(s)"
+
+
+_MALLOPT = {-3: 32 << 20, -1: 1 << 30, -2: 256 << 20}  # M_MMAP_THRESHOLD, M_TRIM_THRESHOLD, M_TOP_PAD
+
+
+def keep_freed_memory() -> bool:
+    """Make glibc's malloc keep freed blocks for reuse instead of handing them back to the kernel.
+
+    By default glibc maps a large block afresh for each allocation and unmaps it when freed, so every
+    training step faults on every page of its batch and activation buffers again. On a 2-core KVM machine
+    that was 40% of `fkp cv --config cpu`'s CPU time (707 million page faults, 2,196 s of system time in a
+    56-minute run). Blocks under 32 MiB now come from the heap, which keeps up to 1 GiB free. Called first
+    in every process that trains or predicts. False where the C library is not glibc (macOS, musl): nothing
+    changes there.
+    """
+    mallopt = getattr(ctypes.CDLL(None), "mallopt", None) if sys.platform.startswith("linux") else None
+    if mallopt is None:
+        return False
+    return all(mallopt(parameter, value) == 1 for parameter, value in _MALLOPT.items())
 
 
 def quiet_backend_env(verbose: bool) -> None:
