@@ -48,12 +48,13 @@ app = typer.Typer(
     add_completion=False,
 )
 console = Console(soft_wrap=True)
+log = functools.partial(console.print, markup=False)  # progress lines start with "[name ...]", not markup
 
 
 @app.callback()
 def _before_every_command() -> None:
     keep_freed_memory()  # in this process; `fkp cv`'s fold processes call it themselves
-log = functools.partial(console.print, markup=False)  # progress lines start with "[name ...]", not markup
+
 
 DataOption = Annotated[
     Optional[Path],
