@@ -158,7 +158,8 @@ def mix_oof(frames: dict[str, pd.DataFrame], inference, training) -> pd.DataFram
     the refinement fitted there (under that choice), so neither ever sees the faces it is scored on."""
     fixed = leaderboard_mix(frames, inference.prefer)
     fold = next(iter(frames.values())).loc[fixed.index, "fold"]
-    if not chooses_by_style(inference, frames) and inference.refine == "none":
+    by_style = chooses_by_style(inference, frames)
+    if not by_style and inference.refine == "none":
         return fixed.assign(fold=fold)  # nothing is fitted on other folds: the fixed mix as it is
     rows = fixed.index.to_numpy()
     truth, style = training.keypoints[rows], pd.Series(training.style[rows], index=fixed.index)
@@ -168,7 +169,7 @@ def mix_oof(frames: dict[str, pd.DataFrame], inference, training) -> pd.DataFram
         if held_out.all():
             continue  # one fold alone: nothing to fit on; the fixed order stands, nothing refined
         answered = fixed
-        if chooses_by_style(inference, frames):
+        if by_style:
             choice = style_choice({n: f.loc[fixed.index[~held_out]] for n, f in frames.items()},
                                   truth[~held_out], style.to_numpy()[~held_out], inference.prefer)
             answered = mix_by_style(frames, style, choice)

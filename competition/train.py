@@ -191,16 +191,14 @@ def train_stage(
     """Fit on the fold's batches with early stopping on validation RMSE, and the config's learning-rate
     schedule: plateau halving, or a cosine from ``train.learning_rate`` planned within ``train.max_minutes``.
     A trainer of several stages calls this once per stage."""
-    if train.schedule == "plateau":
-        schedule = [
-            keras.callbacks.ReduceLROnPlateau(
-                monitor="val_rmse", mode="min", factor=0.5, patience=train.lr_patience, min_lr=train.min_learning_rate,
-            ),
-            *([_TimeBudget(train.max_minutes)] if train.max_minutes > 0 else []),
-        ]
-    else:
-        schedule = [CosineSchedule(train.learning_rate, epochs - initial_epoch, warmup_epochs=train.warmup_epochs,
-                                   first_epoch=initial_epoch, minutes=train.max_minutes)]
+    cosine = CosineSchedule(train.learning_rate, epochs - initial_epoch, warmup_epochs=train.warmup_epochs,
+                            first_epoch=initial_epoch, minutes=train.max_minutes) if train.schedule == "cosine" else None
+    schedule = [cosine] if cosine else [
+        keras.callbacks.ReduceLROnPlateau(
+            monitor="val_rmse", mode="min", factor=0.5, patience=train.lr_patience, min_lr=train.min_learning_rate,
+        ),
+        *([_TimeBudget(train.max_minutes)] if train.max_minutes > 0 else []),
+    ]
     return model.fit(
         prepared.train_batches,
         validation_data=prepared.val_batches,
@@ -212,7 +210,7 @@ def train_stage(
                 monitor="val_rmse", mode="min", patience=train.patience, restore_best_weights=True
             ),
             *schedule,
-            _EpochLog(log_prefix, epochs, schedule[0] if isinstance(schedule[0], CosineSchedule) else None),
+            _EpochLog(log_prefix, epochs, cosine),
             *callbacks,
         ],
     )
