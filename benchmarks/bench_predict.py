@@ -55,9 +55,9 @@ def main() -> None:
           f"forward; {NOISE_NOTE.format(n=args.repeat)}")
     print(f"{'batch':>5} {'model.predict faces/s':>21} {'plain faces/s':>14} {'ratio':>6} {'GFLOP/s':>8} "
           f"{'cpu ms/face':>12} {'flip TTA faces/s':>17} {'cpu ms/face':>12} {'TTA cost wall':>14} {'by cpu':>7}")
+    floats = images[..., None].astype(np.float32)  # what model.predict takes
     for batch_size in (int(b) for b in args.batch_sizes.split(",")):
         predict_with_tta(model, images[:batch_size], specialist, batch_size)  # traces this batch size
-        floats = images[..., None].astype(np.float32)
         baseline, _ = measure(lambda: model.predict(floats, batch_size=batch_size, verbose=0), args.repeat)
         plain, _ = measure(lambda: predict_pixels(model, images, batch_size), args.repeat)
         flipped, _ = measure(lambda: predict_with_tta(model, images, specialist, batch_size), args.repeat)

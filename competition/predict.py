@@ -21,7 +21,8 @@ PREDICT_BATCH = 64
 def predict_pixels(model: keras.Model, images: np.ndarray, batch_size: int = PREDICT_BATCH) -> np.ndarray:
     """(N, 96, 96) uint8 faces -> (N, 2K) keypoints in pixels (N may be 0), batch by batch with
     ``predict_on_batch``: ``model.predict`` builds a data pipeline per call, and a fold's TTA makes 72 calls
-    (one fold's test and out-of-fold predictions: 73.5 s with it, 56.5 s without; README, "On a slower machine")."""
+    (one fold's test and out-of-fold predictions: 73.5 s through ``model.predict``, 56.5 s this way; README,
+    "On a slower machine")."""
     return np.concatenate([
         np.asarray(model.predict_on_batch(images[start : start + batch_size, ..., None].astype(np.float32)))
         for start in range(0, max(len(images), 1), batch_size)

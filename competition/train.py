@@ -191,14 +191,18 @@ def train_stage(
     """Fit on the fold's batches with early stopping on validation RMSE, and the config's learning-rate
     schedule: plateau halving, or a cosine from ``train.learning_rate`` planned within ``train.max_minutes``.
     A trainer of several stages calls this once per stage."""
-    cosine = CosineSchedule(train.learning_rate, epochs - initial_epoch, warmup_epochs=train.warmup_epochs,
-                            first_epoch=initial_epoch, minutes=train.max_minutes) if train.schedule == "cosine" else None
-    schedule = [cosine] if cosine else [
-        keras.callbacks.ReduceLROnPlateau(
-            monitor="val_rmse", mode="min", factor=0.5, patience=train.lr_patience, min_lr=train.min_learning_rate,
-        ),
-        *([_TimeBudget(train.max_minutes)] if train.max_minutes > 0 else []),
-    ]
+    if train.schedule == "cosine":
+        cosine = CosineSchedule(train.learning_rate, epochs - initial_epoch, warmup_epochs=train.warmup_epochs,
+                                first_epoch=initial_epoch, minutes=train.max_minutes)
+        schedule = [cosine]
+    else:
+        cosine = None
+        schedule = [
+            keras.callbacks.ReduceLROnPlateau(
+                monitor="val_rmse", mode="min", factor=0.5, patience=train.lr_patience, min_lr=train.min_learning_rate,
+            ),
+            *([_TimeBudget(train.max_minutes)] if train.max_minutes > 0 else []),
+        ]
     return model.fit(
         prepared.train_batches,
         validation_data=prepared.val_batches,
