@@ -60,6 +60,9 @@ class TrainConfig:
     min_learning_rate: float = setting(1e-5, low=0, high=10.0)  # plateau: the floor of the halving
     max_minutes: float = setting(0.0, low=0, high=60 * 24 * 7)  # wall-clock budget of one specialist's fold (0: none); best weights kept
     workers: int = setting(1, low=1, high=64)  # PyDataset workers preparing augmented batches
+    # cosine only: score the validation faces every this many epochs and on the stage's last one (1: every epoch);
+    # the best weights are chosen among the scored epochs
+    validate_every: int = setting(1, low=1, high=100_000)
     # Networks trained one after another on the fold, each from its own seed; the fold's model is their mean
     members: int = setting(1, low=1, high=64)
     # Label completion: after `epochs`, the model fills the missing coordinates of the fold's training faces
@@ -238,6 +241,9 @@ def resolve(raw: dict, source: str) -> Config:
         _apply(settings, shared, "", source)
         _apply(settings, per_specialist.get(name, {}), f"specialists.{name}.", source)
         settings.model.check(source, f"specialists.{name}.model")
+        if settings.train.validate_every > 1 and settings.train.schedule != "cosine":
+            raise InputError(source, f"key 'specialists.{name}.train.validate_every' above 1 needs the cosine schedule: "
+                                     "the plateau schedule's patience counts epochs, validated or not")
     _check_coverage(config, source)
     return config
 

@@ -115,7 +115,9 @@ def learning_curves(histories: dict[str, dict[int, pd.DataFrame]]) -> Figure:
         for colour, (fold, history) in enumerate(sorted(folds.items())):
             epochs = np.arange(1, len(history) + 1)
             ax.plot(epochs, history["rmse"], ls="--", marker=".", color=f"C{colour}", label=f"fold {fold} training")
-            ax.plot(epochs, history["val_rmse"], marker="o", ms=4, color=f"C{colour}", label=f"fold {fold} validation")
+            scored = history["val_rmse"].notna().to_numpy()  # a run may validate every few epochs only
+            ax.plot(epochs[scored], history["val_rmse"][scored], marker="o", ms=4, color=f"C{colour}",
+                    label=f"fold {fold} validation")
         ax.set_yscale("log")
         ax.yaxis.set_major_formatter(LogFormatter(labelOnlyBase=False))
         ax.yaxis.set_minor_formatter(LogFormatter(labelOnlyBase=False, minor_thresholds=(2, 0.5)))

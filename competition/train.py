@@ -49,9 +49,10 @@ class _EpochLog(keras.callbacks.Callback):
         logs = logs or {}
         lr = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
         epochs = self.plan.first_epoch + self.plan.planned_epochs if self.plan else self.epochs
+        val_rmse = logs.get("val_rmse", float("nan"))
         print(
             f"{self.prefix} epoch {epoch + 1}/{epochs}  rmse {logs.get('rmse', float('nan')):.3f}  "
-            f"val_rmse {logs.get('val_rmse', float('nan')):.3f}  lr {lr:.2g}  "
+            f"val_rmse {'-' if math.isnan(val_rmse) else f'{val_rmse:.3f}'}  lr {lr:.2g}  "
             f"{time.perf_counter() - self.started:.0f}s",
             flush=True,
         )
@@ -120,6 +121,23 @@ class CosineSchedule(keras.callbacks.Callback):
         self._set(done * self.params["steps"])  # 0 after the last epoch
         if done >= self.planned_epochs:
             self.model.stop_training = True
+
+
+class _SparseValidation(keras.callbacks.Callback):
+    """Scores the validation faces every ``every`` epochs of the stage and on its last one, into the epoch's logs
+    as ``val_*`` (NaN on the others), as fit's own validation would. On 2 cores, validating every epoch takes
+    a ninth of a fold's budget; under a cosine schedule ending at 0 the last epoch is within 0.002 px of the best.
+    Placed after the callbacks that end the stage, so it knows the last epoch, and before those reading val_*."""
+
+    def __init__(self, batches: FaceBatches, every: int, first_epoch: int = 0):
+        super().__init__()
+        self.batches, self.every, self.first_epoch = batches, every, first_epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        done = epoch + 1 - self.first_epoch
+        scored = done % self.every == 0 or self.model.stop_training or epoch + 1 == self.params["epochs"]
+        scores = self.model.evaluate(self.batches, verbose=0, return_dict=True) if scored else {}
+        logs.update({f"val_{name}": scores.get(name, float("nan")) for name in ("loss", "rmse")})
 
 
 def tensorboard_logs(folder: Path, label: str) -> list[keras.callbacks.Callback]:
@@ -203,17 +221,20 @@ def train_stage(
             ),
             *([_TimeBudget(train.max_minutes)] if train.max_minutes > 0 else []),
         ]
+    sparse = train.validate_every > 1
     return model.fit(
         prepared.train_batches,
-        validation_data=prepared.val_batches,
+        validation_data=None if sparse else prepared.val_batches,
         epochs=epochs,
         initial_epoch=initial_epoch,
         verbose=0,
         callbacks=[
-            keras.callbacks.EarlyStopping(
-                monitor="val_rmse", mode="min", patience=train.patience, restore_best_weights=True
-            ),
             *schedule,
+            *([_SparseValidation(prepared.val_batches, train.validate_every, initial_epoch)] if sparse else []),
+            keras.callbacks.EarlyStopping(  # from the first scored epoch: it would take a NaN for its best
+                monitor="val_rmse", mode="min", patience=train.patience, restore_best_weights=True,
+                start_from_epoch=initial_epoch + train.validate_every - 1,
+            ),
             _EpochLog(log_prefix, epochs, cosine),
             *callbacks,
         ],

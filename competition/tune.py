@@ -218,7 +218,9 @@ class SpecialistHyperModel(kt.HyperModel):
     def fit(self, hp, model, *, epochs: int, callbacks=(), initial_epoch: int = 0, log_prefix: str = ""):
         settings = self.settings(hp)
         started = time.perf_counter()
-        history = train_stage(model, self.prepare(settings), settings.train, epochs=epochs, log_prefix=log_prefix,
+        # the oracle and Keras Tuner's callbacks read the objective after every epoch
+        train = dataclasses.replace(settings.train, validate_every=1)
+        history = train_stage(model, self.prepare(settings), train, epochs=epochs, log_prefix=log_prefix,
                               callbacks=callbacks, initial_epoch=initial_epoch)
         seconds = time.perf_counter() - started
         trained = len(history.history["loss"])

@@ -74,6 +74,7 @@ def test_a_config_in_the_shape_before_the_specialists_table_still_resolves():
         ("[specialists.full]\nmodel = 3\n", "key 'specialists.full.model' must be a table"),
         ("seed = \n", "not valid TOML"),
         ("[train]\nschedule = 'linear'\n", "key 'train.schedule' must be one of plateau, cosine"),
+        ("[train]\nvalidate_every = 5\n", "key 'specialists.full.train.validate_every' above 1 needs the cosine"),
         ("[specialists.partial.model]\ninput_downsample = 5\n",
          "key 'specialists.partial.model.input_downsample' must be a whole divisor of 96"),
         ("[specialists.full]\nenabled = false\n", "must cover all 30 coordinates"),

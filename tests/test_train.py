@@ -110,6 +110,19 @@ def test_cosine_training_skips_the_plateau_halving_and_anneals(training):
     assert float(keras.ops.convert_to_numpy(model.optimizer.learning_rate)) < 1e-9
 
 
+@pytest.mark.parametrize("max_minutes, scored", [(0.0, [2, 4, 5]), (1e-9, [1])])
+def test_sparse_validation_scores_every_nth_epoch_and_the_last_and_keeps_the_best_scored(training, max_minutes, scored):
+    settings = tiny_settings(schedule="cosine", learning_rate=3e-3, epochs=5, warmup_epochs=0, validate_every=2,
+                             max_minutes=max_minutes)
+    prepared = prepared_partial(training, settings)
+    model = build_fold_model(prepared, settings)
+    history = train_stage(model, prepared, settings.train, epochs=5, log_prefix="[t]").history
+    val_rmse = np.array(history["val_rmse"])
+    assert list(np.flatnonzero(np.isfinite(val_rmse)) + 1) == scored  # a budget's one epoch is the last
+    kept = model.evaluate(prepared.val_batches, verbose=0, return_dict=True)["rmse"]
+    assert kept == pytest.approx(np.nanmin(val_rmse), rel=1e-5)
+
+
 @pytest.mark.slow
 def test_a_model_can_overfit_32_faces_to_well_under_a_pixel(training):
     """The model, loss and optimizer can learn: with no augmentation, 32 faces are fitted almost exactly.
