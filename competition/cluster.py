@@ -85,15 +85,13 @@ def _fold_task(job: FoldJob, data: dict, progress) -> tuple[FoldResult, FoldArti
     progress.put((job.label, "training", socket.gethostname() + (f" GPU {','.join(gpus)}" if gpus else "")))
     import keras
 
-    from .train import fit_fold
+    from .train import epoch_scores, fit_fold
 
     train = job.config.specialist(job.specialist).train
     epochs = train.epochs + train.completion_epochs
 
     def report(epoch, logs):
-        logs = logs or {}
-        progress.put((job.label, "epoch", f"epoch {epoch + 1}/{epochs}  rmse {logs.get('rmse', float('nan')):.3f}  "
-                                          f"val_rmse {logs.get('val_rmse', float('nan')):.3f}"))
+        progress.put((job.label, "epoch", f"epoch {epoch + 1}/{epochs}  {epoch_scores(logs)}"))
 
     with tempfile.TemporaryDirectory() as folder:  # Keras writes to paths; the bytes cross to the driver
         logs, model = Path(folder) / "logs", Path(folder) / "model.keras"

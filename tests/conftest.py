@@ -47,14 +47,26 @@ def training(sample_dir):
 
 
 def small_competition_folder(sample_dir: Path, folder: Path, training_faces: int, test_faces: int) -> Path:
-    """Extracted CSVs of the sample's first faces and the lookup rows that ask about them, in ``folder``."""
+    """Extracted CSVs of a data folder's first faces, and the lookup and sample-submission rows that ask about
+    them, in ``folder``."""
     folder.mkdir(parents=True, exist_ok=True)
     pd.read_csv(sample_dir / "training.zip", dtype=str).iloc[:training_faces].to_csv(folder / "training.csv",
                                                                                     index=False)
     pd.read_csv(sample_dir / "test.zip", dtype=str).iloc[:test_faces].to_csv(folder / "test.csv", index=False)
     lookup = pd.read_csv(sample_dir / "IdLookupTable.csv")
-    lookup[lookup.ImageId <= test_faces].to_csv(folder / "IdLookupTable.csv", index=False)
+    lookup = lookup[lookup.ImageId <= test_faces]
+    lookup.to_csv(folder / "IdLookupTable.csv", index=False)
+    submission = pd.read_csv(sample_dir / "SampleSubmission.csv")
+    submission[submission.RowId.isin(lookup.RowId)].to_csv(folder / "SampleSubmission.csv", index=False)
     return folder
+
+
+@pytest.fixture(scope="session")
+def run_data(tmp_path_factory, data_dir) -> Path:
+    """What the end-to-end runs train and predict on: ``data_dir``'s first 600 training faces and first 80 test
+    faces (the bundled sample's 300 and 60). `fkp cv` predicts every test face in every fold with TTA, which
+    on all 1,783 test faces took most of those tests' time; 80 are enough to check what is predicted."""
+    return small_competition_folder(data_dir, tmp_path_factory.mktemp("run_data"), 600, 80)
 
 
 @pytest.fixture
@@ -66,15 +78,15 @@ def sample_copy(tmp_path, sample_dir) -> Path:
 
 
 @pytest.fixture(scope="session")
-def learned_run(tmp_path_factory, data_dir) -> Path:
+def learned_run(tmp_path_factory, run_data) -> Path:
     """A small run that has learned faces: `fkp cv --config cpu-wide` with both specialists, 2 folds, 10 epochs,
-    600 faces of real data (about 3 minutes on 2 cores), its TTA with re-framing (so `fkp export` builds it into
+    on the 600 faces of ``run_data``, its TTA with re-framing (so `fkp export` builds it into
     the graph), each specialist chosen per annotation style and a second stage fitted on the out-of-fold errors
     (so `fkp export` and `fkp predict` read --data).
     Returns the folder `fkp` ran in; the run is runs/learned, and what `fkp cv` printed is cv.out."""
     work = tmp_path_factory.mktemp("learned")
     cv = subprocess.run(
-        [sys.executable, "-m", "competition", "cv", "--data", str(data_dir), "--config", "cpu-wide", "--folds", "2",
+        [sys.executable, "-m", "competition", "cv", "--data", str(run_data), "--config", "cpu-wide", "--folds", "2",
          "--epochs", "10", "--limit", "600", "--set", "specialists.partial.enabled=true",
          "--set", "inference.reframe=0.25", "--set", "inference.prefer_by_style=true",
          "--set", "inference.refine=linear", "--run", "learned"],

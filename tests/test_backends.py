@@ -16,11 +16,11 @@ from competition.runs import Run
 @pytest.mark.slow
 @pytest.mark.parametrize("config", ["smoke", "heatmap"])  # the regression and heatmap families
 @pytest.mark.parametrize("backend", ["torch", "jax"])
-def test_cv_runs_under_the_backend(backend, config, data_dir, tmp_path):
+def test_cv_runs_under_the_backend(backend, config, run_data, tmp_path):
     if importlib.util.find_spec(backend) is None:
         pytest.skip(f"{backend} is not installed")
     cv = subprocess.run(
-        [sys.executable, "-m", "competition", "cv", "--data", str(data_dir), "--folds", "2", "--epochs", "1",
+        [sys.executable, "-m", "competition", "cv", "--data", str(run_data), "--folds", "2", "--epochs", "1",
          "--limit", "100", "--config", config],
         cwd=tmp_path, capture_output=True, text=True, env={**os.environ, "KERAS_BACKEND": backend},
     )

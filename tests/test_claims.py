@@ -109,10 +109,10 @@ def test_cv_skips_folds_a_live_process_trains(tmp_path, sample_dir, training, li
 
 
 @pytest.mark.slow
-def test_two_cv_processes_on_one_run_train_every_fold_once(tmp_path, data_dir, dead_pid):
+def test_two_cv_processes_on_one_run_train_every_fold_once(tmp_path, run_data, dead_pid):
     """Two `fkp cv` started together on one run (and a claim left by a killed one): each fold job is
     trained by exactly one of them, and the run blends."""
-    args = [*FKP, "cv", "--data", str(data_dir), "--config", "smoke", "--folds", "2", "--epochs", "1",
+    args = [*FKP, "cv", "--data", str(run_data), "--config", "smoke", "--folds", "2", "--epochs", "1",
             "--limit", "120", "--set", "specialists.partial.enabled=false", "--run", "shared"]
     run = Run(tmp_path / "runs" / "shared")
     write_claim(run.path / "full" / "fold1.claim.0", dead_pid)  # killed while training
@@ -130,6 +130,6 @@ def test_two_cv_processes_on_one_run_train_every_fold_once(tmp_path, data_dir, d
     assert run.finished_folds("full") == [0, 1]
     assert all(run.logs_dir("full", fold).joinpath("validation").is_dir() for fold in (0, 1))
     assert not list(run.path.glob("*/*.claim.*")) and not list(run.path.glob("*/*.logs"))
-    blend = subprocess.run([*FKP, "blend", "--data", str(data_dir), "--run", "shared", "--out", "sub.csv"],
+    blend = subprocess.run([*FKP, "blend", "--data", str(run_data), "--run", "shared", "--out", "sub.csv"],
                            cwd=tmp_path, capture_output=True, text=True, env=os.environ.copy())
     assert blend.returncode == 0, blend.stdout + blend.stderr

@@ -18,18 +18,18 @@ def fkp(*args, cwd):
 
 
 @pytest.fixture(scope="module")
-def smoke_run(tmp_path_factory, data_dir):
+def smoke_run(tmp_path_factory, run_data):
     """`fkp cv --folds 2 --epochs 1 --limit 200` on real data, then `fkp blend`."""
     work = tmp_path_factory.mktemp("work")
-    cv = fkp("cv", "--data", data_dir, "--folds", 2, "--epochs", 1, "--limit", 200, "--config", "smoke",
+    cv = fkp("cv", "--data", run_data, "--folds", 2, "--epochs", 1, "--limit", 200, "--config", "smoke",
              "--run", "smoke", cwd=work)
     assert cv.returncode == 0, cv.stdout + cv.stderr
-    blend = fkp("blend", "--data", data_dir, "--run", "smoke", cwd=work)
+    blend = fkp("blend", "--data", run_data, "--run", "smoke", cwd=work)
     assert blend.returncode == 0, blend.stdout + blend.stderr
     return work, cv.stdout
 
 
-def test_cv_ends_with_the_leaderboard_rmse_and_its_table_names_styles_and_networks(smoke_run, data_dir):
+def test_cv_ends_with_the_leaderboard_rmse_and_its_table_names_styles_and_networks(smoke_run, run_data):
     """cv_rmse is the RMSE of the leaderboard mix over every labelled coordinate, recomputed here from the
     run's own out-of-fold files: the partial network's 8 coordinates, the full network's other 22."""
     from competition.data import load_training
@@ -43,7 +43,7 @@ def test_cv_ends_with_the_leaderboard_rmse_and_its_table_names_styles_and_networ
     mixed = oof["full"].loc[rows].drop(columns="fold")
     partial = [c for c in oof["partial"].columns if c != "fold"]
     mixed[partial] = oof["partial"].loc[rows, partial]
-    truth = load_training(data_dir).keypoints[:200][rows]
+    truth = load_training(run_data).keypoints[:200][rows]
     labelled = ~np.isnan(truth)
     expected = np.sqrt(np.mean((mixed.to_numpy() - truth)[labelled] ** 2))
     assert abs(float(last.removeprefix("cv_rmse=")) - expected) < 1e-4
@@ -52,16 +52,16 @@ def test_cv_ends_with_the_leaderboard_rmse_and_its_table_names_styles_and_networ
         assert column in out
 
 
-def test_a_short_cpu_run_beats_the_mean_face_by_a_tenth(learned_run, data_dir):
+def test_a_short_cpu_run_beats_the_mean_face_by_a_tenth(learned_run, run_data):
     """A model that learns nothing predicts about the training folds' mean face. Ten epochs of the CPU
     profile's networks on 600 faces (``learned_run``) must beat that predictor's RMSE, on the same folds, by
     at least 10%."""
-    from competition.data import bundled_sample, load_training
+    from competition.data import load_training
 
-    if data_dir == bundled_sample():
+    keypoints = load_training(run_data).keypoints
+    if len(keypoints) < 600:
         pytest.skip("the bundled sample's faces are too few for 10 epochs to learn from; needs ../shared/fkp-data")
     cv_rmse = float((learned_run / "cv.out").read_text().strip().splitlines()[-1].removeprefix("cv_rmse="))
-    keypoints = load_training(data_dir).keypoints[:600]
     fold = pd.read_csv(next((learned_run / "folds").glob("*-k2.csv")))["fold"].to_numpy()[: len(keypoints)]
     mean_face = np.empty_like(keypoints)
     for k in (0, 1):
@@ -71,7 +71,7 @@ def test_a_short_cpu_run_beats_the_mean_face_by_a_tenth(learned_run, data_dir):
     assert cv_rmse <= 0.9 * mean_rmse, (cv_rmse, mean_rmse)
 
 
-def test_each_folds_reframing_ranges_come_from_its_training_faces_alone(learned_run, data_dir):
+def test_each_folds_reframing_ranges_come_from_its_training_faces_alone(learned_run, run_data):
     """``learned_run`` re-frames at q = 0.25: each fold's fold.json holds the middle half of the framings of its
     own training faces, labelled for the specialist, and not those of the faces it validates on."""
     import json
@@ -80,7 +80,7 @@ def test_each_folds_reframing_ranges_come_from_its_training_faces_alone(learned_
     from competition.data import load_training
     from competition.schema import SPECIALISTS
 
-    keypoints = load_training(data_dir).keypoints[:600]
+    keypoints = load_training(run_data).keypoints[:600]
     fold = pd.read_csv(next((learned_run / "folds").glob("*-k2.csv")))["fold"].to_numpy()[: len(keypoints)]
     for name in ("full", "partial"):
         for k in (0, 1):
@@ -107,11 +107,11 @@ def test_cv_writes_every_fold_artifact(smoke_run):
     assert not list((work / "runs").rglob("*.tmp"))
 
 
-def test_submission_has_the_lookup_tables_rows_in_order(smoke_run, data_dir):
+def test_submission_has_the_lookup_tables_rows_in_order(smoke_run, run_data):
     work, _ = smoke_run
     submission = pd.read_csv(work / "submissions" / "submission.csv")
-    sample = pd.read_csv(data_dir / "SampleSubmission.csv")
-    lookup = pd.read_csv(data_dir / "IdLookupTable.csv")
+    sample = pd.read_csv(run_data / "SampleSubmission.csv")
+    lookup = pd.read_csv(run_data / "IdLookupTable.csv")
     assert list(submission.columns) == ["RowId", "Location"]
     assert len(submission) == len(sample) == len(lookup)
     assert (submission["RowId"] == sample["RowId"]).all()
@@ -122,83 +122,83 @@ def test_submission_has_the_lookup_tables_rows_in_order(smoke_run, data_dir):
     assert submission["Location"][left_x].mean() > 48 > submission["Location"][right_x].mean()
 
 
-def test_rerun_resumes_by_skipping_finished_folds(smoke_run, data_dir):
+def test_rerun_resumes_by_skipping_finished_folds(smoke_run, run_data):
     work, _ = smoke_run
-    again = fkp("cv", "--data", data_dir, "--folds", 2, "--epochs", 1, "--limit", 200, "--config", "smoke",
+    again = fkp("cv", "--data", run_data, "--folds", 2, "--epochs", 1, "--limit", 200, "--config", "smoke",
                 "--run", "smoke", cwd=work)
     assert again.returncode == 0, again.stderr
     assert again.stdout.count("already complete: skipped") == 4
     assert again.stdout.strip().splitlines()[-1] == smoke_run[1].strip().splitlines()[-1]
 
 
-def test_a_run_cannot_take_folds_made_with_other_settings(smoke_run, data_dir):
+def test_a_run_cannot_take_folds_made_with_other_settings(smoke_run, run_data):
     work, _ = smoke_run
-    other = fkp("cv", "--data", data_dir, "--folds", 2, "--epochs", 2, "--limit", 200, "--config", "smoke",
+    other = fkp("cv", "--data", run_data, "--folds", 2, "--epochs", 2, "--limit", 200, "--config", "smoke",
                 "--run", "smoke", cwd=work)
     assert other.returncode == 2
     assert "run.json" in other.stderr and "config" in other.stderr
 
 
-def test_blend_refuses_a_run_with_missing_folds_unless_asked(smoke_run, data_dir):
+def test_blend_refuses_a_run_with_missing_folds_unless_asked(smoke_run, run_data):
     work, _ = smoke_run
     shutil.copytree(work / "runs" / "smoke", work / "runs" / "half")
     shutil.rmtree(work / "runs" / "half" / "full" / "fold1")
-    refused = fkp("blend", "--data", data_dir, "--run", "half", "--out", "half.csv", cwd=work)
+    refused = fkp("blend", "--data", run_data, "--run", "half", "--out", "half.csv", cwd=work)
     assert refused.returncode == 2 and "folds [1] of 2 are missing" in refused.stderr
     assert not (work / "half.csv").exists()
-    allowed = fkp("blend", "--data", data_dir, "--run", "half", "--out", "half.csv", "--allow-partial", cwd=work)
+    allowed = fkp("blend", "--data", run_data, "--run", "half", "--out", "half.csv", "--allow-partial", cwd=work)
     assert allowed.returncode == 0, allowed.stderr
-    assert len(pd.read_csv(work / "half.csv")) == len(pd.read_csv(data_dir / "IdLookupTable.csv"))
+    assert len(pd.read_csv(work / "half.csv")) == len(pd.read_csv(run_data / "IdLookupTable.csv"))
 
 
-def test_blend_of_two_real_runs_writes_weights_and_faces_and_prints_each_score(smoke_run, data_dir):
+def test_blend_of_two_real_runs_writes_weights_and_faces_and_prints_each_score(smoke_run, run_data):
     work, _ = smoke_run
     shutil.copytree(work / "runs" / "smoke", work / "runs" / "twin")
-    both = fkp("blend", "--data", data_dir, "--runs", "smoke", "twin", "--out", "two/submission.csv", cwd=work)
+    both = fkp("blend", "--data", run_data, "--runs", "smoke", "twin", "--out", "two/submission.csv", cwd=work)
     assert both.returncode == 0, both.stderr
     for row in ("run smoke", "run twin", "blend (nnls)"):
         assert row in both.stdout
     assert both.stdout.strip().splitlines()[-1].startswith("blend_rmse=")
-    lookup = pd.read_csv(data_dir / "IdLookupTable.csv")
+    lookup = pd.read_csv(run_data / "IdLookupTable.csv")
     assert pd.read_csv(work / "two" / "submission.csv")["RowId"].tolist() == lookup["RowId"].tolist()
     weights = pd.read_csv(work / "two" / "submission_weights.csv")
     assert len(weights) == 30 and list(weights.columns) == ["coordinate", "smoke", "twin", "intercept"]
     assert (work / "two" / "submission_faces.png").stat().st_size > 10_000
 
 
-def test_show_pictures_a_real_run(smoke_run, data_dir):
+def test_show_pictures_a_real_run(smoke_run, run_data):
     work, _ = smoke_run
-    shown = fkp("show", "--data", data_dir, "--run", "smoke", cwd=work)
+    shown = fkp("show", "--data", run_data, "--run", "smoke", cwd=work)
     assert shown.returncode == 0, shown.stderr
     for name in ("validation_faces.png", "learning_curves.png", "rmse_per_keypoint.png"):
         assert (work / "runs" / "smoke" / "plots" / name).stat().st_size > 10_000
     assert "plots/validation_faces.png" in (work / "runs" / "smoke" / "report.md").read_text()
 
 
-def test_a_single_network_run_answers_every_coordinate_and_blends_with_a_two_specialist_run(smoke_run, data_dir):
+def test_a_single_network_run_answers_every_coordinate_and_blends_with_a_two_specialist_run(smoke_run, run_data):
     from competition.data import load_training
     from competition.evaluate import rmse
     from competition.runs import Run
 
     work, _ = smoke_run
-    cv = fkp("cv", "--data", data_dir, "--folds", 2, "--epochs", 1, "--limit", 200, "--config", "smoke",
+    cv = fkp("cv", "--data", run_data, "--folds", 2, "--epochs", 1, "--limit", 200, "--config", "smoke",
              "--set", "specialists.partial.enabled=false", "--run", "single", cwd=work)
     assert cv.returncode == 0, cv.stdout + cv.stderr
     run = Run(work / "runs" / "single")
     assert sorted(p.name for p in run.path.iterdir() if p.is_dir()) == ["full"]
     assert "partial net" not in cv.stdout  # no column for a network the run did not train
     oof = run.oof("flip")["full"].drop(columns="fold")
-    truth = load_training(data_dir).keypoints[:200][oof.index]
+    truth = load_training(run_data).keypoints[:200][oof.index]
     printed = float(cv.stdout.strip().splitlines()[-1].removeprefix("cv_rmse="))
     assert abs(printed - rmse(truth, oof.to_numpy())) < 1e-4
-    both = fkp("blend", "--data", data_dir, "--runs", "smoke", "single", "--out", "mixed.csv", cwd=work)
+    both = fkp("blend", "--data", run_data, "--runs", "smoke", "single", "--out", "mixed.csv", cwd=work)
     assert both.returncode == 0, both.stderr
-    assert len(pd.read_csv(work / "mixed.csv")) == len(pd.read_csv(data_dir / "IdLookupTable.csv"))
-    shown = fkp("show", "--data", data_dir, "--run", "single", cwd=work)
+    assert len(pd.read_csv(work / "mixed.csv")) == len(pd.read_csv(run_data / "IdLookupTable.csv"))
+    shown = fkp("show", "--data", run_data, "--run", "single", cwd=work)
     assert shown.returncode == 0, shown.stderr
 
 
-def test_a_heatmap_run_trains_blends_with_a_regression_run_and_shows(smoke_run, data_dir):
+def test_a_heatmap_run_trains_blends_with_a_regression_run_and_shows(smoke_run, run_data):
     """`model.family = "heatmap"` end to end: its folds train and predict pixels, the run blends with the
     regression run on the same folds, and `fkp show` pictures it."""
     import keras
@@ -207,7 +207,7 @@ def test_a_heatmap_run_trains_blends_with_a_regression_run_and_shows(smoke_run, 
     from competition.runs import Run
 
     work, _ = smoke_run
-    cv = fkp("cv", "--data", data_dir, "--folds", 2, "--epochs", 1, "--limit", 200, "--config", "heatmap",
+    cv = fkp("cv", "--data", run_data, "--folds", 2, "--epochs", 1, "--limit", 200, "--config", "heatmap",
              "--run", "heatmap", cwd=work)
     assert cv.returncode == 0, cv.stdout + cv.stderr
     assert np.isfinite(float(cv.stdout.strip().splitlines()[-1].removeprefix("cv_rmse=")))
@@ -216,13 +216,13 @@ def test_a_heatmap_run_trains_blends_with_a_regression_run_and_shows(smoke_run, 
     assert isinstance(model.get_layer("keypoints"), SoftArgmax)
     oof = run.oof("flip")["full"].drop(columns="fold").to_numpy()
     assert oof.shape == (200, 30) and ((oof > 0) & (oof < 97)).all()
-    both = fkp("blend", "--data", data_dir, "--runs", "smoke", "heatmap", "--out", "families/submission.csv",
+    both = fkp("blend", "--data", run_data, "--runs", "smoke", "heatmap", "--out", "families/submission.csv",
                cwd=work)
     assert both.returncode == 0, both.stderr
     assert "run heatmap" in both.stdout and both.stdout.strip().splitlines()[-1].startswith("blend_rmse=")
     weights = pd.read_csv(work / "families" / "submission_weights.csv")
     assert list(weights.columns) == ["coordinate", "smoke", "heatmap", "intercept"]
-    shown = fkp("show", "--data", data_dir, "--run", "heatmap", cwd=work)
+    shown = fkp("show", "--data", run_data, "--run", "heatmap", cwd=work)
     assert shown.returncode == 0, shown.stderr
     for name in ("validation_faces.png", "learning_curves.png", "rmse_per_keypoint.png"):
         assert (run.path / "plots" / name).stat().st_size > 10_000

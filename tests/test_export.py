@@ -53,7 +53,7 @@ def run_exported(format: str, path, faces: np.ndarray) -> np.ndarray:
 @pytest.mark.slow
 @pytest.mark.parametrize("format,needs", [("keras", None), ("saved_model", "tensorflow"), ("onnx", "onnxruntime")])
 @pytest.mark.parametrize("tta", [True, False], ids=["tta", "no-tta"])
-def test_the_exported_run_gives_the_runs_own_fold_average(learned_run, data_dir, format, needs, tta):
+def test_the_exported_run_gives_the_runs_own_fold_average(learned_run, run_data, format, needs, tta):
     """Both specialists of both folds, their average, the per-coordinate choice and second stage in one artifact: its
     predictions on 64 test faces match `fkp blend`'s average of the run's test files to 1e-3 px."""
     from competition.blend import leaderboard_test, variant
@@ -64,15 +64,15 @@ def test_the_exported_run_gives_the_runs_own_fold_average(learned_run, data_dir,
     if format == "onnx" and not tta:
         pytest.skip("one ONNX conversion (about a minute on 2 cores) is enough")
     flag = "--tta" if tta else "--no-tta"
-    result = subprocess.run([*FKP, "export", "--run", "learned", "--format", format, flag, "--data", str(data_dir)],
+    result = subprocess.run([*FKP, "export", "--run", "learned", "--format", format, flag, "--data", str(run_data)],
                             cwd=learned_run,
                             capture_output=True, text=True, env=os.environ.copy())
     assert result.returncode == 0, result.stderr
     run = Run(learned_run / "runs" / "learned")
     assert sorted(run.spec.specialists) == ["full", "partial"]
-    test = data.load_test(data_dir)
+    test = data.load_test(run_data)
     faces = test.images[:FACES, ..., None].astype(np.float32)
-    training, full_style = data.load_training(data_dir), pd.Series("full", index=test.image_ids)
+    training, full_style = data.load_training(run_data), pd.Series("full", index=test.image_ids)
     assert run.spec.resolved.inference.prefer_by_style  # the choice for full-style faces, as a photo's face is
     refinement = run_refinement(run, variant(tta), training)
     assert np.abs(refinement.weights).max() > 1e-3  # and its second stage, which moves the answer

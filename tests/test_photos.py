@@ -89,12 +89,12 @@ class TestOnARealPortrait:
 
     @pytest.fixture(scope="class")
     @classmethod
-    def predicted(cls, learned_run, data_dir, tmp_path_factory):
+    def predicted(cls, learned_run, run_data, tmp_path_factory):
         photos = tmp_path_factory.mktemp("photos")
         Image.fromarray(skimage_data.astronaut()).save(photos / "astronaut.jpg", quality=92)
         Image.fromarray(np.full((200, 300), 128, np.uint8)).save(photos / "wall.png")  # no face
         (photos / "notes.txt").write_text("not a photo\n")
-        result = fkp("predict", photos, "--run", "learned", "--out", "out", "--data", data_dir, cwd=learned_run)
+        result = fkp("predict", photos, "--run", "learned", "--out", "out", "--data", run_data, cwd=learned_run)
         return result, learned_run / "out"
 
     def test_one_face_with_both_eyes_in_the_upper_half_of_its_box_on_the_correct_sides(self, predicted):
@@ -127,31 +127,31 @@ class TestOnARealPortrait:
 
 
 @pytest.mark.slow
-def test_no_detect_on_test_faces_gives_the_numbers_blend_averages(learned_run, data_dir, tmp_path):
+def test_no_detect_on_test_faces_gives_the_numbers_blend_averages(learned_run, run_data, tmp_path):
     """96x96 crops taken as they are: the same numbers as `fkp blend`'s fold average of the run's test files."""
     from competition.blend import leaderboard_test
     from competition.runs import Run
 
-    test = data.load_test(data_dir)
+    test = data.load_test(run_data)
     shown = test.image_ids[:64]  # 64 faces, or all the bundled sample's 60
     for image_id, face in zip(shown, test.images[:64]):
         Image.fromarray(face).save(tmp_path / f"{image_id:05d}.png")
-    result = fkp("predict", tmp_path, "--run", "learned", "--no-detect", "--out", tmp_path / "out", "--data", data_dir,
+    result = fkp("predict", tmp_path, "--run", "learned", "--no-detect", "--out", tmp_path / "out", "--data", run_data,
                  cwd=learned_run)
     assert result.returncode == 0, result.stderr
     table = pd.read_csv(tmp_path / "out" / "predictions.csv")
     run = Run(learned_run / "runs" / "learned")
     full_style = pd.Series("full", index=test.image_ids)  # a photo's face is asked for all 30 coordinates
-    expected = leaderboard_test(run, run.spec.resolved.inference.tta, False, data.load_training(data_dir),
+    expected = leaderboard_test(run, run.spec.resolved.inference.tta, False, data.load_training(run_data),
                                 full_style).loc[shown]
     assert table["face"].eq(1).all() and len(table) == len(shown)
     np.testing.assert_allclose(table[list(COORDINATES)].to_numpy(), expected.to_numpy(), atol=1e-3)
 
 
 @pytest.mark.slow
-def test_an_unreadable_image_is_one_line_naming_it(learned_run, data_dir, tmp_path):
+def test_an_unreadable_image_is_one_line_naming_it(learned_run, run_data, tmp_path):
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(b"\xff\xd8\xff\xe0 truncated")
-    result = fkp("predict", broken, "--run", "learned", "--out", tmp_path / "out", "--data", data_dir, cwd=learned_run)
+    result = fkp("predict", broken, "--run", "learned", "--out", tmp_path / "out", "--data", run_data, cwd=learned_run)
     assert result.returncode == 2
     assert fkp_lines(result) == [f"fkp: {broken}: not a readable JPEG or PNG image"]

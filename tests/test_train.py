@@ -1,5 +1,6 @@
 """The fold stages every specialist trains through, and the process each fold trains in."""
 
+import re
 import subprocess
 import sys
 
@@ -16,7 +17,8 @@ from competition.folds import Folds, make_folds
 from competition.jobs import FoldJob
 from competition.schema import COORDINATES
 from competition.models.regression import Config as RegressionConfig
-from competition.train import CosineSchedule, build_fold_model, complete_labels, prepare_fold, train_stage
+from competition.train import (CosineSchedule, build_fold_model, complete_labels, prepare_fold, tensorboard_logs,
+                               train_stage)
 
 TINY = RegressionConfig(filters=[4], convs_per_block=1, dense_units=4, dropout=0.0)
 
@@ -111,7 +113,8 @@ def test_cosine_training_skips_the_plateau_halving_and_anneals(training):
 
 
 @pytest.mark.parametrize("max_minutes, scored", [(0.0, [2, 4, 5]), (1e-9, [1])])
-def test_sparse_validation_scores_every_nth_epoch_and_the_last_and_keeps_the_best_scored(training, max_minutes, scored):
+def test_sparse_validation_scores_every_nth_epoch_and_the_last_and_keeps_the_best_scored(training, max_minutes, scored,
+                                                                                        capsys):
     settings = tiny_settings(schedule="cosine", learning_rate=3e-3, epochs=5, warmup_epochs=0, validate_every=2,
                              max_minutes=max_minutes)
     prepared = prepared_partial(training, settings)
@@ -121,6 +124,23 @@ def test_sparse_validation_scores_every_nth_epoch_and_the_last_and_keeps_the_bes
     assert list(np.flatnonzero(np.isfinite(val_rmse)) + 1) == scored  # a budget's one epoch is the last
     kept = model.evaluate(prepared.val_batches, verbose=0, return_dict=True)["rmse"]
     assert kept == pytest.approx(np.nanmin(val_rmse), rel=1e-5)
+    shown = re.findall(r"^\[t\] epoch (\d)/\d  rmse [\d.]+  val_rmse (-|[\d.]+)  ", capsys.readouterr().out, re.M)
+    assert [int(epoch) for epoch, value in shown if value != "-"] == scored and len(shown) == len(val_rmse)
+
+
+def test_tensorboard_logs_hold_the_scored_validation_epochs_only(training, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    settings = tiny_settings(schedule="cosine", epochs=3, warmup_epochs=0, validate_every=2)
+    prepared = prepared_partial(training, settings)
+    model = build_fold_model(prepared, settings)
+    train_stage(model, prepared, settings.train, epochs=3, log_prefix="[t]",
+                callbacks=tensorboard_logs(tmp_path / "logs", "[t]"))
+    steps = {}
+    for kind in ("train", "validation"):
+        events = EventAccumulator(str(tmp_path / "logs" / kind), size_guidance={"tensors": 0}).Reload()
+        steps[kind] = [event.step for event in events.Tensors("epoch_rmse")]
+    assert steps == {"train": [0, 1, 2], "validation": [1, 2]}
 
 
 @pytest.mark.slow

@@ -311,17 +311,17 @@ def test_the_chiefs_oracle_holds_the_data_and_folds_a_worker_checks(tmp_path, tr
 
 
 @pytest.fixture(scope="module")
-def tuned_work(tmp_path_factory, data_dir):
+def tuned_work(tmp_path_factory, run_data):
     """`fkp tune` for both specialists into one config, then `fkp cv --config tuned`."""
     work = tmp_path_factory.mktemp("tune")
     (work / "tiny.toml").write_text(TINY_SPACE)
     outputs = {}
     for name in ("partial", "full"):
-        result = run_fkp(*tune_args(data_dir, work / "tiny.toml", "--specialist", name, "--limit", 100,
+        result = run_fkp(*tune_args(run_data, work / "tiny.toml", "--specialist", name, "--limit", 100,
                                     "--folds", 2, "--epochs", 1, "--max-trials", 2, "--project", "t"), cwd=work)
         assert result.returncode == 0, result.stdout + result.stderr
         outputs[name] = result.stdout
-    cv = run_fkp("cv", "--data", str(data_dir), "--config", "tuned", "--folds", "2", "--epochs", "1",
+    cv = run_fkp("cv", "--data", str(run_data), "--config", "tuned", "--folds", "2", "--epochs", "1",
                  "--limit", "100", cwd=work)
     assert cv.returncode == 0, cv.stdout + cv.stderr
     return work, outputs, cv.stdout
