@@ -64,8 +64,8 @@ def small_competition_folder(sample_dir: Path, folder: Path, training_faces: int
 @pytest.fixture(scope="session")
 def run_data(tmp_path_factory, data_dir) -> Path:
     """What the end-to-end runs train and predict on: ``data_dir``'s first 600 training faces and first 80 test
-    faces (the bundled sample's 300 and 60). `fkp cv` predicts every test face in every fold with TTA, which
-    on all 1,783 test faces took most of those tests' time; 80 are enough to check what is predicted."""
+    faces (the bundled sample's 300 and 60). `fkp cv` predicts every test face in every fold with TTA: on all
+    1,783 test faces that took a fifth to a third of each run's time, and 80 are enough to check the answers."""
     return small_competition_folder(data_dir, tmp_path_factory.mktemp("run_data"), 600, 80)
 
 
