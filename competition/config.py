@@ -73,6 +73,12 @@ class TrainConfig:
     # the completion stage also trains on the test faces, every coordinate filled (pseudo-labels)
     pseudo_label_test: bool = False
 
+    def check(self, source: str, key: str) -> None:
+        """Refuse settings that are each in range but do not work together (one line naming ``key``)."""
+        if self.validate_every > 1 and self.schedule != "cosine":
+            raise InputError(source, f"key '{key}.validate_every' above 1 needs the cosine schedule: "
+                                     "the plateau schedule's patience counts epochs, validated or not")
+
 
 @dataclass
 class SpecialistConfig:
@@ -241,9 +247,7 @@ def resolve(raw: dict, source: str) -> Config:
         _apply(settings, shared, "", source)
         _apply(settings, per_specialist.get(name, {}), f"specialists.{name}.", source)
         settings.model.check(source, f"specialists.{name}.model")
-        if settings.train.validate_every > 1 and settings.train.schedule != "cosine":
-            raise InputError(source, f"key 'specialists.{name}.train.validate_every' above 1 needs the cosine schedule: "
-                                     "the plateau schedule's patience counts epochs, validated or not")
+        settings.train.check(source, f"specialists.{name}.train")
     _check_coverage(config, source)
     return config
 

@@ -46,17 +46,16 @@ def training(sample_dir):
     return data.load_training(sample_dir)
 
 
-def small_competition_folder(sample_dir: Path, folder: Path, training_faces: int, test_faces: int) -> Path:
-    """Extracted CSVs of a data folder's first faces, and the lookup and sample-submission rows that ask about
-    them, in ``folder``."""
+def small_competition_folder(source: Path, folder: Path, training_faces: int, test_faces: int) -> Path:
+    """Extracted CSVs of the first faces of the data folder ``source``, and the lookup and sample-submission rows
+    that ask about them, in ``folder``."""
     folder.mkdir(parents=True, exist_ok=True)
-    pd.read_csv(sample_dir / "training.zip", dtype=str).iloc[:training_faces].to_csv(folder / "training.csv",
-                                                                                    index=False)
-    pd.read_csv(sample_dir / "test.zip", dtype=str).iloc[:test_faces].to_csv(folder / "test.csv", index=False)
-    lookup = pd.read_csv(sample_dir / "IdLookupTable.csv")
+    pd.read_csv(source / "training.zip", dtype=str).iloc[:training_faces].to_csv(folder / "training.csv", index=False)
+    pd.read_csv(source / "test.zip", dtype=str).iloc[:test_faces].to_csv(folder / "test.csv", index=False)
+    lookup = pd.read_csv(source / "IdLookupTable.csv")
     lookup = lookup[lookup.ImageId <= test_faces]
     lookup.to_csv(folder / "IdLookupTable.csv", index=False)
-    submission = pd.read_csv(sample_dir / "SampleSubmission.csv")
+    submission = pd.read_csv(source / "SampleSubmission.csv")
     submission[submission.RowId.isin(lookup.RowId)].to_csv(folder / "SampleSubmission.csv", index=False)
     return folder
 
@@ -87,7 +86,7 @@ def learned_run(tmp_path_factory, run_data) -> Path:
     work = tmp_path_factory.mktemp("learned")
     cv = subprocess.run(
         [sys.executable, "-m", "competition", "cv", "--data", str(run_data), "--config", "cpu-wide", "--folds", "2",
-         "--epochs", "10", "--limit", "600", "--set", "specialists.partial.enabled=true",
+         "--epochs", "10", "--set", "specialists.partial.enabled=true",
          "--set", "inference.reframe=0.25", "--set", "inference.prefer_by_style=true",
          "--set", "inference.refine=linear", "--run", "learned"],
         cwd=work, capture_output=True, text=True, env=os.environ.copy())
