@@ -16,6 +16,10 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# pytest-xdist's workers start with COLUMNS=80 and LINES=24 set, and rich would fix fkp's console at that width
+# when `competition.cli` is imported; unset, the console asks at print time (a test's COLUMNS, or the terminal).
+for name in ("COLUMNS", "LINES"):
+    os.environ.pop(name, None)
 
 from competition import data  # noqa: E402
 
@@ -124,6 +128,21 @@ def live_pid():
     yield process.pid
     process.kill()
     process.wait()
+
+
+# Parallel runs (`-n 2`, pytest-xdist's loadgroup): the tests that share an expensive fixture go to one worker, so
+# it is built once; the Ray tests share one worker too, so two local clusters never start side by side.
+SHARED_FIXTURES = ("learned_run", "smoke_run", "tuned_work")
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
+def pytest_collection_modifyitems(items):
+    for item in items:
+        shared = [name for name in SHARED_FIXTURES if name in item.fixturenames]
+        if shared:
+            item.add_marker(pytest.mark.xdist_group(shared[0]))
+        elif item.module.__name__ == "test_cluster":
+            item.add_marker(pytest.mark.xdist_group("ray"))
 
 
 # Fuzzing profiles (tests/test_fuzz.py): "fast" keeps the whole suite quick; FKP_FUZZ=long runs many
