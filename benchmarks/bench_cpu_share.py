@@ -5,9 +5,9 @@
 Trains a config's full-label network with plain `model.fit` (preloaded random faces, no augmentation, no
 callbacks) one epoch at a time, and prints for each epoch its faces/s, this process's CPU seconds over wall seconds
 (about the number of cores the backend got) and the share of the machine's CPU time the hypervisor stole
-(/proc/stat, Linux). The baseline is the run's own best epoch: an epoch far slower than it, with the same CPU
+(psutil; 0 where the platform does not report it). The baseline is the run's own best epoch: an epoch far slower than it, with the same CPU
 seconds, was not given the cores. Run it before a timed run: on a VM capped to one core for stretches, epochs
-alternate between two speeds (2026-12-01: 303-304 faces/s with CPU = wall, against 500-650 faces/s on both
+alternate between two speeds (2026-12-01: 303-304 faces/s with CPU = wall, against 439-543 faces/s on both
 cores), and a timed figure taken there is not comparable with one taken on a machine that never throttles.
 """
 
@@ -15,27 +15,17 @@ from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
 
-import common  # noqa: F401  (puts this checkout first on sys.path)
+from common import plain_model
 
 import keras
 import numpy as np
+import psutil
 
 from competition.config import load_config
 from competition.machine import keep_freed_memory
-from competition.models import build_model
 
 THROTTLED = 0.7  # an epoch under this share of the best epoch's faces/s counts as throttled
-
-
-def machine_times() -> tuple[float, float] | None:
-    """(all CPU time, stolen time) of the machine so far, in clock ticks; None where /proc/stat is missing."""
-    stat = Path("/proc/stat")
-    if not stat.exists():
-        return None
-    fields = [int(value) for value in stat.read_text().splitlines()[0].split()[1:]]
-    return float(sum(fields[:8])), float(fields[7]) if len(fields) > 7 else 0.0
 
 
 def main() -> None:
@@ -51,8 +41,7 @@ def main() -> None:
     faces = rng.integers(0, 256, (args.faces, 96, 96, 1)).astype(np.float32)
     targets = rng.uniform(20, 76, (args.faces, 30)).astype(np.float32)
     keras.utils.set_random_seed(0)
-    model = build_model(settings.model, targets.mean(axis=0), targets.std(axis=0), settings.train.learning_rate)
-    model.compile(optimizer=keras.optimizers.Adam(settings.train.learning_rate), loss="mse")
+    model = plain_model(settings, targets)
     batch = settings.train.batch_size
     model.fit(faces[: 4 * batch], targets[: 4 * batch], batch_size=batch, epochs=1, verbose=0)  # tracing
 
@@ -61,12 +50,13 @@ def main() -> None:
     print(f"{'epoch':>5} {'faces/s':>8} {'wall s':>7} {'cpu s':>6} {'cpu/wall':>8} {'steal':>6}")
     rates = []
     for epoch in range(1, args.epochs + 1):
-        before, wall, cpu = machine_times(), time.perf_counter(), time.process_time()
+        psutil.cpu_times_percent()  # the next call's percentages are since this one
+        wall, cpu = time.perf_counter(), time.process_time()
         model.fit(faces, targets, batch_size=batch, epochs=1, verbose=0)
-        wall, cpu, after = time.perf_counter() - wall, time.process_time() - cpu, machine_times()
-        steal = "n/a" if before is None else f"{(after[1] - before[1]) / max(after[0] - before[0], 1):.0%}"
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        steal = getattr(psutil.cpu_times_percent(), "steal", 0.0)
         rates.append(args.faces / wall)
-        print(f"{epoch:>5} {rates[-1]:8.0f} {wall:7.1f} {cpu:6.1f} {cpu / wall:8.2f} {steal:>6}", flush=True)
+        print(f"{epoch:>5} {rates[-1]:8.0f} {wall:7.1f} {cpu:6.1f} {cpu / wall:8.2f} {steal:5.0f}%", flush=True)
     best = max(rates)
     slow = [rate for rate in rates if rate < THROTTLED * best]
     print(f"best epoch {best:.0f} faces/s; each epoch against it: " + ", ".join(f"{rate / best:.2f}" for rate in rates))

@@ -30,7 +30,7 @@ import statistics
 import time
 from pathlib import Path
 
-from common import default_data_dir, flops_per_face, verdict
+from common import default_data_dir, flops_per_face, plain_model, verdict
 
 import keras
 import numpy as np
@@ -109,8 +109,7 @@ def measure(config_name: str, args, training) -> dict:
 
     # (a) the ceiling
     keras.utils.set_random_seed(0)
-    plain = build_model(settings.model, mean, spread, settings.train.learning_rate)
-    plain.compile(optimizer=keras.optimizers.Adam(settings.train.learning_rate), loss="mse")
+    plain = plain_model(settings, targets[train_rows])
     x = training.images[..., None].astype(np.float32)
     y = np.where(np.isnan(targets), mean, targets).astype(np.float32)
     plain.fit(x[warm_rows], y[warm_rows], batch_size=batch, epochs=1, verbose=0)

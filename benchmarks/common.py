@@ -60,6 +60,18 @@ def verdict(ok: bool) -> str:
     return "PASS" if ok else "SHORT"
 
 
+def plain_model(settings, targets):
+    """A specialist's network compiled for plain `model.fit` (Adam, plain MSE): the benchmarks' ceiling, without
+    fkp's masked loss, metric or callbacks. ``targets`` (N, 2K) pixels set the output's mean and spread."""
+    import keras
+
+    from competition.models import build_model, target_statistics
+
+    model = build_model(settings.model, *target_statistics(targets), settings.train.learning_rate)
+    model.compile(optimizer=keras.optimizers.Adam(settings.train.learning_rate), loss="mse")
+    return model
+
+
 def flops_per_face(model) -> tuple[int, int]:
     """Forward and backward FLOPs of one face through a Keras model's Conv2D and Dense layers.
 

@@ -131,18 +131,16 @@ def live_pid():
 
 
 # Parallel runs (`-n 2`, pytest-xdist's loadgroup): the tests that share an expensive fixture go to one worker, so
-# it is built once; the Ray tests share one worker too, so two local clusters never start side by side.
+# it is built once (the Ray tests mark their own group in tests/test_cluster.py).
 SHARED_FIXTURES = ("learned_run", "smoke_run", "tuned_work")
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
 def pytest_collection_modifyitems(items):
     for item in items:
-        shared = [name for name in SHARED_FIXTURES if name in item.fixturenames]
+        shared = next((name for name in SHARED_FIXTURES if name in item.fixturenames), None)
         if shared:
-            item.add_marker(pytest.mark.xdist_group(shared[0]))
-        elif item.module.__name__ == "test_cluster":
-            item.add_marker(pytest.mark.xdist_group("ray"))
+            item.add_marker(pytest.mark.xdist_group(shared))
 
 
 # Fuzzing profiles (tests/test_fuzz.py): "fast" keeps the whole suite quick; FKP_FUZZ=long runs many

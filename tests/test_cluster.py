@@ -18,6 +18,7 @@ from conftest import free_local_address
 from competition.runs import Run
 from test_tune import TINY_SPACE
 
+pytestmark = pytest.mark.xdist_group("ray")  # on one worker (`-n 2`): two local Ray clusters never run side by side
 FKP = [sys.executable, "-m", "competition"]
 SMALL = ["--folds", "2", "--limit", "80", "--config", "smoke"]
 
