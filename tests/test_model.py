@@ -68,6 +68,22 @@ def test_input_downsample_feeds_the_first_conv_a_smaller_face_and_still_maps_raw
     assert model.input_shape == (None, 96, 96, 1) and model.output_shape == (None, 2)
 
 
+def test_strided_blocks_halve_the_face_in_their_first_conv_instead_of_a_pooling_layer():
+    mean, spread = target_statistics(np.array([[30.0, 40.0], [34.0, 44.0]]))
+    config = RegressionConfig(filters=[4, 8, 8], convs_per_block=2, dense_units=8, dropout=0.0, strided_blocks=2)
+    model = build_model(config, mean, spread, 1e-3)
+    names = {layer.name for layer in model.layers}
+    assert "block0_pool" not in names and "block1_pool" not in names and "block2_pool" in names
+    assert tuple(model.get_layer("block0_conv0").output.shape) == (None, 48, 48, 4)
+    assert tuple(model.get_layer("block0_conv1").output.shape) == (None, 48, 48, 4)
+    assert tuple(model.get_layer("block1_conv0").output.shape) == (None, 24, 24, 8)
+    pooled = build_model(replace(config, strided_blocks=0), mean, spread, 1e-3)
+    assert tuple(pooled.get_layer("block0_conv0").output.shape) == (None, 96, 96, 4)
+    # the same weights either way: a stride changes where the kernel is applied, not what it holds
+    assert model.count_params() == pooled.count_params()
+    assert model.output_shape == pooled.output_shape == (None, 2)
+
+
 def test_leaderboard_mix_follows_the_configs_preference():
     coordinates = list(SPECIALISTS["full"].coordinates)
     full = pd.DataFrame(np.zeros((2, 30)), index=[5, 6], columns=coordinates)

@@ -9,10 +9,12 @@ from keras import layers, ops
 from ..schema import FIRST_PIXEL_CENTRE, IMAGE_SIZE
 
 
-def conv_block(x, filters: int, convs: int, kernel_size: int, batch_norm: bool, prefix: str):
-    """``convs`` times conv-BN-ReLU at one resolution (layers ``<prefix>_conv<i>``, ``<prefix>_bn<i>``)."""
+def conv_block(x, filters: int, convs: int, kernel_size: int, batch_norm: bool, prefix: str, first_stride: int = 1):
+    """``convs`` times conv-BN-ReLU (layers ``<prefix>_conv<i>``, ``<prefix>_bn<i>``), the first conv strided by
+    ``first_stride``."""
     for conv in range(convs):
-        x = layers.Conv2D(filters, kernel_size, padding="same", use_bias=not batch_norm, name=f"{prefix}_conv{conv}")(x)
+        x = layers.Conv2D(filters, kernel_size, strides=first_stride if conv == 0 else 1, padding="same",
+                          use_bias=not batch_norm, name=f"{prefix}_conv{conv}")(x)
         if batch_norm:
             x = layers.BatchNormalization(momentum=0.9, name=f"{prefix}_bn{conv}")(x)
         x = layers.Activation("relu")(x)
