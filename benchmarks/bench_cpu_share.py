@@ -1,6 +1,6 @@
 """Whether this machine gives training its cores: faces/s, CPU seconds and steal time per epoch.
 
-    python benchmarks/bench_cpu_share.py [--config cpu] [--faces 3136] [--epochs 8]
+    python benchmarks/bench_cpu_share.py [--config cpu] [--set KEY=VALUE ...] [--faces 3136] [--epochs 8]
 
 Trains a config's full-label network with plain `model.fit` (preloaded random faces, no augmentation, no
 callbacks) one epoch at a time, and prints for each epoch its faces/s, this process's CPU seconds over wall seconds
@@ -9,6 +9,8 @@ callbacks) one epoch at a time, and prints for each epoch its faces/s, this proc
 seconds, was not given the cores. Run it before a timed run: on a VM capped to one core for stretches, epochs
 alternate between two speeds (2026-12-01: 303-304 faces/s with CPU = wall, against 439-543 faces/s on both
 cores), and a timed figure taken there is not comparable with one taken on a machine that never throttles.
+The CPU seconds per epoch do not depend on the cap, so they compare networks (``--set model.strided_blocks=1``:
+7.1-7.3 s against 10.8 on that machine).
 """
 
 from __future__ import annotations
@@ -31,12 +33,14 @@ THROTTLED = 0.7  # an epoch under this share of the best epoch's faces/s counts 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", default="cpu", help="config name or TOML path [default: cpu]")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config key, as `fkp cv --set` does (repeatable)")
     parser.add_argument("--faces", type=int, default=3136, help="faces per epoch [default: 3136, fold 0's size]")
     parser.add_argument("--epochs", type=int, default=8, help="timed epochs [default: 8]")
     args = parser.parse_args()
 
     keep_freed_memory()
-    settings = load_config(args.config, []).specialist("full")
+    settings = load_config(args.config, args.overrides).specialist("full")
     rng = np.random.default_rng(0)
     faces = rng.integers(0, 256, (args.faces, 96, 96, 1)).astype(np.float32)
     targets = rng.uniform(20, 76, (args.faces, 30)).astype(np.float32)
@@ -45,7 +49,7 @@ def main() -> None:
     batch = settings.train.batch_size
     model.fit(faces[: 4 * batch], targets[: 4 * batch], batch_size=batch, epochs=1, verbose=0)  # tracing
 
-    print(f"config {args.config}: full-label network, batch {batch}, {args.faces} faces per epoch, "
+    print(f"config {' '.join([args.config, *args.overrides])}: full-label network, batch {batch}, {args.faces} faces per epoch, "
           f"backend {keras.backend.backend()}")
     print(f"{'epoch':>5} {'faces/s':>8} {'wall s':>7} {'cpu s':>6} {'cpu/wall':>8} {'steal':>6}")
     rates = []
