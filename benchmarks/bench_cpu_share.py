@@ -5,8 +5,8 @@
 Trains a config's full-label network with plain `model.fit` (preloaded random faces, no augmentation, no
 callbacks) one epoch at a time, and prints for each epoch its faces/s, this process's CPU seconds over wall seconds
 (about the number of cores the backend got) and the share of the machine's CPU time the hypervisor stole
-(psutil; 0 where the platform does not report it). The baseline is the run's own best epoch: an epoch far slower than it, with the same CPU
-seconds, was not given the cores. Run it before a timed run: on a VM capped to one core for stretches, epochs
+(psutil; 0 where the platform does not report it). The baseline is the run's own best epoch: an epoch far
+slower than it, with the same CPU seconds, was not given the cores. Run it before a timed run: on a VM capped to one core for stretches, epochs
 alternate between two speeds (2026-12-01: 303-304 faces/s with CPU = wall, against 439-543 faces/s on both
 cores), and a timed figure taken there is not comparable with one taken on a machine that never throttles.
 The CPU seconds per epoch do not depend on the cap, so they compare networks (``--set model.strided_blocks=1``:
@@ -26,6 +26,7 @@ import psutil
 
 from competition.config import load_config
 from competition.machine import keep_freed_memory
+from competition.models import target_statistics
 
 THROTTLED = 0.7  # an epoch under this share of the best epoch's faces/s counts as throttled
 
@@ -45,12 +46,12 @@ def main() -> None:
     faces = rng.integers(0, 256, (args.faces, 96, 96, 1)).astype(np.float32)
     targets = rng.uniform(20, 76, (args.faces, 30)).astype(np.float32)
     keras.utils.set_random_seed(0)
-    model = plain_model(settings, targets)
+    model = plain_model(settings, *target_statistics(targets))
     batch = settings.train.batch_size
     model.fit(faces[: 4 * batch], targets[: 4 * batch], batch_size=batch, epochs=1, verbose=0)  # tracing
 
-    print(f"config {' '.join([args.config, *args.overrides])}: full-label network, batch {batch}, {args.faces} faces per epoch, "
-          f"backend {keras.backend.backend()}")
+    print(f"config {' '.join([args.config, *args.overrides])}: full-label network, batch {batch}, "
+          f"{args.faces} faces per epoch, backend {keras.backend.backend()}")
     print(f"{'epoch':>5} {'faces/s':>8} {'wall s':>7} {'cpu s':>6} {'cpu/wall':>8} {'steal':>6}")
     rates = []
     for epoch in range(1, args.epochs + 1):

@@ -109,7 +109,7 @@ def measure(config_name: str, args, training) -> dict:
 
     # (a) the ceiling
     keras.utils.set_random_seed(0)
-    plain = plain_model(settings, targets[train_rows])
+    plain = plain_model(settings, mean, spread)
     x = training.images[..., None].astype(np.float32)
     y = np.where(np.isnan(targets), mean, targets).astype(np.float32)
     plain.fit(x[warm_rows], y[warm_rows], batch_size=batch, epochs=1, verbose=0)

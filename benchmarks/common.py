@@ -60,14 +60,14 @@ def verdict(ok: bool) -> str:
     return "PASS" if ok else "SHORT"
 
 
-def plain_model(settings, targets):
+def plain_model(settings, mean, spread):
     """A specialist's network compiled for plain `model.fit` (Adam, plain MSE): the benchmarks' ceiling, without
-    fkp's masked loss, metric or callbacks. ``targets`` (N, 2K) pixels set the output's mean and spread."""
+    fkp's masked loss, metric or callbacks; ``mean`` and ``spread`` from ``models.target_statistics``."""
     import keras
 
-    from competition.models import build_model, target_statistics
+    from competition.models import build_model
 
-    model = build_model(settings.model, *target_statistics(targets), settings.train.learning_rate)
+    model = build_model(settings.model, mean, spread, settings.train.learning_rate)
     model.compile(optimizer=keras.optimizers.Adam(settings.train.learning_rate), loss="mse")
     return model
 
