@@ -98,9 +98,11 @@ class FramingRange:
         return {"eyes": list(self.eyes), "eye_distance": list(self.eye_distance), "angle": list(self.angle),
                 "midpoint_x": list(self.midpoint_x), "midpoint_y": list(self.midpoint_y)}
 
-    def reframe(self, points: np.ndarray, rng: np.random.Generator):
+    def reframe(self, points: np.ndarray, rng: np.random.Generator, anywhere: float = 0.0):
         """An imgaug affine taking one face's eyes ((K, 2) label pixels) to a framing drawn uniformly within
-        the range, or copied from a rare one; None if the face lacks an eye centre."""
+        the range, or copied from a rare one; with probability ``anywhere``, its midpoint is drawn instead
+        uniformly over the image, one eye distance from each edge (where that leaves room). None if the face
+        lacks an eye centre."""
         left, right = points[self.eyes[0]], points[self.eyes[1]]
         if np.isnan(left).any() or np.isnan(right).any() or np.allclose(left, right):
             return None
@@ -110,6 +112,8 @@ class FramingRange:
         else:
             distance = rng.uniform(*self.eye_distance)
             target = np.array([rng.uniform(*self.midpoint_x), rng.uniform(*self.midpoint_y)])
+        if anywhere and rng.random() < anywhere and distance < IMAGE_SIZE / 2:
+            target = rng.uniform(distance, IMAGE_SIZE - distance, size=2)
         scale = distance / np.linalg.norm(left - right)
         centre = IMAGE_SIZE / 2 - _IMGAUG_OFFSET  # imgaug scales about the image centre, in label pixels
         moved = centre + scale * ((left + right) / 2 - centre)
@@ -130,6 +134,7 @@ class Augmenter:
         self.columns = np.arange(len(COORDINATES)) if columns is None else columns
         self.permutation, self.mirror_axis = permutation, mirror_axis
         self.framing_probability, self.framing = (config.framing, framing) if framing else (0.0, None)
+        self.framing_anywhere = config.framing_anywhere
         self.pipeline = iaa.Sequential(
             [
                 iaa.Affine(
@@ -160,7 +165,7 @@ class Augmenter:
             labelled[:, self.columns] = ~np.isnan(points.reshape(len(points), -1))
             reframe &= np.isin(style_of(labelled), self.framed_styles)
         for face in np.flatnonzero(reframe):
-            affine = self.framing.reframe(points[face], rng)
+            affine = self.framing.reframe(points[face], rng, self.framing_anywhere)
             if affine is not None:
                 affine.seed_(0)
                 moved, moved_points = _imgaug_keypoints(images[face : face + 1], points[face : face + 1], affine)

@@ -43,6 +43,10 @@ class AugmentConfig:
     # 0: re-framing draws uniformly within that range; > 0: it copies the framing of one of this fraction of
     # training faces whose framings are the most unusual (their own tails of face size and position)
     framing_rarest: float = setting(0.0, low=0, high=1)
+    # probability that a re-framed face keeps its drawn eye distance but has its eye midpoint drawn uniformly over
+    # the image (one eye distance from each edge): small faces are then seen in corners that no training face of
+    # the fold shows, as the data's makers placed some
+    framing_anywhere: float = setting(0.0, low=0, high=1)
     # the annotation styles whose faces may be re-framed (a face's style read from its labels)
     framing_styles: list[str] = setting(list(STYLES), choices=tuple(STYLES), nonempty=True)
 

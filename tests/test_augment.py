@@ -153,6 +153,28 @@ def test_rare_framings_are_the_faces_farthest_from_the_others_and_a_reframed_fac
     np.testing.assert_allclose((moved[:, 0] + moved[:, 1]) / 2, np.tile((83.0, 80.0), (9, 1)), atol=0.05)
 
 
+def test_framing_anywhere_keeps_the_rare_eye_distance_and_spreads_the_midpoint_over_the_image():
+    """One rare framing (a 10 px face at (40, 40)): with ``framing_anywhere`` 1, 200 re-framed faces keep its eye
+    distance and put their eye midpoints all over the image, never within 10 px of an edge; with 0.5, some
+    stay at (40, 40) and some do not."""
+    framing = FramingRange((10.0, 10.0), (40.0, 40.0), (40.0, 40.0), (0.0, 0.0), (0, 1), rare=((10.0, 40.0, 40.0),))
+    points = np.tile(np.array([[[64.0, 40.0], [32.0, 40.0], [48.0, 60.0], [48.0, 75.0]]]), (200, 1, 1))
+    for anywhere in (1.0, 0.5):
+        config = AugmentConfig(flip=0, rotate=0, scale=0, shift=0, brightness=0, contrast=0, framing=1.0,
+                               framing_anywhere=anywhere)
+        _, moved = Augmenter(config, SPECIALISTS["partial"].flip_permutation, framing)(
+            np.zeros((200, 96, 96), np.uint8), points, seed=3)
+        np.testing.assert_allclose(np.linalg.norm(moved[:, 0] - moved[:, 1], axis=1), 10.0, atol=0.05)
+        midpoint = (moved[:, 0] + moved[:, 1]) / 2
+        at_rare = np.all(np.abs(midpoint - 40.0) < 0.05, axis=1)
+        if anywhere == 1.0:
+            assert not at_rare.any()
+            assert midpoint.min() >= 10.0 - 0.05 and midpoint.max() <= 86.0 + 0.05
+            assert midpoint.min(axis=0).max() < 20 and midpoint.max(axis=0).min() > 76  # corners reached
+        else:
+            assert 60 < at_rare.sum() < 140
+
+
 def test_a_flipped_face_carries_its_keypoints_weights_across_with_them(training):
     partial = SPECIALISTS["partial"]
     points = training.keypoints[:4][:, partial.columns].reshape(4, -1, 2)
