@@ -6,9 +6,10 @@ Trains a config's full-label network with plain `model.fit` (preloaded random fa
 callbacks) one epoch at a time, and prints for each epoch its faces/s, this process's CPU seconds over wall seconds
 (about the number of cores the backend got) and the share of the machine's CPU time the hypervisor stole
 (psutil; 0 where the platform does not report it). The baseline is the run's own best epoch: an epoch far
-slower than it, with the same CPU seconds, was not given the cores. Run it before a timed run: on a VM capped to one core for stretches, epochs
-alternate between two speeds (2026-12-01: 303-304 faces/s with CPU = wall, against 439-543 faces/s on both
-cores), and a timed figure taken there is not comparable with one taken on a machine that never throttles.
+slower than it, with the same CPU seconds, was not given the cores. Run it before a timed run: on a VM capped
+to one core for stretches, epochs alternate between two speeds (2026-12-01: 303-304 faces/s with CPU = wall,
+against 439-543 faces/s on both cores), and a timed figure taken there is not comparable with one taken on a
+machine that never throttles.
 The CPU seconds per epoch do not depend on the cap, so they compare networks (``--set model.strided_blocks=1``:
 7.1-7.3 s against 10.8 on that machine).
 """

@@ -95,7 +95,8 @@ def test_a_config_in_the_shape_before_the_specialists_table_still_resolves():
         ("[train]\nmin_learning_rate = inf\n", "key 'train.min_learning_rate' must be within 0..10.0, got inf"),
         ("[model]\ndense_units = 1_000_000_000\n", "key 'model.dense_units' must be within 1..65536"),
         ("[model]\nfilters = [8, 8, 8, 8, 8, 8, 8]\n", "model.filters' \\(7 blocks\\) and .*a 96x96 face.*at most 6 blocks"),
-        ("[model]\nfilters = [8, 8]\nstrided_blocks = 3\n", "model.strided_blocks' \\(3\\) is more than the 2 blocks of .*model.filters'"),
+        ("[model]\nfilters = [8, 8]\nstrided_blocks = 3\n",
+         "model.strided_blocks' \\(3\\) is more than the 2 blocks of .*model.filters'"),
     ],
 )
 def test_bad_configs_are_refused_with_the_key(tmp_path, text, message):
