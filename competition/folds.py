@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import StratifiedGroupKFold
 
 from .data import TrainingSet
 from .errors import InputError
@@ -52,6 +51,8 @@ class Folds:
 
 
 def make_folds(training: TrainingSet, k: int, seed: int) -> Folds:
+    from sklearn.model_selection import StratifiedGroupKFold  # imported once folds are built, not by every command
+
     _, groups = np.unique(training.images.reshape(len(training), -1), axis=0, return_inverse=True)
     faces = groups.max() + 1
     if not 2 <= k <= faces:

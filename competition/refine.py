@@ -14,7 +14,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.linear_model import Ridge
 
 REFINEMENTS = ("none", "offsets", "linear")
 
@@ -39,6 +38,9 @@ def fit_refinement(truth: np.ndarray, predicted: np.ndarray, kind: str, alpha: f
     """``kind`` ("offsets" or "linear") fitted coordinate by coordinate on the faces labelled with it (truth
     NaN elsewhere; a coordinate no face is labelled with is left alone). ``alpha``: "linear"'s ridge penalty
     per labelled face, so it means the same for a coordinate 1,000 faces have as for one 3,000 have."""
+    from sklearn.linear_model import Ridge  # here, not at the top: config imports this module, and every fkp
+    # command and fold process would pay scikit-learn's 1.6 s import for it
+
     coordinates = predicted.shape[1]
     centre = predicted.mean(axis=0)
     weights, intercept = np.zeros((coordinates, coordinates)), np.zeros(coordinates)
