@@ -39,7 +39,7 @@ def fit_refinement(truth: np.ndarray, predicted: np.ndarray, kind: str, alpha: f
     NaN elsewhere; a coordinate no face is labelled with is left alone). ``alpha``: "linear"'s ridge penalty
     per labelled face, so it means the same for a coordinate 1,000 faces have as for one 3,000 have."""
     from sklearn.linear_model import Ridge  # here, not at the top: config imports this module, and every fkp
-    # command and fold process would pay scikit-learn's 1.6 s import for it
+    # command would pay scikit-learn's import (over a second) at its start
 
     coordinates = predicted.shape[1]
     centre = predicted.mean(axis=0)
