@@ -156,9 +156,11 @@ def test_a_model_can_overfit_32_faces_to_well_under_a_pixel(training):
     from competition.models import build_model, target_statistics
 
     keras.utils.set_random_seed(0)
-    model = build_model(settings.model, *target_statistics(targets), settings.train.learning_rate)
+    train = settings.train
+    model = build_model(settings.model, *target_statistics(targets), train.learning_rate)
     mean_rmse = float(np.sqrt(np.nanmean((targets - np.nanmean(targets, axis=0)) ** 2)))
-    model.fit(batches, epochs=150, verbose=0, callbacks=[CosineSchedule(3e-3, 150, warmup_epochs=5)])
+    model.fit(batches, epochs=train.epochs, verbose=0,
+              callbacks=[CosineSchedule(train.learning_rate, train.epochs, warmup_epochs=train.warmup_epochs)])
     fitted = model.evaluate(batches, verbose=0, return_dict=True)["rmse"]
     assert mean_rmse > 2.0 and fitted < 0.3, (mean_rmse, fitted)
 
@@ -203,19 +205,22 @@ def test_a_folds_own_process_hands_back_its_input_error_intact(training, tmp_pat
     assert not (tmp_path / "partial").exists()
 
 
-def test_the_process_that_holds_the_data_never_loads_keras():
-    check = ("import sys, competition.cli, competition.cv, competition.blend, competition.show, competition.runs, "
-             "competition.config; print('keras' in sys.modules)")
+def imports_library(modules: list[str], library: str) -> bool:
+    """Whether importing ``modules`` in a fresh interpreter imports ``library`` too."""
+    check = f"import sys, {', '.join(modules)}; print({library!r} in sys.modules)"
     result = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, check=True)
-    assert result.stdout.strip() == "False"
+    return result.stdout.strip() == "True"
+
+
+def test_the_process_that_holds_the_data_never_loads_keras():
+    assert not imports_library(["competition.cli", "competition.cv", "competition.blend", "competition.show",
+                                "competition.runs", "competition.config"], "keras")
 
 
 def test_fkp_starts_without_importing_scikit_learn():
     """scikit-learn's import took over a second of every fkp command's start (2.35 s to import the CLI, 1.18 s
     without it); it is imported where folds are split and second stages fitted."""
-    check = "import sys, competition.cli, competition.folds, competition.refine; print('sklearn' in sys.modules)"
-    result = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, check=True)
-    assert result.stdout.strip() == "False"
+    assert not imports_library(["competition.cli", "competition.folds", "competition.refine"], "sklearn")
 
 
 def test_a_fold_flips_about_the_axis_stored_with_its_folds(training):
