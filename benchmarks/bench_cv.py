@@ -5,7 +5,7 @@
 
 Runs `python -m competition cv --folds K --config C` on this checkout as a child process, in a
 temporary folder (fresh folds and runs; the parsed-data cache is the usual one), passing its
-output through. fkp cv trains each fold in a process of its own, so the figure that matters is
+output through. fkp cv trains its folds in a child process, so the figure that matters is
 the whole process tree's: its summed RSS, sampled every 0.2 s with psutil (peak RSS, goal
 <= 3 GiB). The largest single process's high-water mark (`getrusage(RUSAGE_CHILDREN)`, what
 `/usr/bin/time -v` reports) is printed beside it.

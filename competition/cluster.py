@@ -1,8 +1,8 @@
 """`fkp cv --cluster` and `fkp tune --cluster`: fold jobs and tuning workers as Ray tasks.
 
 Ray is an optional extra (``pip install -e ".[cluster]"``), imported here only. Each unfinished fold job
-becomes a task that trains in a fresh worker process (``max_calls=1``, as a local fold trains in a
-spawned process of its own) and returns its artifacts, the model as the bytes of its .keras file. A task
+becomes a task that trains in a fresh worker process (``max_calls=1``; a local run's jobs share one spawned
+process, each from a cleared Keras session) and returns its artifacts, the model as the bytes of its .keras file. A task
 never touches the run folder: the driver writes what comes back with ``Run.write_fold``, so workers need
 no shared filesystem and a run made on a cluster is the same run as one made on one machine. A task
 whose worker dies is retried; a fold that fails for good is named in one line and the others are still

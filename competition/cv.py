@@ -1,5 +1,5 @@
-"""`fkp cv`: every fold job of a run (each specialist on each fold, or one fold) in a process of its own, or
-on a Ray cluster (``competition/cluster.py``)."""
+"""`fkp cv`: every fold job of a run (each specialist on each fold, or one fold), one after another in a process
+of their own, or on a Ray cluster (``competition/cluster.py``)."""
 
 from __future__ import annotations
 
@@ -19,25 +19,28 @@ if TYPE_CHECKING:
     from .cluster import ClusterOptions
 
 
-def _train_fold(job: FoldJob, verbose: bool) -> FoldResult:
+def train_job(job: FoldJob, verbose: bool = False) -> FoldResult:
+    """``train.train_fold(job)``, in a fold process (``fold_process``)."""
     with stderr_silenced(not verbose):  # the backend's C++ start-up lines, printed before any log level applies
-        from .train import train_fold  # Keras loads in the fold's own process only
+        from .train import train_fold  # Keras loads in the fold processes only
+    import keras
 
+    keras.utils.clear_session()  # a job after another in the same process names its layers as a first one does
     return train_fold(job)
 
 
+def fold_process() -> ProcessPoolExecutor:
+    """A spawned process of its own for a run's fold jobs, one after another: each job in a new process would
+    import Keras again (about 8 s on 2 cores), and this process, which holds the data, never loads Keras
+    (about 570 MB)."""
+    return ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=keep_freed_memory)
+
+
 def in_fresh_process(function, *args):
-    """``function(*args)`` in a spawned process of its own. The backend keeps memory for every model a
-    process has built (TensorFlow about 100 MB each), so a run of ten would grow by a GiB; and this
-    process, which holds the data, never loads Keras (about 570 MB)."""
-    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
-                             initializer=keep_freed_memory) as pool:
-        return pool.submit(function, *args).result()
-
-
-def train_in_fresh_process(job: FoldJob, verbose: bool = False) -> FoldResult:
-    """``train.train_fold(job)`` in a process of its own."""
-    return in_fresh_process(_train_fold, job, verbose)
+    """``function(*args)`` in a ``fold_process`` of its own."""
+    with fold_process() as process:
+        return process.submit(function, *args).result()
 
 
 def skip_reason(run: Run, job: FoldJob, claim) -> str | None:
@@ -63,8 +66,8 @@ def run_cv(
     cluster: ClusterOptions | None = None,
     log=print,
 ) -> list[FoldResult]:
-    """Train the run's unfinished fold jobs, each in a process of its own or, with ``cluster``, as a Ray
-    task; a finished fold is skipped, so a killed run resumes, and so is a fold another live process has
+    """Train the run's unfinished fold jobs one after another in a process of their own or, with ``cluster``,
+    each as a Ray task; a finished fold is skipped, so a killed run resumes, and so is a fold another live process has
     claimed, so processes sharing the run split its folds."""
     if only_fold is not None and not 0 <= only_fold < folds.k:
         raise InputError("--fold", f"fold {only_fold} does not exist: folds are 0..{folds.k - 1}")
@@ -76,13 +79,14 @@ def run_cv(
 
         return train_on_cluster(jobs, run, cluster, quiet=not verbose, log=log)
     results = []
-    for job in jobs:
-        with run.claim_fold(job.specialist, job.fold) as claim:
-            skipped = skip_reason(run, job, claim)
-            if skipped:
-                log(skipped)
-                continue
-            result = train_in_fresh_process(job, verbose)
-        log(result.summary)
-        results.append(result)
+    with fold_process() as process:
+        for job in jobs:
+            with run.claim_fold(job.specialist, job.fold) as claim:
+                skipped = skip_reason(run, job, claim)
+                if skipped:
+                    log(skipped)
+                    continue
+                result = process.submit(train_job, job, verbose).result()
+            log(result.summary)
+            results.append(result)
     return results

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from competition.config import Config, SpecialistConfig, TrainConfig
-from competition.cv import train_in_fresh_process
+from competition.cv import in_fresh_process, train_job
 from competition.data import TestSet, TrainingSet
 from competition.dataset import FaceBatches
 from competition.errors import InputError
@@ -200,7 +200,7 @@ def test_a_folds_own_process_hands_back_its_input_error_intact(training, tmp_pat
     folds = Folds(np.array([0, 1] * 4), 2, 0, training.fingerprint, unlabelled.style)
     test = TestSet(np.arange(1, 3), training.images[:2])
     with pytest.raises(InputError) as error:
-        train_in_fresh_process(FoldJob(tmp_path, "partial", 0, Config(), unlabelled, test, folds))
+        in_fresh_process(train_job, FoldJob(tmp_path, "partial", 0, Config(), unlabelled, test, folds))
     assert error.value.path == "--limit" and "fold 0 has 0 training and 0 validation faces" in str(error.value)
     assert not (tmp_path / "partial").exists()
 
