@@ -1,9 +1,6 @@
 """`fkp export`: one model holding a whole run, matching the run's own fold-averaged predictions."""
 
 import importlib.util
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pandas as pd
@@ -14,7 +11,6 @@ from competition import data
 from competition.cli import app
 from competition.runs import Run
 
-FKP = [sys.executable, "-m", "competition"]
 FACES = 64  # or all the bundled sample's test faces, where it has fewer
 
 
@@ -64,10 +60,9 @@ def test_the_exported_run_gives_the_runs_own_fold_average(learned_run, run_data,
     if format == "onnx" and not tta:
         pytest.skip("one ONNX conversion (about a minute on 2 cores) is enough")
     flag = "--tta" if tta else "--no-tta"
-    result = subprocess.run([*FKP, "export", "--run", "learned", "--format", format, flag, "--data", str(run_data)],
-                            cwd=learned_run,
-                            capture_output=True, text=True, env=os.environ.copy())
-    assert result.returncode == 0, result.stderr
+    result = CliRunner().invoke(app, ["export", "--run", "learned", "--runs-dir", str(learned_run / "runs"), "--format",
+                                      format, flag, "--data", str(run_data)])  # in this process, which has Keras
+    assert result.exit_code == 0, result.output
     run = Run(learned_run / "runs" / "learned")
     assert sorted(run.spec.specialists) == ["full", "partial"]
     test = data.load_test(run_data)

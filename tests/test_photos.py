@@ -1,9 +1,5 @@
 """`fkp predict` on photographs: framing geometry (quick) and a trained run on a real portrait (slow)."""
 
-import os
-import subprocess
-import sys
-
 import cv2
 import numpy as np
 import pandas as pd
@@ -18,11 +14,10 @@ from competition.photos import (ANCHORS, crop_face, frame_matrix, load_framing, 
                                 to_photo)
 from competition.schema import COORDINATES, FIRST_PIXEL_CENTRE, IMAGE_SIZE, KEYPOINTS
 
-FKP = [sys.executable, "-m", "competition"]
-
-
-def fkp(*args, cwd):
-    return subprocess.run([*FKP, *map(str, args)], cwd=cwd, capture_output=True, text=True, env=os.environ.copy())
+def fkp(*args):
+    """`fkp ARGS` in this process, as typer's runner invokes it: the test's process has Keras loaded, and a
+    process of its own would import it again (about 8 s on 2 cores)."""
+    return CliRunner().invoke(app, [str(a) for a in args])
 
 
 def fkp_lines(result) -> list[str]:
@@ -94,7 +89,8 @@ class TestOnARealPortrait:
         Image.fromarray(skimage_data.astronaut()).save(photos / "astronaut.jpg", quality=92)
         Image.fromarray(np.full((200, 300), 128, np.uint8)).save(photos / "wall.png")  # no face
         (photos / "notes.txt").write_text("not a photo\n")
-        result = fkp("predict", photos, "--run", "learned", "--out", "out", "--data", run_data, cwd=learned_run)
+        result = fkp("predict", photos, "--run", "learned", "--runs-dir", learned_run / "runs", "--out",
+                     learned_run / "out", "--data", run_data)
         return result, learned_run / "out"
 
     def test_one_face_with_both_eyes_in_the_upper_half_of_its_box_on_the_correct_sides(self, predicted):
@@ -120,7 +116,7 @@ class TestOnARealPortrait:
 
     def test_a_file_that_is_not_an_image_is_one_line_and_the_others_are_done(self, predicted):
         result, out = predicted
-        assert result.returncode == 2
+        assert result.exit_code == 2
         lines = fkp_lines(result)
         assert len(lines) == 1 and lines[0].endswith("notes.txt: not a readable JPEG or PNG image"), lines
         assert (out / "astronaut.png").stat().st_size > 100_000 and (out / "wall.png").exists()
@@ -136,9 +132,9 @@ def test_no_detect_on_test_faces_gives_the_numbers_blend_averages(learned_run, r
     shown = test.image_ids[:64]  # 64 faces, or all the bundled sample's 60
     for image_id, face in zip(shown, test.images[:64]):
         Image.fromarray(face).save(tmp_path / f"{image_id:05d}.png")
-    result = fkp("predict", tmp_path, "--run", "learned", "--no-detect", "--out", tmp_path / "out", "--data", run_data,
-                 cwd=learned_run)
-    assert result.returncode == 0, result.stderr
+    result = fkp("predict", tmp_path, "--run", "learned", "--runs-dir", learned_run / "runs", "--no-detect", "--out",
+                 tmp_path / "out", "--data", run_data)
+    assert result.exit_code == 0, result.output
     table = pd.read_csv(tmp_path / "out" / "predictions.csv")
     run = Run(learned_run / "runs" / "learned")
     full_style = pd.Series("full", index=test.image_ids)  # a photo's face is asked for all 30 coordinates
@@ -152,6 +148,7 @@ def test_no_detect_on_test_faces_gives_the_numbers_blend_averages(learned_run, r
 def test_an_unreadable_image_is_one_line_naming_it(learned_run, run_data, tmp_path):
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(b"\xff\xd8\xff\xe0 truncated")
-    result = fkp("predict", broken, "--run", "learned", "--out", tmp_path / "out", "--data", run_data, cwd=learned_run)
-    assert result.returncode == 2
+    result = fkp("predict", broken, "--run", "learned", "--runs-dir", learned_run / "runs", "--out", tmp_path / "out",
+                 "--data", run_data)
+    assert result.exit_code == 2
     assert fkp_lines(result) == [f"fkp: {broken}: not a readable JPEG or PNG image"]
