@@ -98,7 +98,9 @@ ONE_NETWORK = [*SMALL, "--epochs", 3, "--set", "specialists.partial.enabled=fals
 @pytest.mark.slow
 def test_a_cluster_run_is_the_same_run_as_on_one_machine_even_when_a_worker_dies(tmp_path, sample_dir):
     """Both folds on a local Ray instance of 2 CPUs, one fold's worker killed in mid-training: the run ends
-    with every fold, the same files and cv_rmse as without --cluster, and the same submission."""
+    with every fold, the same files and cv_rmse as without --cluster, and the same submission. Without
+    --cluster both folds train in one process, fold 1 after fold 0; on Ray each in a fresh worker: the same
+    weights show that a job after another starts from a clean Keras state."""
     local = fkp("cv", "--data", sample_dir, *ONE_NETWORK, "--run", "local", cwd=tmp_path)
     assert local.returncode == 0, local.stdout + local.stderr
     status, ray = cv_killing_a_worker(["cv", "--data", sample_dir, *ONE_NETWORK, "--run", "ray", "--cluster", "local"],
