@@ -14,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from hypothesis import HealthCheck, settings
+from typer.testing import CliRunner
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # pytest-xdist's workers start with COLUMNS=80 and LINES=24 set, and rich would fix fkp's console at that width
@@ -22,6 +23,7 @@ for name in ("COLUMNS", "LINES"):
     os.environ.pop(name, None)
 
 from competition import data  # noqa: E402
+from competition.cli import app  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "fkp-data"
 
@@ -97,6 +99,12 @@ def learned_run(tmp_path_factory, run_data) -> Path:
     assert cv.returncode == 0, cv.stdout + cv.stderr
     (work / "cv.out").write_text(cv.stdout)
     return work
+
+
+def fkp(*args):
+    """`fkp ARGS` in this process, as typer's runner invokes it: no process to start, and none of the Keras
+    import (about 8 s on 2 cores) a process of its own would pay where the test's process has Keras loaded."""
+    return CliRunner().invoke(app, [str(arg) for arg in args])
 
 
 def free_local_address() -> str:

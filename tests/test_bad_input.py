@@ -4,10 +4,8 @@ import zipfile
 
 import pandas as pd
 import pytest
-from conftest import small_competition_folder
-from typer.testing import CliRunner
+from conftest import fkp, small_competition_folder
 
-from competition.cli import app
 
 
 @pytest.fixture
@@ -15,9 +13,6 @@ def small(tmp_path, sample_dir):
     """A small extracted copy of the sample, as CSVs that tests can damage."""
     return small_competition_folder(sample_dir, tmp_path / "small", 20, 5)
 
-
-def fkp(*args):
-    return CliRunner().invoke(app, [str(a) for a in args])
 
 
 def assert_one_line_error(result, *fragments):

@@ -6,13 +6,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import fkp
 from scipy.optimize import nnls
 from synthetic_runs import write_run
-from typer.testing import CliRunner
 
 from competition import data
 from competition.blend import blend_runs
-from competition.cli import app
 from competition.config import PROJECT_CONFIGS, BlendConfig, Config, load_blend_config
 from competition.errors import InputError
 from competition.evaluate import rmse
@@ -167,9 +166,6 @@ def runs(tmp_path_factory, sample):
               limit=200)
     return runs_dir
 
-
-def fkp(*args):
-    return CliRunner().invoke(app, [str(a) for a in args])
 
 
 def test_two_runs_blend_into_a_submission_beside_its_weights_picture_and_report(runs, sample_dir, tmp_path):

@@ -5,23 +5,22 @@ import importlib.util
 import numpy as np
 import pandas as pd
 import pytest
-from typer.testing import CliRunner
+from conftest import fkp
 
 from competition import data
-from competition.cli import app
 from competition.runs import Run
 
 FACES = 64  # or all the bundled sample's test faces, where it has fewer
 
 
 def test_an_unknown_format_is_one_line_and_exit_2(tmp_path):
-    result = CliRunner().invoke(app, ["export", "--run", "any", "--runs-dir", str(tmp_path), "--format", "tflite"])
+    result = fkp("export", "--run", "any", "--runs-dir", tmp_path, "--format", "tflite")
     assert result.exit_code == 2
     assert result.stderr.strip().splitlines() == ["fkp: --format: unknown format 'tflite': one of keras, saved_model, onnx"]
 
 
 def test_exporting_a_missing_run_is_one_line_and_exit_2(tmp_path):
-    result = CliRunner().invoke(app, ["export", "--run", "nope", "--runs-dir", str(tmp_path)])
+    result = fkp("export", "--run", "nope", "--runs-dir", tmp_path)
     assert result.exit_code == 2
     assert result.stderr.strip().splitlines() == [f"fkp: {tmp_path / 'nope'}: not a run folder (no run.json): "
                                                   "run `fkp cv` first"]
@@ -60,8 +59,8 @@ def test_the_exported_run_gives_the_runs_own_fold_average(learned_run, run_data,
     if format == "onnx" and not tta:
         pytest.skip("one ONNX conversion (about a minute on 2 cores) is enough")
     flag = "--tta" if tta else "--no-tta"
-    result = CliRunner().invoke(app, ["export", "--run", "learned", "--runs-dir", str(learned_run / "runs"), "--format",
-                                      format, flag, "--data", str(run_data)])  # in this process, which has Keras
+    result = fkp("export", "--run", "learned", "--runs-dir", learned_run / "runs", "--format", format, flag,
+                 "--data", run_data)
     assert result.exit_code == 0, result.output
     run = Run(learned_run / "runs" / "learned")
     assert sorted(run.spec.specialists) == ["full", "partial"]

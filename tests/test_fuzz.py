@@ -24,14 +24,12 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import small_competition_folder
+from conftest import fkp, small_competition_folder
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from synthetic_runs import write_run
-from typer.testing import CliRunner
 
 from competition import data
-from competition.cli import app
 from competition.config import SpecialistConfig
 from competition.folds import make_folds
 from competition.models import family_config
@@ -39,9 +37,6 @@ from competition.models import family_config
 FILES = ("training.csv", "test.csv", "IdLookupTable.csv")
 pytestmark = pytest.mark.slow  # the fast profile's examples take about two minutes in all
 
-
-def fkp(*args):
-    return CliRunner().invoke(app, [str(a) for a in args])
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:

@@ -4,20 +4,14 @@ import cv2
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import fkp
 from PIL import Image
 from skimage import data as skimage_data
-from typer.testing import CliRunner
 
 from competition import data
-from competition.cli import app
 from competition.photos import (ANCHORS, crop_face, frame_matrix, load_framing, measure_framing, photo_paths,
                                 to_photo)
 from competition.schema import COORDINATES, FIRST_PIXEL_CENTRE, IMAGE_SIZE, KEYPOINTS
-
-def fkp(*args):
-    """`fkp ARGS` in this process, as typer's runner invokes it: the test's process has Keras loaded, and a
-    process of its own would import it again (about 8 s on 2 cores)."""
-    return CliRunner().invoke(app, [str(a) for a in args])
 
 
 def fkp_lines(result) -> list[str]:
@@ -72,7 +66,7 @@ def test_a_folder_stands_for_its_files(tmp_path):
 
 
 def test_predict_with_a_missing_run_is_one_line_and_exit_2(tmp_path):
-    result = CliRunner().invoke(app, ["predict", str(tmp_path), "--run", "nope", "--runs-dir", str(tmp_path)])
+    result = fkp("predict", tmp_path, "--run", "nope", "--runs-dir", tmp_path)
     assert result.exit_code == 2
     assert result.stderr.strip().splitlines() == [f"fkp: {tmp_path / 'nope'}: not a run folder (no run.json): "
                                                   "run `fkp cv` first"]
