@@ -258,7 +258,7 @@ def cv(
     test = data_module.load_test(folder)
 
     from .cluster import FoldsFailed
-    from .cv import run_cv  # Keras loads in each fold's own process, never in this one
+    from .cv import run_cv  # Keras loads in the fold process, never in this one
     from .evaluate import ALL_FACES, run_scores
     from .runs import VARIANT_LABELS, Run
 

@@ -19,5 +19,5 @@ class InputError(Exception):
         super().__init__(f"{where}: {message}")
 
     def __reduce__(self):
-        """Pickle by the constructor's arguments, so the error crosses intact from a fold's own process."""
+        """Pickle by the constructor's arguments, so the error crosses intact from the fold process."""
         return functools.partial(InputError, line=self.line, column=self.column), (self.path, self.message)

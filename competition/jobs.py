@@ -1,5 +1,5 @@
 """A fold job (one specialist on one fold of a run) and what it reports: what crosses between the
-process that holds the data and the fold's own process (Keras-free)."""
+process that holds the data and the fold process (Keras-free)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Train one specialist on one fold, in stages: ``prepare_fold -> build_fold_model -> train_stage ->
-[complete_labels -> train_stage] -> predict_fold -> write_fold``. `fkp cv` runs them in a fold's own process
+[complete_labels -> train_stage] -> predict_fold -> write_fold``. `fkp cv` runs them in the fold process
 (``train_fold``) or on a Ray worker (``fit_fold``, whose artifacts go back to the driver); `fkp tune` builds
 its trials from the same pieces, so a trial trains exactly like a fold.
 """
@@ -360,7 +360,7 @@ def fold_reframe(inference: InferenceConfig, train_keypoints: np.ndarray, specia
 def fit_fold(job: FoldJob, logs_dir: Path, callbacks=()) -> tuple[FoldResult, FoldArtifacts]:
     """One fold job, start to finish: ``train.members`` networks (``fit_member``), each given an equal share
     of what is left of the fold's budget; the fold's model is their mean. Its TensorBoard logs go in
-    ``logs_dir`` and its artifacts are returned rather than written: a fold's own process writes them into
+    ``logs_dir`` and its artifacts are returned rather than written: the fold process writes them into
     the run, a cluster's worker hands them to the driver."""
     settings = job.config.specialist(job.specialist)
     train = settings.train
