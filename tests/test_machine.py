@@ -48,36 +48,38 @@ def test_stderr_silenced_hides_what_cpp_libraries_write_to_fd_2(tmp_path):
 
 
 _PAGE_FAULTS = """
-import resource, sys
+import ctypes, resource, sys
 from competition.machine import keep_freed_memory
 kept = sys.argv[1] == "kept" and keep_freed_memory()
-from competition import data
-from competition.config import load_config
-from competition.folds import make_folds
-from competition.train import build_fold_model, prepare_fold, train_stage
-training = data.load_training(data.bundled_sample())
-settings = load_config("cpu").specialist("full")
-prepared = prepare_fold("full", 0, settings, training, make_folds(training, 5, 0), seed=0)
-model = build_fold_model(prepared, settings)
-train_stage(model, prepared, settings.train, epochs=1, log_prefix="[warm-up]")
-before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-train_stage(model, prepared, settings.train, epochs=2, log_prefix="[counted]")
-print(kept, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+libc = ctypes.CDLL(None)
+libc.malloc.restype = ctypes.c_void_p
+libc.free.argtypes = [ctypes.c_void_p]
+faults = []
+for step in range(5):
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    blocks = [libc.malloc(16 << 20) for _ in range(3)]
+    for block in blocks:
+        ctypes.memset(block, 1, 16 << 20)
+    faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+    for block in blocks:
+        libc.free(block)
+print(kept, *faults)
 """
 
 
-@pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc")
-def test_training_reuses_freed_memory_instead_of_faulting_it_in_again():
-    """The CPU profile's network trains 2 epochs on the sample's fold 0, in a process of its own, with glibc's
-    default allocator and with freed memory kept: kept, its page faults drop by far more than half (seen
-    here: 495,369 against 24,472 on an AMD EPYC; 15,692 against 9,715 on an Intel Xeon whose default allocator
-    already faults little, so the bound is a fifth fewer faults and a kept count that stays small)."""
-    counts = {}
+def test_a_steps_freed_buffers_are_reused_instead_of_faulted_in_again():
+    """A training step's pattern in miniature: three 16 MiB buffers written, then freed together, five times.
+    By default glibc hands the freed heap top back to the kernel (it exceeds the trim threshold), so every step
+    faults all 12,288 pages in again; with freed memory kept, only the first step does. This is glibc's rule,
+    the same on any machine; what it saves in training is `benchmarks/bench_allocator.py`'s to measure."""
+    faults = {}
     for mode in ("default", "kept"):
-        out = subprocess.run([sys.executable, "-c", _PAGE_FAULTS, mode], capture_output=True, text=True, check=True,
-                             env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
-        kept, faults = out.stdout.split()[-2:]
+        out = subprocess.run([sys.executable, "-c", _PAGE_FAULTS, mode], capture_output=True, text=True, check=True)
+        kept, *counts = out.stdout.split()
         assert kept == str(mode == "kept")
-        counts[mode] = int(faults)
-    assert counts["kept"] < 0.8 * counts["default"] and counts["kept"] < 50_000, counts
+        faults[mode] = [int(count) for count in counts]
+    first, *later = faults["default"]
+    assert first > 0 and min(later) > first / 2, faults
+    first, *later = faults["kept"]
+    assert first > 0 and sum(later) < first / 100, faults
