@@ -56,6 +56,8 @@ class TrainConfig:
     epochs: int = setting(200, low=1, high=100_000)
     batch_size: int = setting(64, low=1, high=4096)
     learning_rate: float = setting(1e-3, low=1e-12, high=10.0)  # the peak one, with the cosine schedule
+    # decoupled weight decay (AdamW) of the kernels, not of biases or batch-norm scales (0: Adam)
+    weight_decay: float = setting(0.0, low=0, high=1.0)
     # plateau: halve the rate when val RMSE stalls; cosine: warm up, decay to 0 by `epochs`
     schedule: str = setting("plateau", choices=SCHEDULES)
     warmup_epochs: int = setting(2, low=0, high=100_000)  # cosine: epochs of linear warm-up from 0

@@ -209,7 +209,7 @@ def build_fold_model(prepared: PreparedFold, settings: SpecialistConfig, name: s
     keras.utils.set_random_seed(prepared.seed)
     return build_model(
         settings.model, *target_statistics(prepared.train_batches.targets),
-        settings.train.learning_rate, name=name or prepared.name,
+        settings.train.learning_rate, name=name or prepared.name, weight_decay=settings.train.weight_decay,
     )
 
 
@@ -307,7 +307,7 @@ def completion_stage(model: keras.Model, prepared: PreparedFold, completed: Comp
                      initial_epoch: int, minutes_left: float, log_prefix: str, callbacks=()) -> keras.callbacks.History:
     """Train ``train.completion_epochs`` more epochs on the completed labels: a fresh cosine cycle from
     ``completion_learning_rate`` to 0, validated on the fold's true labels as before."""
-    compile_for_weighted_labels(model, train.completion_learning_rate)
+    compile_for_weighted_labels(model, train.completion_learning_rate, train.weight_decay)
     stage_train = dataclasses.replace(train, schedule="cosine", learning_rate=train.completion_learning_rate,
                                       warmup_epochs=0, max_minutes=minutes_left)
     return train_stage(model, dataclasses.replace(prepared, train_batches=completed.batches), stage_train,

@@ -33,17 +33,27 @@ def target_statistics(targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return mean, np.maximum(spread, 1.0)
 
 
-def build_model(config: ModelConfig, target_mean: np.ndarray, target_spread: np.ndarray, learning_rate,
-                name: str = "specialist"):
-    """A compiled model of ``config.family``: raw 96x96 faces in, pixel coordinates out; Adam, the family's
-    loss and the pixel RMSE metric over labelled coordinates."""
+def optimizer(learning_rate, weight_decay: float = 0.0):
+    """Adam, or with ``weight_decay`` AdamW decaying the kernels only: a bias or a batch-norm scale pulled
+    towards 0 regularises nothing."""
     import keras
 
+    if not weight_decay:
+        return keras.optimizers.Adam(learning_rate)
+    adamw = keras.optimizers.AdamW(learning_rate, weight_decay=weight_decay)
+    adamw.exclude_from_weight_decay(var_names=["bias", "gamma", "beta"])
+    return adamw
+
+
+def build_model(config: ModelConfig, target_mean: np.ndarray, target_spread: np.ndarray, learning_rate,
+                name: str = "specialist", weight_decay: float = 0.0):
+    """A compiled model of ``config.family``: raw 96x96 faces in, pixel coordinates out; Adam (AdamW with
+    ``weight_decay``), the family's loss and the pixel RMSE metric over labelled coordinates."""
     from .losses import PixelRMSE
 
     family = FAMILIES[config.family]
     model = family.build(config, target_mean, target_spread, name=name)
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=family.loss(), metrics=[PixelRMSE()])
+    model.compile(optimizer=optimizer(learning_rate, weight_decay), loss=family.loss(), metrics=[PixelRMSE()])
     return model
 
 
@@ -58,12 +68,10 @@ def mean_of(members: list, name: str):
                        name=name)
 
 
-def compile_for_weighted_labels(model, learning_rate) -> None:
+def compile_for_weighted_labels(model, learning_rate, weight_decay: float = 0.0) -> None:
     """Recompile ``model`` for batches that weigh each coordinate (labels completed by a first model):
-    a fresh Adam, the per-coordinate masked loss and the same pixel RMSE metric."""
-    import keras
-
+    a fresh optimizer, the per-coordinate masked loss and the same pixel RMSE metric."""
     from .losses import CoordinateMaskedMeanSquaredError, PixelRMSE
 
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=CoordinateMaskedMeanSquaredError(),
+    model.compile(optimizer=optimizer(learning_rate, weight_decay), loss=CoordinateMaskedMeanSquaredError(),
                   metrics=[PixelRMSE()])
