@@ -56,7 +56,7 @@ class TrainConfig:
     epochs: int = setting(200, low=1, high=100_000)
     batch_size: int = setting(64, low=1, high=4096)
     learning_rate: float = setting(1e-3, low=1e-12, high=10.0)  # the peak one, with the cosine schedule
-    # decoupled weight decay (AdamW) of the kernels, not of biases or batch-norm scales (0: Adam)
+    # decoupled weight decay (AdamW's) of the kernels, not of biases or batch-norm scales (0: none)
     weight_decay: float = setting(0.0, low=0, high=1.0)
     # plateau: halve the rate when val RMSE stalls; cosine: warm up, decay to 0 by `epochs`
     schedule: str = setting("plateau", choices=SCHEDULES)

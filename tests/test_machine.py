@@ -55,7 +55,7 @@ libc = ctypes.CDLL(None)
 libc.malloc.restype = ctypes.c_void_p
 libc.free.argtypes = [ctypes.c_void_p]
 faults = []
-for step in range(5):
+for _ in range(5):
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     blocks = [libc.malloc(16 << 20) for _ in range(3)]
     for block in blocks:

@@ -47,18 +47,17 @@ def test_leaderboard_mix_takes_the_partial_specialists_eight_coordinates_on_shar
 
 
 def test_weight_decay_shrinks_kernels_but_not_biases_or_batch_norm_scales():
-    """A step with zero gradients moves nothing under Adam; under AdamW each kernel shrinks by lr * decay."""
+    """A step with zero gradients moves nothing without decay; with it, each kernel shrinks by lr * decay."""
     dense, norm = keras.layers.Dense(3), keras.layers.BatchNormalization()
     norm(dense(np.ones((2, 4), np.float32)))
     variables = dense.trainable_variables + norm.trainable_variables  # kernel, bias, gamma, beta
-    for variable in variables:
-        variable.assign(np.full(variable.shape, 2.0, np.float32))
     for weight_decay, kernel_after in ((0.0, 2.0), (0.1, 2.0 * (1 - 0.5 * 0.1))):
+        for variable in variables:
+            variable.assign(np.full(variable.shape, 2.0, np.float32))
         step = optimizer(0.5, weight_decay)
         step.apply_gradients([(np.zeros(variable.shape, np.float32), variable) for variable in variables])
         after = [keras.ops.convert_to_numpy(variable) for variable in variables]
         assert np.allclose(after[0], kernel_after) and all(np.allclose(value, 2.0) for value in after[1:])
-        variables[0].assign(np.full(variables[0].shape, 2.0, np.float32))
 
 
 def test_untrained_model_predicts_the_mean_face_and_survives_save_load(tmp_path):

@@ -34,21 +34,19 @@ def target_statistics(targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def optimizer(learning_rate, weight_decay: float = 0.0):
-    """Adam, or with ``weight_decay`` AdamW decaying the kernels only: a bias or a batch-norm scale pulled
-    towards 0 regularises nothing."""
+    """Adam with Keras' decoupled ``weight_decay`` (AdamW's update; 0: none) of the kernels only: a bias or a
+    batch-norm scale pulled towards 0 regularises nothing."""
     import keras
 
-    if not weight_decay:
-        return keras.optimizers.Adam(learning_rate)
-    adamw = keras.optimizers.AdamW(learning_rate, weight_decay=weight_decay)
-    adamw.exclude_from_weight_decay(var_names=["bias", "gamma", "beta"])
-    return adamw
+    adam = keras.optimizers.Adam(learning_rate, weight_decay=weight_decay or None)
+    adam.exclude_from_weight_decay(var_names=["bias", "gamma", "beta"])
+    return adam
 
 
 def build_model(config: ModelConfig, target_mean: np.ndarray, target_spread: np.ndarray, learning_rate,
                 name: str = "specialist", weight_decay: float = 0.0):
-    """A compiled model of ``config.family``: raw 96x96 faces in, pixel coordinates out; Adam (AdamW with
-    ``weight_decay``), the family's loss and the pixel RMSE metric over labelled coordinates."""
+    """A compiled model of ``config.family``: raw 96x96 faces in, pixel coordinates out; ``optimizer``, the
+    family's loss and the pixel RMSE metric over labelled coordinates."""
     from .losses import PixelRMSE
 
     family = FAMILIES[config.family]
