@@ -48,8 +48,20 @@ print(json.dumps({"kept": kept, "epoch_s": (time.perf_counter() - started) / epo
 
 def one_way(way: str, args) -> dict:
     out = subprocess.run(
-        [sys.executable, "-c", _ONE_WAY, str(ROOT), way, str(args.data), args.config, str(args.limit),
-         str(args.epochs)], capture_output=True, text=True)
+        [
+            sys.executable,
+            "-c",
+            _ONE_WAY,
+            str(ROOT),
+            way,
+            str(args.data),
+            args.config,
+            str(args.limit),
+            str(args.epochs),
+        ],
+        capture_output=True,
+        text=True,
+    )
     if out.returncode:
         sys.exit(f"the {way} process failed:\n{out.stderr}")
     return json.loads(out.stdout.splitlines()[-1])
@@ -70,20 +82,29 @@ def main() -> None:
             result = one_way(way, args)
             if way == "kept" and not result["kept"]:
                 sys.exit("this C library is not glibc: keep_freed_memory changes nothing here")
-            print(f"round {round_ + 1} {way:7}  {result['epoch_s']:.2f} s/epoch  system {result['system_s']:.1f} s  "
-                  f"user {result['user_s']:.1f} s  page faults {result['faults']:,}", flush=True)
+            print(
+                f"round {round_ + 1} {way:7}  {result['epoch_s']:.2f} s/epoch  system {result['system_s']:.1f} s  "
+                f"user {result['user_s']:.1f} s  page faults {result['faults']:,}",
+                flush=True,
+            )
             if way not in best or result["epoch_s"] < best[way]["epoch_s"]:
                 best[way] = result
-    print(f"\nconfig {args.config}, fold 0 of the first {args.limit} faces ({best['kept']['faces']} training faces), "
-          f"{args.epochs} timed epochs per process, best of {args.rounds} rounds each way")
+    print(
+        f"\nconfig {args.config}, fold 0 of the first {args.limit} faces ({best['kept']['faces']} training faces), "
+        f"{args.epochs} timed epochs per process, best of {args.rounds} rounds each way"
+    )
     print(f"{'way':8} {'s/epoch':>8} {'faces/s':>8} {'system s':>9} {'user s':>7} {'page faults':>12}")
     for way, result in best.items():
-        print(f"{way:8} {result['epoch_s']:8.2f} {result['faces'] / result['epoch_s']:8.0f} {result['system_s']:9.1f} "
-              f"{result['user_s']:7.1f} {result['faults']:12,}")
+        print(
+            f"{way:8} {result['epoch_s']:8.2f} {result['faces'] / result['epoch_s']:8.0f} {result['system_s']:9.1f} "
+            f"{result['user_s']:7.1f} {result['faults']:12,}"
+        )
     default, kept = best["default"], best["kept"]
-    print(f"default/kept: {default['epoch_s'] / kept['epoch_s']:.2f}x the speed, "
-          f"{default['faults'] / max(kept['faults'], 1):.1f}x fewer page faults, "
-          f"{default['system_s'] / max(kept['system_s'], 1e-3):.1f}x less system time")
+    print(
+        f"default/kept: {default['epoch_s'] / kept['epoch_s']:.2f}x the speed, "
+        f"{default['faults'] / max(kept['faults'], 1):.1f}x fewer page faults, "
+        f"{default['system_s'] / max(kept['system_s'], 1e-3):.1f}x less system time"
+    )
 
 
 if __name__ == "__main__":

@@ -10,8 +10,7 @@ slower than it, with the same CPU seconds, was not given the cores. Run it befor
 to one core for stretches, epochs alternate between two speeds (2026-12-01: 303-304 faces/s with CPU = wall,
 against 439-543 faces/s on both cores), and a timed figure taken there is not comparable with one taken on a
 machine that never throttles.
-The CPU seconds per epoch do not depend on the cap, so they compare networks (``--set model.strided_blocks=1``:
-7.1-7.3 s against 10.8 on that machine).
+The CPU seconds per epoch do not depend on the cap, so they compare networks (``--set KEY=VALUE``).
 """
 
 from __future__ import annotations
@@ -19,11 +18,10 @@ from __future__ import annotations
 import argparse
 import time
 
-from common import plain_model
-
 import keras
 import numpy as np
 import psutil
+from common import plain_model
 
 from competition.config import load_config
 from competition.machine import keep_freed_memory
@@ -35,8 +33,14 @@ THROTTLED = 0.7  # an epoch under this share of the best epoch's faces/s counts 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", default="cpu", help="config name or TOML path [default: cpu]")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a config key, as `fkp cv --set` does (repeatable)")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key, as `fkp cv --set` does (repeatable)",
+    )
     parser.add_argument("--faces", type=int, default=3136, help="faces per epoch [default: 3136, fold 0's size]")
     parser.add_argument("--epochs", type=int, default=8, help="timed epochs [default: 8]")
     args = parser.parse_args()
@@ -51,8 +55,10 @@ def main() -> None:
     batch = settings.train.batch_size
     model.fit(faces[: 4 * batch], targets[: 4 * batch], batch_size=batch, epochs=1, verbose=0)  # tracing
 
-    print(f"config {' '.join([args.config, *args.overrides])}: full-label network, batch {batch}, "
-          f"{args.faces} faces per epoch, backend {keras.backend.backend()}")
+    print(
+        f"config {' '.join([args.config, *args.overrides])}: full-label network, batch {batch}, "
+        f"{args.faces} faces per epoch, backend {keras.backend.backend()}"
+    )
     print(f"{'epoch':>5} {'faces/s':>8} {'wall s':>7} {'cpu s':>6} {'cpu/wall':>8} {'steal':>6}")
     rates = []
     for epoch in range(1, args.epochs + 1):
@@ -66,8 +72,10 @@ def main() -> None:
     best = max(rates)
     slow = [rate for rate in rates if rate < THROTTLED * best]
     print(f"best epoch {best:.0f} faces/s; each epoch against it: " + ", ".join(f"{rate / best:.2f}" for rate in rates))
-    print(f"throttled epochs (under {THROTTLED:.0%} of the best): {len(slow)} of {len(rates)}"
-          + ("" if not slow else f", at {np.mean(slow):.0f} faces/s"))
+    print(
+        f"throttled epochs (under {THROTTLED:.0%} of the best): {len(slow)} of {len(rates)}"
+        + ("" if not slow else f", at {np.mean(slow):.0f} faces/s")
+    )
 
 
 if __name__ == "__main__":

@@ -22,7 +22,6 @@ import time
 from pathlib import Path
 
 import psutil
-
 from common import ROOT, default_data_dir, verdict
 
 RSS_GOAL_GIB = 3.0
@@ -46,8 +45,12 @@ def tree_rss(process: psutil.Process) -> int:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", type=Path, default=None,
-                        help="competition folder [default: ../shared/fkp-data, else the bundled sample]")
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=None,
+        help="competition folder [default: ../shared/fkp-data, else the bundled sample]",
+    )
     parser.add_argument("--config", default="default")
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("more", nargs=argparse.REMAINDER, help="after --: more `fkp cv` options")
@@ -55,8 +58,19 @@ def main() -> None:
     more = args.more[1:] if args.more[:1] == ["--"] else args.more
     folder = (args.data or default_data_dir()).resolve()
     with tempfile.TemporaryDirectory() as work:
-        command = [sys.executable, "-m", "competition", "cv", "--data", str(folder), "--folds", str(args.folds),
-                   "--config", args.config, *more]
+        command = [
+            sys.executable,
+            "-m",
+            "competition",
+            "cv",
+            "--data",
+            str(folder),
+            "--folds",
+            str(args.folds),
+            "--config",
+            args.config,
+            *more,
+        ]
         print("bench_cv:", " ".join(command), flush=True)
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
         started = time.perf_counter()
@@ -69,9 +83,11 @@ def main() -> None:
         wall = time.perf_counter() - started
     peak_gib = tree_peak / 2**30
     largest_gib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * KIB_PER_RSS_UNIT / 2**20
-    print(f"bench_cv: exit {returncode}, wall {wall:.0f} s ({wall / 60:.1f} min), peak RSS {peak_gib:.2f} GiB "
-          f"summed over the process tree (goal <= {RSS_GOAL_GIB:.0f} GiB: {verdict(peak_gib <= RSS_GOAL_GIB)}); "
-          f"largest single process {largest_gib:.2f} GiB")
+    print(
+        f"bench_cv: exit {returncode}, wall {wall:.0f} s ({wall / 60:.1f} min), peak RSS {peak_gib:.2f} GiB "
+        f"summed over the process tree (goal <= {RSS_GOAL_GIB:.0f} GiB: {verdict(peak_gib <= RSS_GOAL_GIB)}); "
+        f"largest single process {largest_gib:.2f} GiB"
+    )
     sys.exit(returncode)
 
 

@@ -6,7 +6,8 @@ For the training and the test file (zipped or not, as found in --data): fkp's lo
 cache (cold: unzip, validate, parse, write the cache), its load from the cache, and, in the same
 run, the baseline `pandas.read_csv` then a per-row `np.array(s.split(), dtype=np.uint8)` (the
 fastest per-row split: with a float dtype or `np.fromstring` it takes 2-3x longer). Also times
-unzipping alone, a cost both sides pay, and the same measurements on the extracted CSVs. Goals (issue 5): the cached training load
+unzipping alone, a cost both sides pay, and the same measurements on the extracted CSVs.
+Goals (issue 5): the cached training load
 <= 0.5 s, the cold load >= 5x faster than the baseline.
 """
 
@@ -18,10 +19,9 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from common import NOISE_NOTE, default_data_dir, measure, verdict
-
 import numpy as np
 import pandas as pd
+from common import NOISE_NOTE, default_data_dir, measure, verdict
 
 from competition import data
 
@@ -66,8 +66,12 @@ def bench_file(folder: Path, stem: str, load, repeat: int, scratch: Path) -> tup
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", type=Path, default=None,
-                        help="competition folder [default: ../shared/fkp-data, else the bundled sample]")
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=None,
+        help="competition folder [default: ../shared/fkp-data, else the bundled sample]",
+    )
     parser.add_argument("--repeat", type=int, default=3, help="runs of each measurement; the best is shown")
     args = parser.parse_args()
     folder = args.data or default_data_dir()
@@ -87,12 +91,16 @@ def main() -> None:
     print()
     for name, cold, cached, plain in results:
         by_wall, by_cpu = cold.ratio(plain)
-        print(f"{name}: cold load {by_wall:.1f}x faster than the baseline by wall, {by_cpu:.1f}x by CPU "
-              f"(goal >= {RATIO_GOAL:.0f}x: {verdict(min(by_wall, by_cpu) >= RATIO_GOAL)}); "
-              f"cached load {plain.wall / cached.wall:.0f}x")
+        print(
+            f"{name}: cold load {by_wall:.1f}x faster than the baseline by wall, {by_cpu:.1f}x by CPU "
+            f"(goal >= {RATIO_GOAL:.0f}x: {verdict(min(by_wall, by_cpu) >= RATIO_GOAL)}); "
+            f"cached load {plain.wall / cached.wall:.0f}x"
+        )
     cached = results[0][2]
-    print(f"{results[0][0]}: cached load {cached.wall:.3f} s "
-          f"(goal <= {CACHED_GOAL_S} s: {verdict(cached.wall <= CACHED_GOAL_S)})")
+    print(
+        f"{results[0][0]}: cached load {cached.wall:.3f} s "
+        f"(goal <= {CACHED_GOAL_S} s: {verdict(cached.wall <= CACHED_GOAL_S)})"
+    )
 
 
 if __name__ == "__main__":

@@ -22,8 +22,8 @@ from competition.augment import Augmenter
 from competition.config import load_config
 from competition.dataset import FaceBatches
 from competition.models import build_model, target_statistics
-from competition.predict import predict_pixels
 from competition.schema import IMAGE_SIZE, SPECIALISTS
+from competition.tta import predict_pixels
 
 
 def main() -> None:
@@ -48,12 +48,20 @@ def main() -> None:
         augment._IMGAUG_OFFSET = (IMAGE_SIZE - axis) / 2
         keras.utils.set_random_seed(1)
         batches = FaceBatches(
-            training.images[train_rows], targets[train_rows], 32,
-            augmenter=Augmenter(settings.augment, specialist.flip_permutation), shuffle=True, seed=1,
+            training.images[train_rows],
+            targets[train_rows],
+            32,
+            augmenter=Augmenter(settings.augment, specialist.flip_permutation),
+            shuffle=True,
+            seed=1,
         )
         model = build_model(settings.model, *target_statistics(targets[train_rows]), 2e-3)
-        history = model.fit(batches, validation_data=FaceBatches(training.images[val_rows], targets[val_rows], 256),
-                            epochs=args.epochs, verbose=0)
+        history = model.fit(
+            batches,
+            validation_data=FaceBatches(training.images[val_rows], targets[val_rows], 256),
+            epochs=args.epochs,
+            verbose=0,
+        )
         predicted = predict_pixels(model, training.images[val_rows]).reshape(-1, 4, 2)
         bias = np.nanmean(predicted[..., 0] - truth[..., 0])
         print(f"{axis:4.0f}  {min(history.history['val_rmse']):13.3f}  {bias:+16.2f}", flush=True)

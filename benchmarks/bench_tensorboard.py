@@ -44,15 +44,20 @@ def main() -> None:
                 callbacks = tensorboard_logs(Path(folder) / f"{round_}", "[bench]") if way != "without logs" else []
                 model = build_fold_model(prepared, settings)
                 started = time.perf_counter()
-                train_stage(model, prepared, settings.train, epochs=args.epochs, log_prefix=f"[{way}]",
-                            callbacks=callbacks)
+                train_stage(
+                    model, prepared, settings.train, epochs=args.epochs, log_prefix=f"[{way}]", callbacks=callbacks
+                )
                 per_epoch[way].append((time.perf_counter() - started) / args.epochs)
-    print(f"{len(prepared.train_rows)} training faces, config {args.config}, {args.epochs} epochs, {args.rounds} rounds")
+    print(
+        f"{len(prepared.train_rows)} training faces, config {args.config}, {args.epochs} epochs, {args.rounds} rounds"
+    )
     for way, seconds in per_epoch.items():
         print(f"{way:>22}: best {min(seconds):.3f} s/epoch, median {statistics.median(seconds):.3f} s/epoch")
     base, logged = per_epoch.values()
-    print(f"ratio (with / without): best {min(logged) / min(base):.3f}, median "
-          f"{statistics.median(logged) / statistics.median(base):.3f}")
+    print(
+        f"ratio (with / without): best {min(logged) / min(base):.3f}, median "
+        f"{statistics.median(logged) / statistics.median(base):.3f}"
+    )
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Training throughput: fkp's training path against plain `model.fit`, per model family.
 
-    python benchmarks/bench_train.py [--data DIR] [--config cpu-wide --config heatmap] [--steps 16] [--epochs 2] [--rounds 5]
+    python benchmarks/bench_train.py [--data DIR] [--config cpu-wide --config heatmap] [--steps 16] [--epochs 2]
+                                     [--rounds 5]
 
 For each config (default: cpu-wide, the regression family, and heatmap, the heatmap family, on the same
 budget), one process trains its full-label network (fresh weights each way) for --steps batches in
@@ -30,19 +31,18 @@ import statistics
 import time
 from pathlib import Path
 
-from common import default_data_dir, flops_per_face, plain_model, verdict
-
 import keras
 import numpy as np
+from common import default_data_dir, flops_per_face, plain_model, verdict
 
 from competition import data
 from competition.augment import Augmenter
 from competition.config import load_config
 from competition.dataset import FaceBatches
 from competition.models import build_model, target_statistics
-from competition.predict import PREDICT_BATCH
 from competition.schema import SPECIALISTS
 from competition.train import _EpochLog, labelled_rows
+from competition.tta import PREDICT_BATCH
 
 RATIO_GOAL = 0.90
 WARM_UP_STEPS = 2
@@ -77,9 +77,15 @@ def timed_fit(model: keras.Model, fit_args: dict, faces: int, batch: int) -> dic
     model.fit(verbose=0, **fit_args)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     training = wall - clock.validating
-    return {"faces/s": faces / training, "faces/s with validation": faces / wall,
-            "faces/s by median step": batch / statistics.median(clock.steps),
-            "seconds": training, "validating": clock.validating, "cpu": cpu, "steps": len(clock.steps)}
+    return {
+        "faces/s": faces / training,
+        "faces/s with validation": faces / wall,
+        "faces/s by median step": batch / statistics.median(clock.steps),
+        "seconds": training,
+        "validating": clock.validating,
+        "cpu": cpu,
+        "steps": len(clock.steps),
+    }
 
 
 def augmentation_rate(batches: FaceBatches, count: int) -> float:
@@ -103,9 +109,11 @@ def measure(config_name: str, args, training) -> dict:
     targets = training.keypoints[:, specialist.columns]
     mean, spread = target_statistics(targets[train_rows])
     faces = args.steps * batch
-    print(f"\nconfig {config.name}: {settings.model.family} family, full-label network, batch {batch}, {args.steps} "
-          f"steps in {args.epochs} epochs ({faces} faces) each way, workers {settings.train.workers}, "
-          f"backend {keras.backend.backend()}; {args.rounds} alternating rounds")
+    print(
+        f"\nconfig {config.name}: {settings.model.family} family, full-label network, batch {batch}, {args.steps} "
+        f"steps in {args.epochs} epochs ({faces} faces) each way, workers {settings.train.workers}, "
+        f"backend {keras.backend.backend()}; {args.rounds} alternating rounds"
+    )
 
     # (a) the ceiling
     keras.utils.set_random_seed(0)
@@ -119,9 +127,14 @@ def measure(config_name: str, args, training) -> dict:
 
     def batches(chosen: np.ndarray) -> FaceBatches:
         return FaceBatches(
-            training.images[chosen], targets[chosen], batch,
-            augmenter=Augmenter(settings.augment, specialist.flip_permutation), shuffle=True, seed=0,
-            workers=settings.train.workers, use_multiprocessing=False,
+            training.images[chosen],
+            targets[chosen],
+            batch,
+            augmenter=Augmenter(settings.augment, specialist.flip_permutation),
+            shuffle=True,
+            seed=0,
+            workers=settings.train.workers,
+            use_multiprocessing=False,
         )
 
     val_batches = FaceBatches(training.images[val_rows], targets[val_rows], PREDICT_BATCH)
@@ -130,20 +143,42 @@ def measure(config_name: str, args, training) -> dict:
 
     def callbacks() -> list[keras.callbacks.Callback]:
         return [
-            keras.callbacks.EarlyStopping(monitor="val_rmse", mode="min", patience=settings.train.patience,
-                                          restore_best_weights=True),
-            keras.callbacks.ReduceLROnPlateau(monitor="val_rmse", mode="min", factor=0.5,
-                                              patience=settings.train.lr_patience,
-                                              min_lr=settings.train.min_learning_rate),
+            keras.callbacks.EarlyStopping(
+                monitor="val_rmse", mode="min", patience=settings.train.patience, restore_best_weights=True
+            ),
+            keras.callbacks.ReduceLROnPlateau(
+                monitor="val_rmse",
+                mode="min",
+                factor=0.5,
+                patience=settings.train.lr_patience,
+                min_lr=settings.train.min_learning_rate,
+            ),
             _EpochLog("  (b)", args.epochs),
         ]
 
     rounds = {"a": [], "b": []}
     for _ in range(args.rounds):  # alternated, so a burst of other work hits both ways alike
-        rounds["a"].append(timed_fit(plain, {"x": x[train_rows], "y": y[train_rows], "batch_size": batch,
-                                             "epochs": args.epochs, "shuffle": True}, faces, batch))
-        rounds["b"].append(timed_fit(model, {"x": batches(train_rows), "validation_data": val_batches,
-                                             "epochs": args.epochs, "callbacks": callbacks()}, faces, batch))
+        rounds["a"].append(
+            timed_fit(
+                plain,
+                {"x": x[train_rows], "y": y[train_rows], "batch_size": batch, "epochs": args.epochs, "shuffle": True},
+                faces,
+                batch,
+            )
+        )
+        rounds["b"].append(
+            timed_fit(
+                model,
+                {
+                    "x": batches(train_rows),
+                    "validation_data": val_batches,
+                    "epochs": args.epochs,
+                    "callbacks": callbacks(),
+                },
+                faces,
+                batch,
+            )
+        )
     by_step = [b["faces/s by median step"] / a["faces/s by median step"] for a, b in zip(*rounds.values())]
     whole = [b["faces/s"] / a["faces/s"] for a, b in zip(*rounds.values())]
     a_steps, b_steps = ([r["faces/s by median step"] for r in results] for results in rounds.values())
@@ -153,36 +188,68 @@ def measure(config_name: str, args, training) -> dict:
     augmenting = augmentation_rate(batches(train_rows), 8)
     forward, backward = flops_per_face(model)
 
-    print(f"{'best round':<34} {'by median step':>15} {'faces/s':>9} {'with validation':>16} {'train s':>8} "
-          f"{'cpu s':>7}")
+    print(
+        f"{'best round':<34} {'by median step':>15} {'faces/s':>9} {'with validation':>16} {'train s':>8} {'cpu s':>7}"
+    )
     for name, result in (("(a) plain fit, preloaded arrays", a), ("(b) fkp: PyDataset+imgaug+masked", b)):
-        print(f"{name:<34} {result['faces/s by median step']:15.1f} {result['faces/s']:9.1f} "
-              f"{result['faces/s with validation']:16.1f} {result['seconds']:8.1f} {result['cpu']:7.1f}")
-    print("each round alone, ratio b/a by median step: " + ", ".join(f"{r:.3f}" for r in by_step)
-          + "; by whole fit: " + ", ".join(f"{r:.3f}" for r in whole))
-    print("ratio b/a by median step, best round of each, after 1, 2, ... rounds: "
-          + ", ".join(f"{r:.3f}" for r in settling))
+        print(
+            f"{name:<34} {result['faces/s by median step']:15.1f} {result['faces/s']:9.1f} "
+            f"{result['faces/s with validation']:16.1f} {result['seconds']:8.1f} {result['cpu']:7.1f}"
+        )
+    print(
+        "each round alone, ratio b/a by median step: "
+        + ", ".join(f"{r:.3f}" for r in by_step)
+        + "; by whole fit: "
+        + ", ".join(f"{r:.3f}" for r in whole)
+    )
+    print(
+        "ratio b/a by median step, best round of each, after 1, 2, ... rounds: "
+        + ", ".join(f"{r:.3f}" for r in settling)
+    )
     ratio = settling[-1]
-    print(f"ratio b/a by median step {ratio:.3f} (best of {args.rounds} rounds each way; by whole fit "
-          f"{best_whole:.3f}); goal >= {RATIO_GOAL}: {verdict(ratio >= RATIO_GOAL)}")
-    print(f"FLOPs per face: forward {forward / 1e9:.3f} G, backward {backward / 1e9:.3f} G, "
-          f"forward+backward {(forward + backward) / 1e9:.3f} G")
+    print(
+        f"ratio b/a by median step {ratio:.3f} (best of {args.rounds} rounds each way; by whole fit "
+        f"{best_whole:.3f}); goal >= {RATIO_GOAL}: {verdict(ratio >= RATIO_GOAL)}"
+    )
+    print(
+        f"FLOPs per face: forward {forward / 1e9:.3f} G, backward {backward / 1e9:.3f} G, "
+        f"forward+backward {(forward + backward) / 1e9:.3f} G"
+    )
     for name, result in (("(a)", a), ("(b)", b)):
-        print(f"achieved {name}: {result['faces/s by median step'] * (forward + backward) / 1e9:.1f} GFLOP/s "
-              "(by median step)")
-    print(f"augmentation alone (one thread, FaceBatches[i]): {augmenting:.0f} faces/s, "
-          f"{augmenting / a['faces/s by median step']:.1f}x what the model takes in (a)")
-    return {"config": config.name, "family": settings.model.family, "flops": forward + backward,
-            "b faces/s": b["faces/s by median step"], "a faces/s": a["faces/s by median step"], "ratio": ratio,
-            "whole": best_whole}
+        print(
+            f"achieved {name}: {result['faces/s by median step'] * (forward + backward) / 1e9:.1f} GFLOP/s "
+            "(by median step)"
+        )
+    print(
+        f"augmentation alone (one thread, FaceBatches[i]): {augmenting:.0f} faces/s, "
+        f"{augmenting / a['faces/s by median step']:.1f}x what the model takes in (a)"
+    )
+    return {
+        "config": config.name,
+        "family": settings.model.family,
+        "flops": forward + backward,
+        "b faces/s": b["faces/s by median step"],
+        "a faces/s": a["faces/s by median step"],
+        "ratio": ratio,
+        "whole": best_whole,
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", type=Path, default=None,
-                        help="competition folder [default: ../shared/fkp-data, else the bundled sample]")
-    parser.add_argument("--config", dest="configs", action="append", default=None,
-                        help="config name or TOML path, repeatable [default: cpu-wide and heatmap]")
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=None,
+        help="competition folder [default: ../shared/fkp-data, else the bundled sample]",
+    )
+    parser.add_argument(
+        "--config",
+        dest="configs",
+        action="append",
+        default=None,
+        help="config name or TOML path, repeatable [default: cpu-wide and heatmap]",
+    )
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="config override KEY=VALUE")
     parser.add_argument("--steps", type=int, default=16, help="timed training steps each way and round")
     parser.add_argument("--epochs", type=int, default=2, help="epochs the steps are spread over")
@@ -193,13 +260,19 @@ def main() -> None:
 
     training = data.load_training(args.data or default_data_dir())
     results = [measure(name, args, training) for name in args.configs or ["cpu-wide", "heatmap"]]
-    print(f"\n{'config':<12} {'family':<11} {'ratio b/a':>9} {'(whole fit)':>11} {'fkp faces/s':>11} "
-          f"{'plain faces/s':>13} {'GFLOP/face':>10}")
+    print(
+        f"\n{'config':<12} {'family':<11} {'ratio b/a':>9} {'(whole fit)':>11} {'fkp faces/s':>11} "
+        f"{'plain faces/s':>13} {'GFLOP/face':>10}"
+    )
     for r in results:
-        print(f"{r['config']:<12} {r['family']:<11} {r['ratio']:9.3f} {r['whole']:11.3f} {r['b faces/s']:11.1f} "
-              f"{r['a faces/s']:13.1f} {r['flops'] / 1e9:10.3f}")
-    print(f"ratio b/a and faces/s: by median step, best of {args.rounds} rounds each way (whole fit: by whole "
-          "fit's time); GFLOP/face: forward+backward")
+        print(
+            f"{r['config']:<12} {r['family']:<11} {r['ratio']:9.3f} {r['whole']:11.3f} {r['b faces/s']:11.1f} "
+            f"{r['a faces/s']:13.1f} {r['flops'] / 1e9:10.3f}"
+        )
+    print(
+        f"ratio b/a and faces/s: by median step, best of {args.rounds} rounds each way (whole fit: by whole "
+        "fit's time); GFLOP/face: forward+backward"
+    )
 
 
 if __name__ == "__main__":

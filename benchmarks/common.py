@@ -43,7 +43,9 @@ class Timing:
         return other.wall / self.wall, other.cpu / self.cpu
 
 
-def measure(run: Callable[[], object], repeat: int, setup: Callable[[], object] = lambda: None) -> tuple[Timing, object]:
+def measure(
+    run: Callable[[], object], repeat: int, setup: Callable[[], object] = lambda: None
+) -> tuple[Timing, object]:
     """Best-of-``repeat`` wall and CPU time of ``run()`` (``setup()`` before each, untimed); the last result."""
     walls, cpus = [], []
     result = None

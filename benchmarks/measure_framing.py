@@ -16,7 +16,7 @@ from common import ROOT, default_data_dir
 
 from competition import data
 from competition.io import write_toml
-from competition.photos import measure_framing
+from competition.predict import measure_framing
 
 
 def main() -> None:
@@ -25,10 +25,12 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "competition" / "framing.toml")
     args = parser.parse_args()
     measured = measure_framing(data.load_training(args.data))
-    header = (f"# Where `fkp predict` puts a face's anchors, measured by benchmarks/measure_framing.py on\n"
-              f"# {args.data.resolve().name}: {measured['faces']} training faces, the Haar box on {measured['detected']}.\n"
-              "# in_face: mean label pixels in a 96x96 competition face; in_box: mean place inside the\n"
-              "# detector's box (fractions of its width and height from its top-left corner).\n")
+    header = (
+        f"# Where `fkp predict` puts a face's anchors, measured by benchmarks/measure_framing.py on\n"
+        f"# {args.data.resolve().name}: {measured['faces']} training faces, the Haar box on {measured['detected']}.\n"
+        "# in_face: mean label pixels in a 96x96 competition face; in_box: mean place inside the\n"
+        "# detector's box (fractions of its width and height from its top-left corner).\n"
+    )
     write_toml(measured, args.out, header)
     print(f"{args.out}: {measured}")
 

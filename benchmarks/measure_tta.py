@@ -3,13 +3,14 @@ retraining.
 
 For every shift asked (0: flips alone) and every re-framing quantile (0: none; each fold's bounds from its
 own training faces, as `fkp cv` sets them), every finished fold's model predicts its out-of-fold faces
-with `predict.predict_with_tta`; the printed line is the leaderboard-style OOF score (all faces, per
+with `tta.predict_with_tta`; the printed line is the leaderboard-style OOF score (all faces, per
 annotation style, worst 20) and the seconds it took. The run's own `inference.tta_shift` and
 `inference.reframe` decide what `fkp cv` wrote; this tells which to set. Measured on the data the run was
 trained on:
 
     python benchmarks/measure_tta.py --run runs/cpu --data ../shared/fkp-data --shifts 0 1 2 3 4
-    python benchmarks/measure_tta.py --run runs/cpu --data ../shared/fkp-data --shifts 3 --reframe 0 0.1 0.25 --reframe-weight 0.5 0.75 1
+    python benchmarks/measure_tta.py --run runs/cpu --data ../shared/fkp-data --shifts 3 --reframe 0 0.1 0.25 \
+        --reframe-weight 0.5 0.75 1
 """
 
 from __future__ import annotations
@@ -18,11 +19,13 @@ import argparse
 import time
 from pathlib import Path
 
+import numpy as np
 from common import default_data_dir
 
 from competition import data
-from competition.blend import checked_run
-from competition.evaluate import mix_oof, score
+from competition.evaluate import score, unfitted_head
+from competition.head import cross_fit_predict
+from competition.run import checked_run
 from competition.schema import COORDINATES, SPECIALISTS
 
 
@@ -32,21 +35,29 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=default_data_dir())
     parser.add_argument("--shifts", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--reframe", type=float, nargs="+", default=[0.0], help="inference.reframe quantiles")
-    parser.add_argument("--reframe-weight", type=float, nargs="+", default=[0.75], help="inference.reframe_weight values")
+    parser.add_argument(
+        "--reframe-weight", type=float, nargs="+", default=[0.75], help="inference.reframe_weight values"
+    )
     args = parser.parse_args()
 
     from competition.config import InferenceConfig
     from competition.export import fold_models
-    from competition.predict import predict_with_tta, shift_grid
     from competition.train import fold_reframe
+    from competition.tta import predict_with_tta, shift_grid
 
     training = data.load_training(args.data)
     run = checked_run(args.run, training)
-    frames = run.oof("flip")  # which rows each fold predicted
+    frames = run.oof("tta")  # which rows each fold predicted
     models = {name: fold_models(run, name, allow_partial=True) for name in run.spec.specialists}
-    print(f"{run.path}: {', '.join(f'{n} {sorted(m)}' for n, m in models.items())}, mirror axis {run.spec.mirror_axis:g}")
-    choices = [(shift, reframe, weight) for shift in args.shifts for reframe in args.reframe
-               for weight in (args.reframe_weight if reframe else [0.0])]
+    print(
+        f"{run.path}: {', '.join(f'{n} {sorted(m)}' for n, m in models.items())}, mirror axis {run.spec.mirror_axis:g}"
+    )
+    choices = [
+        (shift, reframe, weight)
+        for shift in args.shifts
+        for reframe in args.reframe
+        for weight in (args.reframe_weight if reframe else [0.0])
+    ]
     for shift, reframe, weight in choices:
         started = time.perf_counter()
         predicted = {}
@@ -56,18 +67,33 @@ def main() -> None:
                 rows = frame.index[frame["fold"] == fold].to_numpy()
                 trained_on = frame.index[frame["fold"] != fold].to_numpy()
                 inference = InferenceConfig(tta_shift=shift, reframe=reframe, reframe_weight=weight)
-                _, tta = predict_with_tta(model, training.images[rows], SPECIALISTS[name],
-                                          mirror_axis=run.spec.mirror_axis, shift=shift,
-                                          reframe=fold_reframe(inference, training.keypoints[trained_on], SPECIALISTS[name]))
+                _, tta = predict_with_tta(
+                    model,
+                    training.images[rows],
+                    SPECIALISTS[name],
+                    mirror_axis=run.spec.mirror_axis,
+                    shift=shift,
+                    reframe=fold_reframe(inference, training.keypoints[trained_on], SPECIALISTS[name]),
+                )
                 frame.loc[rows, list(SPECIALISTS[name].coordinates)] = tta
             predicted[name] = frame
-        mixed = mix_oof(predicted, run.spec.resolved.inference, training)
-        rows = mixed.index.to_numpy()
-        scores = score(training.keypoints[rows], mixed[list(COORDINATES)].to_numpy(), training.style[rows])
+        rows = frames[run.spec.specialists[0]].index
+        for frame in predicted.values():
+            rows = rows.intersection(frame.index)
+        stack = np.full((len(predicted), len(rows), len(COORDINATES)), np.nan)
+        for s, (name, frame) in enumerate(predicted.items()):
+            stack[s][:, SPECIALISTS[name].columns] = frame.loc[rows, list(SPECIALISTS[name].coordinates)].to_numpy()
+        rows = rows.to_numpy()
+        truth, style = training.keypoints[rows], training.style[rows]
+        fold = frames[run.spec.specialists[0]].loc[rows, "fold"].to_numpy()
+        scores = score(truth, cross_fit_predict(unfitted_head(run), stack, truth, style, fold), style)
         reframed = f", reframe {reframe:g} weight {weight:g}" if reframe else ""
-        print(f"tta_shift {shift} ({2 * len(shift_grid(shift))} views){reframed}: "
-              + ", ".join(f"{k} {v:.5f}" for k, v in scores.items())
-              + f"; {time.perf_counter() - started:.0f} s for {len(rows)} faces", flush=True)
+        print(
+            f"tta_shift {shift} ({2 * len(shift_grid(shift))} views){reframed}: "
+            + ", ".join(f"{k} {v:.5f}" for k, v in scores.items())
+            + f"; {time.perf_counter() - started:.0f} s for {len(rows)} faces",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

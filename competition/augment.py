@@ -28,8 +28,9 @@ def mirror_points(points: np.ndarray, permutation: np.ndarray, axis: float = MIR
     return flipped
 
 
-def _imgaug_keypoints(images: np.ndarray, points: np.ndarray, augmenter,
-                      offset: float = _IMGAUG_OFFSET) -> tuple[np.ndarray, np.ndarray]:
+def _imgaug_keypoints(
+    images: np.ndarray, points: np.ndarray, augmenter, offset: float = _IMGAUG_OFFSET
+) -> tuple[np.ndarray, np.ndarray]:
     """Run an imgaug augmenter on faces and (N, K, 2) keypoints, missing (NaN) ones kept missing."""
     missing = np.isnan(points)
     shifted = np.where(missing, 0.0, points) + offset
@@ -38,8 +39,9 @@ def _imgaug_keypoints(images: np.ndarray, points: np.ndarray, augmenter,
     return np.asarray(images_aug), np.where(missing, np.nan, points_aug)
 
 
-def imgaug_flip(images: np.ndarray, points: np.ndarray, permutation: np.ndarray,
-                axis: float = MIRROR_AXIS) -> tuple[np.ndarray, np.ndarray]:
+def imgaug_flip(
+    images: np.ndarray, points: np.ndarray, permutation: np.ndarray, axis: float = MIRROR_AXIS
+) -> tuple[np.ndarray, np.ndarray]:
     """imgaug's Fliplr plus the left/right swap that imgaug does not do. Fliplr mirrors its own x about
     IMAGE_SIZE; shifting the labels by half the difference makes it mirror them about ``axis``."""
     images, points = _imgaug_keypoints(images, points, iaa.Fliplr(1.0), offset=(IMAGE_SIZE - axis) / 2)
@@ -62,8 +64,9 @@ class FramingRange:
     rare: tuple[tuple[float, float, float], ...] = ()  # (eye distance, midpoint x, midpoint y) of each
 
     @classmethod
-    def of(cls, keypoints: np.ndarray, specialist: Specialist, rarest: float = 0.0,
-           middle: float = 0.0) -> FramingRange | None:
+    def of(
+        cls, keypoints: np.ndarray, specialist: Specialist, rarest: float = 0.0, middle: float = 0.0
+    ) -> FramingRange | None:
         """From (N, 30) labels; None when the specialist lacks the eye centres or no face has both. With
         ``rarest`` > 0, that fraction of the faces (at least one) whose framing lies farthest from the
         others' (Mahalanobis distance over log eye distance and midpoint) are kept as ``rare``. Each range
@@ -90,13 +93,24 @@ class FramingRange:
         def spread(values: np.ndarray) -> tuple[float, float]:
             return float(np.quantile(values, middle)), float(np.quantile(values, 1 - middle))
 
-        return cls(spread(distance), spread(midpoint[:, 0]), spread(midpoint[:, 1]), spread(angle),
-                   tuple(specialist.keypoints.index(eye) for eye in EYES), rare)
+        return cls(
+            spread(distance),
+            spread(midpoint[:, 0]),
+            spread(midpoint[:, 1]),
+            spread(angle),
+            tuple(specialist.keypoints.index(eye) for eye in EYES),
+            rare,
+        )
 
     def bounds(self) -> dict:
         """The ranges and the eyes' places, as ``models.layers.Reframing``'s arguments (plain, for fold.json)."""
-        return {"eyes": list(self.eyes), "eye_distance": list(self.eye_distance), "angle": list(self.angle),
-                "midpoint_x": list(self.midpoint_x), "midpoint_y": list(self.midpoint_y)}
+        return {
+            "eyes": list(self.eyes),
+            "eye_distance": list(self.eye_distance),
+            "angle": list(self.angle),
+            "midpoint_x": list(self.midpoint_x),
+            "midpoint_y": list(self.midpoint_y),
+        }
 
     def reframe(self, points: np.ndarray, rng: np.random.Generator, anywhere: float = 0.0):
         """An imgaug affine taking one face's eyes ((K, 2) label pixels) to a framing drawn uniformly within
@@ -118,15 +132,24 @@ class FramingRange:
         centre = IMAGE_SIZE / 2 - _IMGAUG_OFFSET  # imgaug scales about the image centre, in label pixels
         moved = centre + scale * ((left + right) / 2 - centre)
         shift = target - moved
-        return iaa.Affine(scale=float(scale), translate_percent={"x": float(shift[0] / IMAGE_SIZE),
-                                                                  "y": float(shift[1] / IMAGE_SIZE)}, mode="edge")
+        return iaa.Affine(
+            scale=float(scale),
+            translate_percent={"x": float(shift[0] / IMAGE_SIZE), "y": float(shift[1] / IMAGE_SIZE)},
+            mode="edge",
+        )
 
 
 class Augmenter:
     """Random flips, re-framings, small affine warps and brightness/contrast for training batches."""
 
-    def __init__(self, config: AugmentConfig, permutation: np.ndarray, framing: FramingRange | None = None,
-                 mirror_axis: float = MIRROR_AXIS, columns: np.ndarray | None = None):
+    def __init__(
+        self,
+        config: AugmentConfig,
+        permutation: np.ndarray,
+        framing: FramingRange | None = None,
+        mirror_axis: float = MIRROR_AXIS,
+        columns: np.ndarray | None = None,
+    ):
         """``columns``: the points' coordinates among the 30 (default: all 15 keypoints), which tell a face's
         annotation style for ``config.framing_styles``."""
         self.flip_probability = config.flip
@@ -148,17 +171,13 @@ class Augmenter:
             ]
         )
 
-    def __call__(self, images: np.ndarray, points: np.ndarray, seed: int, weights: np.ndarray | None = None):
-        """Augment faces (N, H, W) uint8 and keypoints (N, K, 2); the same seed gives the same batch.
-        With per-keypoint ``weights`` (N, K), returns them too, swapped with their keypoints on flipped faces."""
+    def __call__(self, images: np.ndarray, points: np.ndarray, seed: int):
+        """Augment faces (N, H, W) uint8 and keypoints (N, K, 2); the same seed gives the same batch."""
         rng = np.random.default_rng(seed)
         images, points = images.copy(), points.copy()
         flip = rng.random(len(images)) < self.flip_probability
         if flip.any():
             images[flip], points[flip] = imgaug_flip(images[flip], points[flip], self.permutation, self.mirror_axis)
-        if weights is not None:
-            weights = weights.copy()
-            weights[flip] = weights[flip][:, self.permutation]
         reframe = rng.random(len(images)) < self.framing_probability if self.framing_probability else []
         if len(reframe) and self.framed_styles is not None:
             labelled = np.zeros((len(points), len(COORDINATES)), bool)
@@ -173,4 +192,4 @@ class Augmenter:
         pipeline = self.pipeline.deepcopy()  # a private copy: batches may be made in parallel threads
         pipeline.seed_(int(rng.integers(2**31)))
         images, points = _imgaug_keypoints(images, points, pipeline)
-        return (images, points) if weights is None else (images, points, weights)
+        return images, points

@@ -71,8 +71,7 @@ class Claim:
 
 def _generations(base: Path) -> list[tuple[int, Path]]:
     """Every claim file of ``base``, newest generation first."""
-    found = [(int(path.suffix[1:]), path) for path in base.parent.glob(f"{base.name}.*")
-             if path.suffix[1:].isdigit()]
+    found = [(int(path.suffix[1:]), path) for path in base.parent.glob(f"{base.name}.*") if path.suffix[1:].isdigit()]
     return sorted(found, reverse=True)
 
 

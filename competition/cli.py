@@ -19,7 +19,7 @@ from .config import TrainConfig, check_option, load_config
 from .errors import InputError
 from .folds import folds_for, folds_path, load_folds, make_folds, save_folds
 from .machine import gpu_for_backend, keep_freed_memory, quiet_backend_env, stderr_silenced
-from .schema import COORDINATES, IMAGE_SIZE
+from .schema import IMAGE_SIZE
 
 # click's base of every usage error; newer typer vendors click, so reach it through typer's own export
 ClickException = next(cls for cls in typer.BadParameter.__mro__ if cls.__name__ == "ClickException")
@@ -58,20 +58,27 @@ def _before_every_command() -> None:
 
 DataOption = Annotated[
     Optional[Path],
-    typer.Option("--data", help="Folder with training/test (zip or csv) and IdLookupTable.csv "
-                 "[default: ./data if it has them, else the bundled sample]"),
+    typer.Option(
+        "--data",
+        help="Folder with training/test (zip or csv) and IdLookupTable.csv "
+        "[default: ./data if it has them, else the bundled sample]",
+    ),
 ]
 FoldsDirOption = Annotated[Path, typer.Option("--folds-dir", help="Where fold assignments are stored.")]
 RunsDirOption = Annotated[Path, typer.Option("--runs-dir", help="Where runs are written.")]
 TTAOption = Annotated[
     Optional[bool], typer.Option("--tta/--no-tta", help="Use TTA predictions (default: the run's inference.tta).")
 ]
-VerboseOption = Annotated[bool, typer.Option(
-    "--verbose", help="Show the backend's own start-up and log lines (TensorFlow's C++ logging).")]
-SAMPLE_CONFIG = "smoke"  # cheap settings picked when running on the bundled sample
-ClusterOption = Annotated[Optional[str], typer.Option(
-    help="Run on Ray: local (start Ray on this machine), auto (the cluster this machine joined with `ray start`) "
-         "or the head's HOST:PORT. Needs the cluster extra: pip install -e '.[cluster]'.")]
+VerboseOption = Annotated[
+    bool, typer.Option("--verbose", help="Show the backend's own start-up and log lines (TensorFlow's C++ logging).")
+]
+ClusterOption = Annotated[
+    Optional[str],
+    typer.Option(
+        help="Run on Ray: local (start Ray on this machine), auto (the cluster this machine joined with `ray start`) "
+        "or the head's HOST:PORT. Needs the cluster extra: pip install -e '.[cluster]'."
+    ),
+]
 RetriesOption = Annotated[int, typer.Option(help="With --cluster: how many times a task whose worker died runs again.")]
 
 
@@ -102,16 +109,19 @@ def _data(data: Path | None) -> tuple[Path, bool]:
     return folder, is_sample
 
 
-def _machine_config(is_sample: bool) -> str:
-    """The config `fkp cv` runs without --config: smoke on the bundled sample, default where the backend
-    sees a GPU, cpu where it does not; one line says which and why."""
-    if is_sample:
-        console.print(f"config {SAMPLE_CONFIG}: the bundled sample (pass --config to choose)")
-        return SAMPLE_CONFIG
+def _machine_config() -> str:
+    """The config a command uses without --config: default where the backend sees a GPU, cpu where it does not;
+    one line says which and why."""
     gpu, reason = gpu_for_backend()
     name = "default" if gpu else "cpu"
     console.print(f"config {name}: {reason} (pass --config to choose)")
     return name
+
+
+def _run_name(run: str | None) -> str:
+    """The run a command reads: ``--run``, or the one `fkp cv` writes without --run and --config on this machine
+    (named after the machine's config), whatever the data."""
+    return run or _machine_config()
 
 
 def _cluster_options(address: str | None, cpus: float, gpus: float | None, retries: int, task: str):
@@ -141,16 +151,20 @@ def check(data: DataOption = None):
     test = data_module.load_test(folder)
     lookup = data_module.load_lookup(folder, test)
     styles = ", ".join(f"{count} {style}-style" for style, count in zip(*np.unique(training.style, return_counts=True)))
-    test_styles = ", ".join(f"{count} {style}-style" for style, count in data_module.lookup_styles(lookup).value_counts()
-                            .sort_index().items())
+    test_styles = ", ".join(
+        f"{count} {style}-style"
+        for style, count in data_module.lookup_styles(lookup).value_counts().sort_index().items()
+    )
     console.print(
         f"{folder}: {len(training)} training faces ({styles}), {len(test)} test faces ({test_styles}), "
         f"{len(lookup)} lookup rows; loaded in {time.perf_counter() - started:.2f}s"
     )
     repeated = data_module.repeated_rows(training)
     if repeated:
-        console.print(f"{repeated} training rows repeat an earlier row (same pixels and keypoints): legal; "
-                      "the folds keep each repeat on one side of a split")
+        console.print(
+            f"{repeated} training rows repeat an earlier row (same pixels and keypoints): legal; "
+            "the folds keep each repeat on one side of a split"
+        )
 
 
 @app.command()
@@ -161,11 +175,17 @@ def folds(
     seed: Annotated[int, typer.Option(help="Shuffle seed.")] = 42,
     folds_dir: FoldsDirOption = Path("folds"),
     overwrite: Annotated[bool, typer.Option(help="Replace stored folds.")] = False,
-    estimate_mirror_axis: Annotated[bool, typer.Option(
-        "--estimate-mirror-axis", help="Estimate the labels' mirror axis on this data (a short no-flip training "
-        "of --config's full network on fold 0) and store it with the folds; flips then mirror about it.")] = False,
-    config_name: Annotated[str, typer.Option(
-        "--config", help="Config whose full network estimates the mirror axis.")] = "cpu-wide",
+    estimate_mirror_axis: Annotated[
+        bool,
+        typer.Option(
+            "--estimate-mirror-axis",
+            help="Estimate the labels' mirror axis on this data (a short no-flip training "
+            "of --config's full network on fold 0) and store it with the folds; flips then mirror about it.",
+        ),
+    ] = False,
+    config_name: Annotated[
+        str, typer.Option("--config", help="Config whose full network estimates the mirror axis.")
+    ] = "cpu-wide",
 ):
     """Build the K-fold split (stratified by annotation style) and store it; estimate the mirror axis."""
     folder, is_sample = _data(data)
@@ -186,11 +206,14 @@ def folds(
         started = time.perf_counter()
         axis = in_fresh_process(estimate, training, split, load_config(config_name))
         split = dataclasses.replace(split, mirror_axis=round(axis, 3))
-        console.print(f"mirror axis estimated on {folder}: x -> {split.mirror_axis} - x "
-                      f"({time.perf_counter() - started:.0f}s)")
+        console.print(
+            f"mirror axis estimated on {folder}: x -> {split.mirror_axis} - x ({time.perf_counter() - started:.0f}s)"
+        )
     save_folds(split, path)
-    console.print(f"{path}: {split.k} folds of {len(training)} faces, seed {split.seed}"
-                  + (f", mirror axis {split.mirror_axis}" if split.mirror_axis is not None else ""))
+    console.print(
+        f"{path}: {split.k} folds of {len(training)} faces, seed {split.seed}"
+        + (f", mirror axis {split.mirror_axis}" if split.mirror_axis is not None else "")
+    )
 
 
 def _training_and_folds(folder: Path, is_sample: bool, folds_dir: Path, k: int, seed: int, limit: int | None):
@@ -218,8 +241,12 @@ def _print_table(table, title: str, index_label: str = "keypoint") -> None:
 def cv(
     data: DataOption = None,
     k: Annotated[int, typer.Option("--folds", help="Number of folds (stored once per K in --folds-dir).")] = 5,
-    config_name: Annotated[Optional[str], typer.Option(
-        "--config", help="Config name in configs/ or a TOML path [default: default; smoke on the sample].")] = None,
+    config_name: Annotated[
+        Optional[str],
+        typer.Option(
+            "--config", help="Config name in configs/ or a TOML path [default: default with a GPU, cpu without]."
+        ),
+    ] = None,
     epochs: Annotated[Optional[int], typer.Option(help="Override train.epochs.")] = None,
     limit: Annotated[Optional[int], typer.Option(help="Use only the first N training faces (smoke runs).")] = None,
     fold: Annotated[Optional[int], typer.Option(help="Train only this fold (0-based).")] = None,
@@ -227,15 +254,24 @@ def cv(
     runs_dir: RunsDirOption = Path("runs"),
     folds_dir: FoldsDirOption = Path("folds"),
     seed: Annotated[int, typer.Option(help="Fold seed when folds are built.")] = 42,
-    overrides: Annotated[Optional[list[str]], typer.Option(
-        "--set", help="Override a config key, e.g. --set model.dropout=0.2 or --set specialists.full.model.dropout=0.2 "
-                    "(repeatable).")] = None,
+    overrides: Annotated[
+        Optional[list[str]],
+        typer.Option(
+            "--set",
+            help="Override a config key, e.g. --set model.dropout=0.2 or --set specialists.full.model.dropout=0.2 "
+            "(repeatable).",
+        ),
+    ] = None,
     tta: TTAOption = None,
     verbose: VerboseOption = False,
     cluster: ClusterOption = None,
     cpus_per_fold: Annotated[float, typer.Option(help="With --cluster: CPUs each fold job asks for.")] = 1,
-    gpus_per_fold: Annotated[Optional[float], typer.Option(
-        help="With --cluster: GPUs each fold job asks for [default: 1 where the cluster has GPUs, else 0].")] = None,
+    gpus_per_fold: Annotated[
+        Optional[float],
+        typer.Option(
+            help="With --cluster: GPUs each fold job asks for [default: 1 where the cluster has GPUs, else 0]."
+        ),
+    ] = None,
     retries: RetriesOption = 2,
 ):
     """Train the config's specialists on every fold and print the cross-validated RMSE."""
@@ -248,8 +284,8 @@ def cv(
     quiet_backend_env(verbose)
     folder, is_sample = _data(data)
     settings = list(overrides or []) + ([f"train.epochs={epochs}"] if epochs is not None else [])
-    config = load_config(config_name or _machine_config(is_sample), settings)
-    run_dir = runs_dir / (run or ("sample" if is_sample and config_name is None else config.name))
+    config = load_config(config_name or _machine_config(), settings)
+    run_dir = runs_dir / (run or config.name)
     if fold is not None and not 0 <= fold < k:
         raise InputError("--fold", f"fold {fold} does not exist with --folds {k}: folds are 0..{k - 1}")
     on_cluster = _cluster_options(cluster, cpus_per_fold, gpus_per_fold, retries, "fold")
@@ -257,33 +293,51 @@ def cv(
     training, split = _training_and_folds(folder, is_sample, folds_dir, k, seed, limit)
     test = data_module.load_test(folder)
 
-    from .cluster import FoldsFailed
-    from .cv import run_cv  # Keras loads in the fold process, never in this one
-    from .evaluate import ALL_FACES, run_scores
-    from .runs import VARIANT_LABELS, Run
+    from .cluster import RayFolds
+    from .cv import LocalFolds, run_cv  # Keras loads in the fold process, never in this one
+    from .evaluate import ALL_FACES, fit_run_head, run_scores
+    from .jobs import FoldsFailed
+    from .run import VARIANT_LABELS, Run
 
-    console.print(f"run {run_dir}: config {config.name}, {len(training)} faces, {split.k} folds, "
-                  f"{len(test)} test faces")
+    console.print(
+        f"run {run_dir}: config {config.name}, {len(training)} faces, {split.k} folds, {len(test)} test faces"
+    )
     started = time.perf_counter()
     run = Run(run_dir)
     try:
-        run_cv(config, training, test, split, run, only_fold=fold, limit=limit, verbose=verbose, cluster=on_cluster,
-               log=log)
+        run_cv(
+            config,
+            training,
+            test,
+            split,
+            run,
+            only_fold=fold,
+            limit=limit,
+            log=log,
+            executor=LocalFolds(verbose) if on_cluster is None else RayFolds(on_cluster, quiet=not verbose),
+        )
     except FoldsFailed as error:  # each named in its line; the others are in the run
         print(f"fkp: {error}", file=sys.stderr)
         raise typer.Exit(1) from None
     console.print(f"trained in {time.perf_counter() - started:.0f}s")
+    fit_run_head(run, training)
+    console.print(f"{run.head_path}: the inference head, fitted on every out-of-fold face")
     tables, overall, faces = run_scores(run, training)
     use_tta = config.inference.tta if tta is None else tta
-    used = "flip" if use_tta else "plain"
+    used = "tta" if use_tta else "plain"
     refined = "" if config.inference.refine == "none" else f" (second stage: {config.inference.refine})"
-    _print_table(tables[used], f"OOF RMSE per keypoint ({faces} faces, {VARIANT_LABELS[used]}): the leaderboard "
-                               f"mix{refined} on all faces and per annotation style, each network alone (net), faces "
-                               "labelled")
+    _print_table(
+        tables[used],
+        f"OOF RMSE per keypoint ({faces} faces, {VARIANT_LABELS[used]}): the leaderboard "
+        f"mix{refined} on all faces and per annotation style, each network alone (net), faces "
+        "labelled",
+    )
     for key, label in VARIANT_LABELS.items():
         networks = tables[key].loc["overall"].filter(like=" net")
-        console.print(f"OOF RMSE, {label}: " + ", ".join(f"{column} {value:.4f}" for column, value in
-                                                         [*overall[key].items(), *networks.items()]))
+        console.print(
+            f"OOF RMSE, {label}: "
+            + ", ".join(f"{column} {value:.4f}" for column, value in [*overall[key].items(), *networks.items()])
+        )
     if faces < len(training):
         console.print(f"{faces} of {len(training)} faces have out-of-fold predictions so far (missing folds).")
     print(f"cv_rmse={overall[used][ALL_FACES]:.5f}")
@@ -296,34 +350,51 @@ def tune(
     data: DataOption = None,
     tuner: Annotated[str, typer.Option(help="Search algorithm: bayesian, random or hyperband.")] = "bayesian",
     max_trials: Annotated[int, typer.Option(help="Trials in the whole search, earlier runs included.")] = 30,
-    epochs: Annotated[Optional[int], typer.Option(
-        help="Epochs per trial (Hyperband: the most) (default: the base config's train.epochs).")] = None,
+    epochs: Annotated[
+        Optional[int],
+        typer.Option(help="Epochs per trial (Hyperband: the most) (default: the base config's train.epochs)."),
+    ] = None,
     fold: Annotated[int, typer.Option(help="Search on this fold's training/validation split.")] = 0,
     k: Annotated[int, typer.Option("--folds", help="Number of folds (stored once per K in --folds-dir).")] = 5,
     limit: Annotated[Optional[int], typer.Option(help="Use only the first N training faces (smoke runs).")] = None,
-    project: Annotated[Optional[str], typer.Option(
-        help="Search name: trials go to runs/tune/<project>/<specialist>/ (default: the base config's name).")] = None,
-    config_name: Annotated[Optional[str], typer.Option(
-        "--config", help="Base config: the settings the search does not vary (default: default; smoke on the "
-        "sample).")] = None,
+    project: Annotated[
+        Optional[str],
+        typer.Option(
+            help="Search name: trials go to runs/tune/<project>/<specialist>/ (default: the base config's name)."
+        ),
+    ] = None,
+    config_name: Annotated[
+        Optional[str],
+        typer.Option(
+            "--config",
+            help="Base config: the settings the search does not vary [default: default with a GPU, cpu without].",
+        ),
+    ] = None,
     space: Annotated[str, typer.Option(help="Search space name in configs/search/ or a TOML path.")] = "default",
-    out: Annotated[str, typer.Option(
-        help="Config to write the best settings to: a name in ./configs or a TOML path.")] = "tuned",
+    out: Annotated[
+        str, typer.Option(help="Config to write the best settings to: a name in ./configs or a TOML path.")
+    ] = "tuned",
     overwrite: Annotated[bool, typer.Option(help="Start the search over instead of continuing it.")] = False,
     verbose: VerboseOption = False,
-    chief: Annotated[Optional[str], typer.Option(
-        help="HOST:PORT of the chief's oracle; alone, this process is the chief.")] = None,
+    chief: Annotated[
+        Optional[str], typer.Option(help="HOST:PORT of the chief's oracle; alone, this process is the chief.")
+    ] = None,
     worker: Annotated[Optional[str], typer.Option(help="Run trials for the chief at --chief, as worker ID.")] = None,
     runs_dir: RunsDirOption = Path("runs"),
     folds_dir: FoldsDirOption = Path("folds"),
     seed: Annotated[int, typer.Option(help="Fold seed when folds are built.")] = 42,
-    overrides: Annotated[Optional[list[str]], typer.Option(
-        "--set", help="Override a base config key, e.g. --set train.patience=5 (repeatable).")] = None,
+    overrides: Annotated[
+        Optional[list[str]],
+        typer.Option("--set", help="Override a base config key, e.g. --set train.patience=5 (repeatable)."),
+    ] = None,
     cluster: ClusterOption = None,
     cpus_per_worker: Annotated[float, typer.Option(help="With --cluster: CPUs each tuning worker asks for.")] = 1,
-    gpus_per_worker: Annotated[Optional[float], typer.Option(
-        help="With --cluster: GPUs each tuning worker asks for [default: 1 where the cluster has GPUs, else 0].")]
-    = None,
+    gpus_per_worker: Annotated[
+        Optional[float],
+        typer.Option(
+            help="With --cluster: GPUs each tuning worker asks for [default: 1 where the cluster has GPUs, else 0]."
+        ),
+    ] = None,
     retries: RetriesOption = 2,
 ):
     """Search one specialist's hyperparameters with Keras Tuner; write the best as a config for `fkp cv`."""
@@ -332,7 +403,7 @@ def tune(
     if epochs is not None:
         check_option(epochs, TrainConfig, "train.epochs", "--epochs")
     folder, is_sample = _data(data)
-    config = load_config(config_name or (SAMPLE_CONFIG if is_sample else "default"), overrides or [])
+    config = load_config(config_name or _machine_config(), overrides or [])
 
     quiet_backend_env(verbose)
     with stderr_silenced(not verbose):  # the backend's C++ start-up lines
@@ -345,12 +416,23 @@ def tune(
         raise InputError("--cluster", "Ray starts the chief and its workers itself: drop --chief and --worker")
     training, split = _training_and_folds(folder, is_sample, folds_dir, k, seed, limit)
     directory = tune_module.project_dir(runs_dir, project or config.name, specialist)
-    search = {"name": specialist, "base": config, "space": search_space, "training": training, "folds": split,
-              "fold": fold, "tuner": tuner, "max_trials": max_trials, "epochs": epochs, "limit": limit}
+    search = {
+        "name": specialist,
+        "base": config,
+        "space": search_space,
+        "training": training,
+        "folds": split,
+        "fold": fold,
+        "tuner": tuner,
+        "max_trials": max_trials,
+        "epochs": epochs,
+        "limit": limit,
+    }
     started = time.perf_counter()
     if on_cluster is None:
-        searcher = tune_module.run_search(**search, directory=directory, overwrite=overwrite,
-                                          distribution=distribution, log=log)
+        searcher = tune_module.run_search(
+            **search, directory=directory, overwrite=overwrite, distribution=distribution, log=log
+        )
     else:
         from .cluster import search_on_cluster
 
@@ -363,8 +445,10 @@ def tune(
     _print_table(best, f"Best trials of {directory} (validation RMSE in pixels, fold {fold})", index_label="")
     target = tune_module.tuned_config_path(out)
     tune_module.save_best(searcher, search_space, specialist, config, target)
-    log(f"{target}: [{specialist}] set to the settings of {best.columns[0]}; train with them: "
-        f"fkp cv --config {target.stem if target.parent == Path('configs') else target}")
+    log(
+        f"{target}: [{specialist}] set to the settings of {best.columns[0]}; train with them: "
+        f"fkp cv --config {target.stem if target.parent == Path('configs') else target}"
+    )
     print(f"best_val_rmse={best.loc['val_rmse'].iloc[0]:.5f}")
 
 
@@ -373,16 +457,26 @@ def tune(
 def blend(
     context: typer.Context,
     data: DataOption = None,
-    runs: Annotated[Optional[list[str]], typer.Option(
-        "--runs", help="Runs to blend: --runs A B C (weights fitted on their out-of-fold predictions).")] = None,
-    run: Annotated[Optional[str], typer.Option(
-        help="One run to blend (default: default; sample on the sample).")] = None,
+    runs: Annotated[
+        Optional[list[str]],
+        typer.Option("--runs", help="Runs to blend: --runs A B C (weights fitted on their out-of-fold predictions)."),
+    ] = None,
+    run: Annotated[
+        Optional[str],
+        typer.Option(
+            help="One run to blend [default: the run `fkp cv` writes on this machine: cpu, or default with a GPU]."
+        ),
+    ] = None,
     runs_dir: RunsDirOption = Path("runs"),
-    out: Annotated[Path, typer.Option(help="Submission file; weights, faces PNG and report are written beside it.")]
-    = Path("submissions/submission.csv"),
-    blend_config: Annotated[str, typer.Option(
-        "--blend-config", help="Blend config: a name in configs/blend/ (nnls, ridge, elasticnet) or a TOML path.")]
-    = "nnls",
+    out: Annotated[
+        Path, typer.Option(help="Submission file; weights, faces PNG and report are written beside it.")
+    ] = Path("submissions/submission.csv"),
+    blend_config: Annotated[
+        str,
+        typer.Option(
+            "--blend-config", help="Blend config: a name in configs/blend/ (nnls, ridge, elasticnet) or a TOML path."
+        ),
+    ] = "nnls",
     tta: TTAOption = None,
     allow_partial: Annotated[bool, typer.Option(help="Blend runs with missing folds.")] = False,
 ):
@@ -391,17 +485,24 @@ def blend(
         raise InputError("blend", f"unexpected argument {context.args[0]!r}: name runs after --runs")
     if runs and run:
         raise InputError("--run", "give either --run NAME or --runs A B ..., not both")
-    from .blend import SCORE_COLUMNS, blend_runs, output_paths, tta_words, write_blend
+    from .blend import SCORE_COLUMNS, blend_runs, output_paths, write_blend
     from .config import load_blend_config
+    from .run import tta_words
 
     config = load_blend_config(blend_config)
-    folder, is_sample = _data(data)
-    names = [*runs, *context.args] if runs else [run or ("sample" if is_sample else "default")]
+    folder, _ = _data(data)
+    names = [*runs, *context.args] if runs else [_run_name(run)]
     training = data_module.load_training(folder)
     test = data_module.load_test(folder)
     lookup = data_module.load_lookup(folder, test)
-    result = blend_runs([runs_dir / name for name in names], training, config, tta=tta, allow_partial=allow_partial,
-                        test_styles=data_module.lookup_styles(lookup))
+    result = blend_runs(
+        [runs_dir / name for name in names],
+        training,
+        config,
+        tta=tta,
+        allow_partial=allow_partial,
+        test_styles=data_module.lookup_styles(lookup),
+    )
     _, clipped = write_blend(result, lookup, test, out)
 
     shown = Table(title=f"Out-of-fold RMSE, leaderboard-style ({result.faces} faces)")
@@ -411,12 +512,19 @@ def blend(
         shown.add_row(f"run {name}", *(f"{v:.4f}" for v in result.scores.loc[name]), tta_words(result.tta[name]))
     shown.add_row(f"blend ({result.method})", *(f"{result.blend_scores[c]:.4f}" for c in SCORE_COLUMNS), "as runs")
     console.print(shown)
-    _print_table(result.style_scores.rename(index=lambda name: name if name == "blend" else f"run {name}"),
-                 "Out-of-fold RMSE by annotation style (as used)", index_label="")
+    _print_table(
+        result.style_scores.rename(index=lambda name: name if name == "blend" else f"run {name}"),
+        "Out-of-fold RMSE by annotation style (as used)",
+        index_label="",
+    )
     paths = output_paths(out)
-    console.print(f"{out}: {len(lookup)} rows from run(s) {', '.join(result.runs)}; weights {paths['weights']}, "
-                  f"faces {paths['faces']}, report {paths['report']}")
-    console.print(f"{clipped} predicted Locations fell outside the image (0..{IMAGE_SIZE}) and were clipped to its edge")
+    console.print(
+        f"{out}: {len(lookup)} rows from run(s) {', '.join(result.runs)}; weights {paths['weights']}, "
+        f"faces {paths['faces']}, report {paths['report']}"
+    )
+    console.print(
+        f"{clipped} predicted Locations fell outside the image (0..{IMAGE_SIZE}) and were clipped to its edge"
+    )
     print(f"blend_rmse={result.blend_scores['used']:.5f}")
 
 
@@ -424,15 +532,20 @@ def blend(
 @one_line_errors
 def show(
     data: DataOption = None,
-    run: Annotated[Optional[str], typer.Option(help="Run to picture (default: default; sample on the sample).")] = None,
+    run: Annotated[
+        Optional[str],
+        typer.Option(
+            help="Run to picture [default: the run `fkp cv` writes on this machine: cpu, or default with a GPU]."
+        ),
+    ] = None,
     runs_dir: RunsDirOption = Path("runs"),
     tta: TTAOption = None,
 ):
     """Draw a run's validation faces, learning curves and RMSE per keypoint; write its report.md."""
     from .show import show_run
 
-    folder, is_sample = _data(data)
-    run_dir = runs_dir / (run or ("sample" if is_sample else "default"))
+    folder, _ = _data(data)
+    run_dir = runs_dir / _run_name(run)
     for path in show_run(run_dir, data_module.load_training(folder), tta=tta):
         console.print(str(path))
 
@@ -441,82 +554,76 @@ def show(
 @one_line_errors
 def runs_command(data: DataOption = None, runs_dir: RunsDirOption = Path("runs"), tta: TTAOption = None):
     """Every run in one table, best cv_rmse first: config, data, folds finished, OOF RMSE per style, time."""
-    from .runs_table import run_rows, runs_table
+    from .runs import run_rows, runs_table
 
     folder, is_sample = _data(data)
     training = data_module.load_training(folder)
     rows = run_rows(runs_dir, training, tta)
-    console.print(runs_table(rows, f"Runs in {runs_dir}, scored on {folder} (leaderboard-style OOF RMSE; "
-                                   "* unfinished)"))
+    console.print(
+        runs_table(rows, f"Runs in {runs_dir}, scored on {folder} (leaderboard-style OOF RMSE; * unfinished)")
+    )
 
 
 AllowPartialOption = Annotated[bool, typer.Option(help="Use a run whose folds are not all finished.")]
+RunOption = Annotated[
+    Optional[str],
+    typer.Option(help="The run [default: the run `fkp cv` writes on this machine: cpu, or default with a GPU]."),
+]
 
 
-def _existing_run(runs_dir: Path, name: str):
-    """The run named, refused at once (exit 2) when it is not a finished run."""
-    from .runs import Run
+def _existing_run(runs_dir: Path, name: str | None):
+    """The run named (or the default run), refused at once (exit 2) when it is not a finished run."""
+    from .run import Run
 
-    run = Run(runs_dir / name)
+    run = Run(runs_dir / _run_name(name))
     run.spec  # noqa: B018  (reads run.json: a missing run is an InputError here, before any model loads)
     return run
-
-
-def _full_style_answers(run, data: Path | None, tta: bool):
-    """How a run answers a full-style face (a photo's face, unknown style, is asked for all 30): with
-    ``inference.prefer_by_style``, which specialist answers each coordinate, and with ``inference.refine``, its
-    second stage; both fitted on the run's out-of-fold faces in ``data``, None where the run needs neither."""
-    from .blend import checked_run, variant
-    from .evaluate import chooses_by_style, run_refinement, run_style_choice
-
-    inference = run.spec.resolved.inference
-    by_style = chooses_by_style(inference, run.spec.specialists)
-    if not by_style and inference.refine == "none":
-        return None, None
-    training = data_module.load_training(_data(data)[0])
-    checked = checked_run(run.path, training)
-    choice = run_style_choice(checked, variant(tta), training)["full"] if by_style else None
-    return choice, run_refinement(checked, variant(tta), training)
 
 
 @app.command()
 @one_line_errors
 def predict(
-    photos: Annotated[list[Path], typer.Argument(help="Photos (JPEG, PNG; colour or grey, any size) or folders of them.",
-                                                 show_default=False)],
-    run: Annotated[str, typer.Option(help="The run whose fold models predict.")],
+    photos: Annotated[
+        list[Path],
+        typer.Argument(help="Photos (JPEG, PNG; colour or grey, any size) or folders of them.", show_default=False),
+    ],
+    run: RunOption = None,
     runs_dir: RunsDirOption = Path("runs"),
     out: Annotated[Path, typer.Option(help="Folder for predictions.csv and one PNG per photo.")] = Path("predictions"),
     tta: TTAOption = None,
-    passes: Annotated[int, typer.Option(
-        help="1: frame each face from the detector's box; 2: frame it again on the first pass's eyes and lip.")] = 1,
-    detect: Annotated[bool, typer.Option(
-        "--detect/--no-detect", help="Find faces with OpenCV's Haar cascade, or take 96x96 crops as they are.")] = True,
+    detect: Annotated[
+        bool,
+        typer.Option(
+            "--detect/--no-detect", help="Find faces with OpenCV's Haar cascade, or take 96x96 crops as they are."
+        ),
+    ] = True,
     allow_partial: AllowPartialOption = False,
-    data: Annotated[Optional[Path], typer.Option(
-        help="The run's data folder: read only for a run with inference.prefer_by_style or refine.")] = None,
 ):
     """Find every face in photos and predict its keypoints with a run; write predictions.csv and pictures.
 
     A path that is not a readable photo gets one line and exit status 2; the other photos are still done."""
-    if passes < 1:
-        raise InputError("--passes", f"need at least 1 pass, got {passes}")
     found = _existing_run(runs_dir, run)
-    from .blend import tta_used
     from .export import run_model
-    from .photos import predict_photos
-    from .predict import predict_pixels
+    from .predict import predict_photos
+    from .tta import predict_pixels
 
     started = time.perf_counter()
-    used = tta_used(found, tta)
-    model = run_model(found, used, allow_partial, *_full_style_answers(found, data, used))
+    model = run_model(found, found.tta_used(tta), allow_partial)
     loaded = time.perf_counter()
-    table, errors = predict_photos(photos, lambda faces: predict_pixels(model, faces), out, detect=detect,
-                                   passes=passes, log=log, warn=lambda error: print(f"fkp: {error}", file=sys.stderr))
+    table, errors = predict_photos(
+        photos,
+        lambda faces: predict_pixels(model, faces),
+        out,
+        detect=detect,
+        log=log,
+        warn=lambda error: print(f"fkp: {error}", file=sys.stderr),
+    )
     photos_done = table["photo"].nunique()
-    console.print(f"{out / 'predictions.csv'}: {int((table['face'] > 0).sum())} faces in {photos_done} photos; "
-                  f"models loaded in {loaded - started:.1f}s, "
-                  f"{(time.perf_counter() - loaded) / max(photos_done, 1):.2f}s per photo")
+    console.print(
+        f"{out / 'predictions.csv'}: {int((table['face'] > 0).sum())} faces in {photos_done} photos; "
+        f"models loaded in {loaded - started:.1f}s, "
+        f"{(time.perf_counter() - loaded) / max(photos_done, 1):.2f}s per photo"
+    )
     if errors:
         raise typer.Exit(2)
 
@@ -524,38 +631,41 @@ def predict(
 @app.command()
 @one_line_errors
 def export(
-    run: Annotated[str, typer.Option(help="The run to export.")],
-    format: Annotated[str, typer.Option(help="keras (.keras file), saved_model (TensorFlow SavedModel folder) or onnx.")]
-    = "keras",
+    run: RunOption = None,
+    format: Annotated[
+        str, typer.Option(help="keras (.keras file), saved_model (TensorFlow SavedModel folder) or onnx.")
+    ] = "keras",
     runs_dir: RunsDirOption = Path("runs"),
-    out: Annotated[Optional[Path], typer.Option(
-        help="Where to write it [default: runs/<run>/export/model.keras, saved_model/ or model.onnx].")] = None,
-    tta: Annotated[Optional[bool], typer.Option(
-        "--tta/--no-tta", help="Flip TTA inside the model (default: the run's inference.tta).")] = None,
+    out: Annotated[
+        Optional[Path],
+        typer.Option(help="Where to write it [default: runs/<run>/export/model.keras, saved_model/ or model.onnx]."),
+    ] = None,
+    tta: Annotated[
+        Optional[bool],
+        typer.Option("--tta/--no-tta", help="Flip TTA inside the model (default: the run's inference.tta)."),
+    ] = None,
     allow_partial: AllowPartialOption = False,
-    data: Annotated[Optional[Path], typer.Option(
-        help="The run's data folder: read only for a run with inference.prefer_by_style or refine.")] = None,
 ):
     """Export a run as one model (every fold and specialist, optionally TTA): 96x96 faces in, 30 pixels out.
 
-    The model averages the folds and takes each coordinate from the specialist the run's inference.prefer picks,
-    as `fkp blend` does (with inference.prefer_by_style: the one chosen for full-style faces; with
-    inference.refine: its second stage)."""
-    from .runs import EXPORT_FORMATS
+    The model averages the folds and answers as the run's stored inference head does for a full-style face (the
+    style asked for all 30 coordinates): the specialist choice, then the second stage."""
+    from .run import EXPORT_FORMATS
 
     if format not in EXPORT_FORMATS:
         raise InputError("--format", f"unknown format {format!r}: one of {', '.join(EXPORT_FORMATS)}")
     found = _existing_run(runs_dir, run)
-    from .blend import tta_used
     from .export import check_format, export_model, run_model  # loads Keras
 
     check_format(format)
-    used = tta_used(found, tta)
-    model = run_model(found, used, allow_partial, *_full_style_answers(found, data, used))
+    used = found.tta_used(tta)
+    model = run_model(found, used, allow_partial)
     target = out or found.export_path(format)
     export_model(model, format, target)
-    console.print(f"{target}: run {found.name} as one {format} model ({'TTA' if used else 'no TTA'}), "
-                  "faces (N, 96, 96, 1) 0..255 in, (N, 30) pixels out")
+    console.print(
+        f"{target}: run {found.name} as one {format} model ({'TTA' if used else 'no TTA'}), "
+        "faces (N, 96, 96, 1) 0..255 in, (N, 30) pixels out"
+    )
 
 
 @app.command()

@@ -11,7 +11,6 @@ trained and kept. Keras-free: the driver never loads a backend for `fkp cv`.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import socket
 import tempfile
@@ -19,9 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import InputError
-from .jobs import FoldJob, FoldResult
+from .jobs import FoldJob, FoldResult, FoldsFailed
 from .machine import QUIET_ENV, keep_freed_memory, stderr_silenced
-from .runs import FoldArtifacts, Run
+from .run import FoldArtifacts, Run
 
 LOCAL = "local"  # --cluster local: start a Ray instance on this machine
 
@@ -35,10 +34,6 @@ class ClusterOptions:
     cpus: float = 1
     gpus: float | None = None  # per task; default 1 where the cluster has GPUs, else 0
     retries: int = 2  # how many times a task whose worker died runs again
-
-
-class FoldsFailed(Exception):
-    """Fold jobs that failed for good (each already named in its line); the others are in the run."""
 
 
 def require_ray():
@@ -56,11 +51,16 @@ def _connect(options: ClusterOptions, quiet: bool, log_to_driver: bool = False):
     # "local" always starts a new instance (no address would join one found on this machine)
     where = {"address": LOCAL, "include_dashboard": False} if options.address == LOCAL else {"address": options.address}
     try:
-        ray.init(**where, log_to_driver=log_to_driver, logging_level="ERROR",
-                 runtime_env={"env_vars": QUIET_ENV if quiet else {}})
+        ray.init(
+            **where,
+            log_to_driver=log_to_driver,
+            logging_level="ERROR",
+            runtime_env={"env_vars": QUIET_ENV if quiet else {}},
+        )
     except (ConnectionError, ValueError) as error:
-        raise InputError("--cluster", f"cannot join the Ray cluster at {options.address}: "
-                                      f"{str(error).strip().splitlines()[-1]}") from None
+        raise InputError(
+            "--cluster", f"cannot join the Ray cluster at {options.address}: {str(error).strip().splitlines()[-1]}"
+        ) from None
     return ray
 
 
@@ -70,8 +70,11 @@ def _task_resources(ray, options: ClusterOptions) -> dict:
     gpus = options.gpus if options.gpus is not None else float(any(node.get("GPU", 0) for node in nodes))
     if not any(node.get("CPU", 0) >= options.cpus and node.get("GPU", 0) >= gpus for node in nodes):
         largest = max(nodes, key=lambda node: (node.get("GPU", 0), node.get("CPU", 0)))
-        raise InputError("--cluster", f"no node has {options.cpus:g} CPUs and {gpus:g} GPUs for a task "
-                                      f"(the largest: {largest.get('CPU', 0):g} CPUs, {largest.get('GPU', 0):g} GPUs)")
+        raise InputError(
+            "--cluster",
+            f"no node has {options.cpus:g} CPUs and {gpus:g} GPUs for a task "
+            f"(the largest: {largest.get('CPU', 0):g} CPUs, {largest.get('GPU', 0):g} GPUs)",
+        )
     return {"num_cpus": options.cpus, "num_gpus": gpus}
 
 
@@ -88,7 +91,7 @@ def _fold_task(job: FoldJob, data: dict, progress) -> tuple[FoldResult, FoldArti
     from .train import epoch_scores, fit_fold
 
     train = job.config.specialist(job.specialist).train
-    epochs = train.epochs + train.completion_epochs
+    epochs = train.epochs
 
     def report(epoch, logs):
         progress.put((job.label, "epoch", f"epoch {epoch + 1}/{epochs}  {epoch_scores(logs)}"))
@@ -98,8 +101,10 @@ def _fold_task(job: FoldJob, data: dict, progress) -> tuple[FoldResult, FoldArti
         result, artifacts = fit_fold(job, logs, [keras.callbacks.LambdaCallback(on_epoch_end=report)])
         artifacts.model.save(model)
         return result, dataclasses.replace(
-            artifacts, model=model.read_bytes(),
-            logs={str(path.relative_to(logs)): path.read_bytes() for path in logs.rglob("*") if path.is_file()})
+            artifacts,
+            model=model.read_bytes(),
+            logs={str(path.relative_to(logs)): path.read_bytes() for path in logs.rglob("*") if path.is_file()},
+        )
 
 
 @dataclass
@@ -124,26 +129,19 @@ def _board(states: dict[str, _FoldState]):
     return table
 
 
-def train_on_cluster(jobs: list[FoldJob], run: Run, options: ClusterOptions, *, quiet: bool = True,
-                     log=print) -> list[FoldResult]:
-    """Train ``jobs`` (of ``run``, sharing their data) as Ray tasks and write each fold that comes back;
-    raise FoldsFailed after the others are written when a fold fails for good. The folds sent out stay
-    claimed by this process until the last comes back; finished folds and other processes' are skipped."""
-    from .cv import skip_reason
+class RayFolds:
+    """The fold executor of `fkp cv --cluster`: every claimed job a Ray task, all at once; each fold written as
+    it comes back, and FoldsFailed raised after the others are written when a fold fails for good."""
 
-    with contextlib.ExitStack() as held:
-        todo = []
-        for job in jobs:
-            skipped = skip_reason(run, job, held.enter_context(run.claim_fold(job.specialist, job.fold)))
-            if skipped:
-                log(skipped)
-            else:
-                todo.append(job)
-        if not todo:
-            return []
-        ray = _connect(options, quiet)
+    batch = None  # all the run's jobs at once, claimed by this process until the last comes back
+
+    def __init__(self, options: ClusterOptions, quiet: bool = True):
+        self.options, self.quiet = options, quiet
+
+    def train(self, jobs: list[FoldJob], run: Run, log) -> list[FoldResult]:
+        ray = _connect(self.options, self.quiet)
         try:
-            return _train(ray, todo, run, options, log)
+            return _train(ray, jobs, run, self.options, log)
         finally:
             ray.shutdown()
 
@@ -173,7 +171,9 @@ def _train(ray, jobs: list[FoldJob], run: Run, options: ClusterOptions, log) -> 
                     fold.attempts += 1
                     fold.where, fold.epoch = text, ""
                     fold.state = "training" if fold.attempts == 1 else "retried, training"
-                    log(f"{label} {fold.state} on {text}" + (f" (attempt {fold.attempts})" if fold.attempts > 1 else ""))
+                    log(
+                        f"{label} {fold.state} on {text}" + (f" (attempt {fold.attempts})" if fold.attempts > 1 else "")
+                    )
                 else:
                     fold.epoch = text
                     log(f"{label} {text}")
@@ -196,8 +196,10 @@ def _train(ray, jobs: list[FoldJob], run: Run, options: ClusterOptions, log) -> 
             live.update(_board(states), refresh=True)
     live.console.print(_board(states))  # once more, where logs keep it too
     if failed:
-        raise FoldsFailed(f"{len(failed)} of {len(jobs)} fold jobs failed ({', '.join(failed)}); the others are "
-                          "in the run: rerun the same command to train the missing ones")
+        raise FoldsFailed(
+            f"{len(failed)} of {len(jobs)} fold jobs failed ({', '.join(failed)}); the others are "
+            "in the run: rerun the same command to train the missing ones"
+        )
     return [results[job.label] for job in jobs]
 
 
@@ -220,32 +222,45 @@ def _free_port(host: str) -> int:
         return probe.getsockname()[1]
 
 
-def search_on_cluster(search: dict, directory: Path, options: ClusterOptions, *, overwrite: bool = False,
-                      quiet: bool = True, log=print):
+def search_on_cluster(
+    search: dict, directory: Path, options: ClusterOptions, *, overwrite: bool = False, quiet: bool = True, log=print
+):
     """``tune.run_search(**search)`` with this process as Keras Tuner's chief (the oracle, run here, records
     the search in ``directory`` so it resumes as a local one does) and one worker per task slot of the
     cluster, each a Ray task told the chief's address; the chief's tuner once the workers are done."""
     from .tune import CHIEF, run_search
 
     if search["tuner"] == "hyperband":
-        raise InputError("--tuner", "hyperband continues trials from weights another worker saved: "
-                                    "with --cluster use bayesian or random")
+        raise InputError(
+            "--tuner",
+            "hyperband continues trials from weights another worker saved: with --cluster use bayesian or random",
+        )
     ray = _connect(options, quiet, log_to_driver=True)
     try:
         resources = _task_resources(ray, options)
         total = ray.cluster_resources()
-        asked = [(total.get(kind, 0), resources[key]) for kind, key in (("GPU", "num_gpus"), ("CPU", "num_cpus"))
-                 if resources[key]]
+        asked = [
+            (total.get(kind, 0), resources[key])
+            for kind, key in (("GPU", "num_gpus"), ("CPU", "num_cpus"))
+            if resources[key]
+        ]
         slots = max(min((int(have // need) for have, need in asked), default=1), 1)
         host = ray.util.get_node_ip_address()
-        chief = {"KERASTUNER_TUNER_ID": CHIEF, "KERASTUNER_ORACLE_IP": host,
-                 "KERASTUNER_ORACLE_PORT": str(_free_port(host))}
+        chief = {
+            "KERASTUNER_TUNER_ID": CHIEF,
+            "KERASTUNER_ORACLE_IP": host,
+            "KERASTUNER_ORACLE_PORT": str(_free_port(host)),
+        }
         task = ray.remote(max_calls=1)(_tune_worker).options(**resources, max_retries=options.retries)
         shared = ray.put(search)
-        workers = {f"worker-{index}": task.remote(shared, {**chief, "KERASTUNER_TUNER_ID": f"worker-{index}"}, quiet)
-                   for index in range(slots)}
-        log(f"[{search['name']}] {len(workers)} workers on the cluster, each {resources['num_cpus']:g} CPUs and "
-            f"{resources['num_gpus']:g} GPUs")
+        workers = {
+            f"worker-{index}": task.remote(shared, {**chief, "KERASTUNER_TUNER_ID": f"worker-{index}"}, quiet)
+            for index in range(slots)
+        }
+        log(
+            f"[{search['name']}] {len(workers)} workers on the cluster, each {resources['num_cpus']:g} CPUs and "
+            f"{resources['num_gpus']:g} GPUs"
+        )
         searcher = run_search(**search, directory=directory, overwrite=overwrite, distribution=chief, log=log)
         for worker, ref in workers.items():
             trials = ray.get(ref)

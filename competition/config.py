@@ -20,9 +20,9 @@ from pathlib import Path
 
 from . import ranges
 from .errors import InputError
+from .head import SecondStage
 from .models import FAMILIES, ModelConfig, family_config
 from .ranges import setting
-from .refine import REFINEMENTS
 from .schema import COORDINATES, SMALLEST_FIRST, SPECIALISTS, STYLES
 
 PROJECT_CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -62,28 +62,26 @@ class TrainConfig:
     schedule: str = setting("plateau", choices=SCHEDULES)
     warmup_epochs: int = setting(2, low=0, high=100_000)  # cosine: epochs of linear warm-up from 0
     patience: int = setting(25, low=1, high=100_000)  # epochs without a better validation RMSE before stopping
-    lr_patience: int = setting(8, low=1, high=100_000)  # plateau: epochs without improvement before the learning rate halves
+    lr_patience: int = setting(
+        8, low=1, high=100_000
+    )  # plateau: epochs without improvement before the learning rate halves
     min_learning_rate: float = setting(1e-5, low=0, high=10.0)  # plateau: the floor of the halving
-    max_minutes: float = setting(0.0, low=0, high=60 * 24 * 7)  # wall-clock budget of one specialist's fold (0: none); best weights kept
+    max_minutes: float = setting(
+        0.0, low=0, high=60 * 24 * 7
+    )  # wall-clock budget of one specialist's fold (0: none); best weights kept
     workers: int = setting(1, low=1, high=64)  # PyDataset workers preparing augmented batches
     # cosine only: score the validation faces every this many epochs and on the stage's last one (1: every epoch);
     # the best weights are chosen among the scored epochs
     validate_every: int = setting(1, low=1, high=100_000)
-    # Networks trained one after another on the fold, each from its own seed; the fold's model is their mean
-    members: int = setting(1, low=1, high=64)
-    # Label completion: after `epochs`, the model fills the missing coordinates of the fold's training faces
-    # (flip TTA) and trains this many more epochs on the completed labels (0: off), on a fresh cosine cycle
-    completion_epochs: int = setting(0, low=0, high=100_000)
-    completion_weight: float = setting(0.5, low=0, high=1)  # a filled coordinate's weight against a labelled one
-    completion_learning_rate: float = setting(5e-4, low=1e-12, high=10.0)  # the cycle's peak rate
-    # the completion stage also trains on the test faces, every coordinate filled (pseudo-labels)
-    pseudo_label_test: bool = False
 
     def check(self, source: str, key: str) -> None:
         """Refuse settings that are each in range but do not work together (one line naming ``key``)."""
         if self.validate_every > 1 and self.schedule != "cosine":
-            raise InputError(source, f"key '{key}.validate_every' above 1 needs the cosine schedule: "
-                                     "the plateau schedule's patience counts epochs, validated or not")
+            raise InputError(
+                source,
+                f"key '{key}.validate_every' above 1 needs the cosine schedule: "
+                "the plateau schedule's patience counts epochs, validated or not",
+            )
 
 
 @dataclass
@@ -114,10 +112,10 @@ class InferenceConfig:
     # Per annotation style, the specialist that scores best out of fold on that style's faces answers a
     # coordinate instead (a test face's style read from IdLookupTable); `prefer` breaks ties
     prefer_by_style: bool = False
-    # A second stage fitted on the run's out-of-fold errors (competition/refine.py): "offsets" adds each
+    # A second stage fitted on the run's out-of-fold errors (head.SecondStage): "offsets" adds each
     # coordinate's mean error, "linear" its error regressed on all 30 predicted coordinates; "none" leaves the
     # predictions as they are. In CV each fold's faces take the fit on the other folds' faces
-    refine: str = setting("none", choices=REFINEMENTS)
+    refine: str = setting("none", choices=("none", *SecondStage.KINDS))
     refine_alpha: float = setting(20.0, low=0, high=1e9)  # "linear": the ridge penalty per labelled face
 
 
@@ -127,7 +125,8 @@ class Config:
     seed: int = setting(42, low=0, high=2**31 - 1)
     # One table per specialist named in keypoints.toml.
     specialists: dict[str, SpecialistConfig] = field(
-        default_factory=lambda: {name: SpecialistConfig() for name in SPECIALISTS})
+        default_factory=lambda: {name: SpecialistConfig() for name in SPECIALISTS}
+    )
     inference: InferenceConfig = field(default_factory=InferenceConfig)
 
     @property
@@ -214,31 +213,10 @@ def _apply(target, table, prefix: str, source: str) -> None:
             setattr(target, key, value)
 
 
-def upgrade(raw: dict) -> dict:
-    """A config in the shape used before specialists and inference had tables of their own
-    (``specialists = [...]``, top-level [full.*]/[partial.*], ``train.tta``), in today's shape, so
-    runs made then still blend, show and resume."""
-    raw = copy.deepcopy(raw)
-    listed = raw.get("specialists")
-    if isinstance(listed, list) or any(name in raw for name in SPECIALISTS):
-        trained = listed if isinstance(listed, list) else list(SPECIALISTS)
-        unknown = [name for name in trained if name not in SPECIALISTS]
-        if unknown:
-            raise InputError("config", f"key 'specialists' names unknown specialists {unknown} "
-                                       f"(known: {', '.join(SPECIALISTS)})")
-        raw["specialists"] = {name: {**raw.pop(name, {}), "enabled": name in trained} for name in SPECIALISTS}
-    tables = [raw, *(t for t in raw.get("specialists", {}).values() if isinstance(t, dict))]
-    tta = [table["train"].pop("tta") for table in tables
-           if isinstance(table.get("train"), dict) and "tta" in table["train"]]
-    if tta:
-        raw.setdefault("inference", {}).setdefault("tta", tta[-1])
-    return raw
-
-
 def resolve(raw: dict, source: str) -> Config:
     """A Config from a parsed TOML document: top-level keys, then the shared tables into every
     specialist, then each specialist's own tables."""
-    raw = upgrade(raw)
+    raw = copy.deepcopy(raw)
     config = Config()
     shared = {key: raw.pop(key) for key in list(raw) if key in SHARED_TABLES}
     per_specialist = raw.pop("specialists", {})
@@ -247,8 +225,11 @@ def resolve(raw: dict, source: str) -> Config:
         raise InputError(source, "key 'specialists' must be a table of " + ", ".join(SPECIALISTS))
     unknown = set(per_specialist) - set(SPECIALISTS)
     if unknown:
-        raise InputError(source, f"unknown specialist {sorted(unknown)[0]!r} under 'specialists' "
-                                 f"(keypoints.toml has {', '.join(SPECIALISTS)})")
+        raise InputError(
+            source,
+            f"unknown specialist {sorted(unknown)[0]!r} under 'specialists' "
+            f"(keypoints.toml has {', '.join(SPECIALISTS)})",
+        )
     for name, settings in config.specialists.items():
         _apply(settings, shared, "", source)
         _apply(settings, per_specialist.get(name, {}), f"specialists.{name}.", source)
@@ -269,11 +250,16 @@ def _check_coverage(config: Config, source: str) -> None:
     """Every coordinate must have a trained specialist, and each specialist a place in the preference."""
     covered = {c for name in config.trained for c in SPECIALISTS[name].coordinates}
     if covered != set(COORDINATES):
-        raise InputError(source, f"the enabled specialists ({', '.join(config.trained) or 'none'}) must cover all "
-                                 f"{len(COORDINATES)} coordinates: enable {', '.join(SPECIALISTS)} or more")
+        raise InputError(
+            source,
+            f"the enabled specialists ({', '.join(config.trained) or 'none'}) must cover all "
+            f"{len(COORDINATES)} coordinates: enable {', '.join(SPECIALISTS)} or more",
+        )
     if sorted(config.inference.prefer) != sorted(SPECIALISTS):
-        raise InputError(source, f"key 'inference.prefer' must name each of {', '.join(SPECIALISTS)} once, "
-                                 f"got {config.inference.prefer!r}")
+        raise InputError(
+            source,
+            f"key 'inference.prefer' must name each of {', '.join(SPECIALISTS)} once, got {config.inference.prefer!r}",
+        )
 
 
 def parse_override(assignment: str) -> dict:
@@ -336,7 +322,9 @@ class BlendConfig:
 
     # nnls: scipy's non-negative least squares, no intercept; ridge / elasticnet: scikit-learn's
     method: str = setting("nnls", choices=BLEND_METHODS)
-    alpha: float = setting(1.0, low=0, high=1e6)  # ridge / elasticnet regularisation strength, as scikit-learn defines it
+    alpha: float = setting(
+        1.0, low=0, high=1e6
+    )  # ridge / elasticnet regularisation strength, as scikit-learn defines it
     l1_ratio: float = setting(0.5, low=0, high=1)  # elasticnet's share of L1 in the penalty
     positive: bool = True  # ridge / elasticnet: keep the weights non-negative
     # weights per (annotation style, coordinate), each style's fitted on its faces; a test face takes its

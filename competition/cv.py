@@ -1,11 +1,17 @@
-"""`fkp cv`: every fold job of a run (each specialist on each fold, or one fold), one after another in a process
-of their own, or on a Ray cluster (``competition/cluster.py``)."""
+"""`fkp cv`: every fold job of a run (each specialist on each fold, or one fold), handed to an executor: one
+after another in a fold process of their own (``LocalFolds``), or as Ray tasks (``cluster.RayFolds``).
+
+The claim-and-skip loop is written once, here: a finished fold is skipped, so a killed run resumes, and so
+is a fold another live process has claimed, so processes sharing the run split its folds. An executor says
+how many jobs it takes at once (``batch``); those are claimed together and held until they come back.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from .config import Config
 from .data import TestSet, TrainingSet
@@ -13,10 +19,15 @@ from .errors import InputError
 from .folds import Folds
 from .jobs import FoldJob, FoldResult
 from .machine import keep_freed_memory, stderr_silenced
-from .runs import Run, RunSpec
+from .run import Run, RunSpec
 
-if TYPE_CHECKING:
-    from .cluster import ClusterOptions
+
+class FoldExecutor(Protocol):
+    """Trains claimed fold jobs of a run and writes each finished fold into it."""
+
+    batch: int | None  # how many jobs it takes at once (None: all)
+
+    def train(self, jobs: list[FoldJob], run: Run, log) -> list[FoldResult]: ...
 
 
 def train_job(job: FoldJob, verbose: bool = False) -> FoldResult:
@@ -33,8 +44,9 @@ def fold_process() -> ProcessPoolExecutor:
     """A spawned process of its own for a run's fold jobs, one after another: each job in a new process would
     import Keras again (about 8 s on 2 cores), and this process, which holds the data, never loads Keras
     (about 570 MB)."""
-    return ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
-                               initializer=keep_freed_memory)
+    return ProcessPoolExecutor(
+        max_workers=1, mp_context=multiprocessing.get_context("spawn"), initializer=keep_freed_memory
+    )
 
 
 def in_fresh_process(function, *args):
@@ -43,13 +55,35 @@ def in_fresh_process(function, *args):
         return process.submit(function, *args).result()
 
 
+class LocalFolds:
+    """Fold jobs one after another in one ``fold_process``, started on first use and ended with ``close``."""
+
+    batch = 1  # one claimed at a time: another process sharing the run takes the next
+
+    def __init__(self, verbose: bool = False):
+        self.verbose, self.process = verbose, None
+
+    def train(self, jobs: list[FoldJob], run: Run, log) -> list[FoldResult]:
+        self.process = self.process or fold_process()
+        results = [self.process.submit(train_job, job, self.verbose).result() for job in jobs]
+        for result in results:
+            log(result.summary)
+        return results
+
+    def close(self) -> None:
+        if self.process is not None:
+            self.process.shutdown()
+
+
 def skip_reason(run: Run, job: FoldJob, claim) -> str | None:
     """Why ``job`` is not trained here, given its fold's ``claim``: finished, or another live process's."""
     if run.is_finished(job.specialist, job.fold):
         return f"{job.label} already complete: skipped"
     if not claim.ours:
-        return (f"{job.label} being trained by {claim.holder} since {claim.holder.since}: skipped "
-                f"(if that process is gone, delete {claim.path})")
+        return (
+            f"{job.label} being trained by {claim.holder} since {claim.holder.since}: skipped "
+            f"(if that process is gone, delete {claim.path})"
+        )
     return None
 
 
@@ -62,31 +96,35 @@ def run_cv(
     *,
     only_fold: int | None = None,
     limit: int | None = None,
-    verbose: bool = False,
-    cluster: ClusterOptions | None = None,
+    executor: FoldExecutor | None = None,
     log=print,
 ) -> list[FoldResult]:
-    """Train the run's unfinished fold jobs one after another in a process of their own or, with ``cluster``,
-    each as a Ray task; a finished fold is skipped, so a killed run resumes, and so is a fold another live process has
-    claimed, so processes sharing the run split its folds."""
+    """Train the run's unfinished, unclaimed fold jobs with ``executor`` (``LocalFolds`` by default), a batch
+    of them at a time, each batch claimed while it trains."""
     if only_fold is not None and not 0 <= only_fold < folds.k:
         raise InputError("--fold", f"fold {only_fold} does not exist: folds are 0..{folds.k - 1}")
     run.claim(RunSpec(training.fingerprint, folds.k, folds.seed, limit, config.to_dict(), folds.flip_axis))
-    jobs = [FoldJob(run.path, name, fold, config, training, test, folds) for name in config.trained
-            for fold in (range(folds.k) if only_fold is None else [only_fold])]
-    if cluster is not None:
-        from .cluster import train_on_cluster
-
-        return train_on_cluster(jobs, run, cluster, quiet=not verbose, log=log)
+    jobs = [
+        FoldJob(run.path, name, fold, config, training, test, folds)
+        for name in config.trained
+        for fold in (range(folds.k) if only_fold is None else [only_fold])
+    ]
+    executor = executor or LocalFolds()
+    size = executor.batch or len(jobs)
     results = []
-    with fold_process() as process:
-        for job in jobs:
-            with run.claim_fold(job.specialist, job.fold) as claim:
-                skipped = skip_reason(run, job, claim)
-                if skipped:
-                    log(skipped)
-                    continue
-                result = process.submit(train_job, job, verbose).result()
-            log(result.summary)
-            results.append(result)
+    try:
+        for start in range(0, len(jobs), size):
+            with contextlib.ExitStack() as held:
+                todo = []
+                for job in jobs[start : start + size]:
+                    skipped = skip_reason(run, job, held.enter_context(run.claim_fold(job.specialist, job.fold)))
+                    if skipped:
+                        log(skipped)
+                    else:
+                        todo.append(job)
+                if todo:
+                    results += executor.train(todo, run, log)
+    finally:
+        if hasattr(executor, "close"):
+            executor.close()
     return results

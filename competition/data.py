@@ -103,8 +103,11 @@ def _parse_csv(raw: bytes, label: str) -> pd.DataFrame:
             raise InputError(label, f"not a valid CSV: {str(error).split('C error: ')[-1].strip()}") from None
     except UnicodeDecodeError:
         start = _first_non_utf8(raw)
-        raise InputError(label, f"byte {raw[start:start + 1]!r} at offset {start} is not UTF-8 text: "
-                                "Kaggle's files are plain ASCII CSV", line=raw.count(b"\n", 0, start) + 1) from None
+        raise InputError(
+            label,
+            f"byte {raw[start : start + 1]!r} at offset {start} is not UTF-8 text: Kaggle's files are plain ASCII CSV",
+            line=raw.count(b"\n", 0, start) + 1,
+        ) from None
 
 
 def _first_non_utf8(raw: bytes) -> int:
@@ -166,8 +169,9 @@ def _require_columns(frame: pd.DataFrame, label: str, expected: list[str]) -> No
     if missing or extra:
         raise InputError(label, f"columns differ from Kaggle's: missing {_few(missing)}, unexpected {_few(extra)}")
     at = next(i for i, (seen, wanted) in enumerate(zip(columns, expected)) if seen != wanted)
-    raise InputError(label, f"columns out of order: column {at + 1} is {columns[at]!r}, Kaggle's is {expected[at]!r}",
-                     line=1)
+    raise InputError(
+        label, f"columns out of order: column {at + 1} is {columns[at]!r}, Kaggle's is {expected[at]!r}", line=1
+    )
 
 
 def _few(names: list, shown: int = 4) -> str:
@@ -252,9 +256,9 @@ def _parse_clean_chunk(chunk: np.ndarray) -> np.ndarray | None:
         return None
     at = at[1:]
     separators = buf[3:][at]
-    if (separators[PIXELS - 1 :: PIXELS] != ord("\n")).any() or np.count_nonzero(
-        separators == ord(" ")
-    ) != len(at) - len(chunk):
+    if (separators[PIXELS - 1 :: PIXELS] != ord("\n")).any() or np.count_nonzero(separators == ord(" ")) != len(
+        at
+    ) - len(chunk):
         return None  # a separator other than a space, or a row of another length
     units, tens, hundreds = buf[2:][at], buf[1:][at], buf[at]
     has_tens = tens >= ord("0")
@@ -353,18 +357,29 @@ def load_lookup(data_dir: Path, test: TestSet) -> pd.DataFrame:
         }
     )
     _refuse_repeats(lookup["RowId"], label, "RowId")
-    _refuse_first(~lookup["ImageId"].isin(test.image_ids), label, "ImageId",
-                  lambda row: f"ImageId {lookup['ImageId'].iloc[row]} is not in the test set")
-    _refuse_first(~lookup["FeatureName"].isin(COORDINATES), label, "FeatureName",
-                  lambda row: f"FeatureName {_shown(lookup['FeatureName'].iloc[row])} is not one of the "
-                              f"{len(KEYPOINTS)} keypoints' coordinates")
+    _refuse_first(
+        ~lookup["ImageId"].isin(test.image_ids),
+        label,
+        "ImageId",
+        lambda row: f"ImageId {lookup['ImageId'].iloc[row]} is not in the test set",
+    )
+    _refuse_first(
+        ~lookup["FeatureName"].isin(COORDINATES),
+        label,
+        "FeatureName",
+        lambda row: (
+            f"FeatureName {_shown(lookup['FeatureName'].iloc[row])} is not one of the "
+            f"{len(KEYPOINTS)} keypoints' coordinates"
+        ),
+    )
     return lookup
 
 
 def repeated_rows(training: TrainingSet) -> int:
     """Training rows identical to an earlier one (pixels and keypoints): legal, but worth knowing."""
-    rows = np.concatenate([training.images.reshape(len(training), -1).view(np.uint8),
-                           training.keypoints.view(np.uint8)], axis=1)
+    rows = np.concatenate(
+        [training.images.reshape(len(training), -1).view(np.uint8), training.keypoints.view(np.uint8)], axis=1
+    )
     return len(rows) - len(np.unique(rows, axis=0))
 
 

@@ -11,8 +11,7 @@ from .augment import Augmenter
 
 
 class FaceBatches(keras.utils.PyDataset):
-    """Faces (N, 96, 96) uint8 and targets (N, 2K) in pixels, NaN where missing -> (x, y) batches;
-    with per-keypoint ``weights`` (N, K), (x, y, w) batches weighting each coordinate (filled labels).
+    """Faces (N, 96, 96) uint8 and targets (N, 2K) in pixels, NaN where missing -> (x, y) batches.
 
     Shuffling and augmentation draw from seeds made of (seed, epoch, batch index), so batches are
     the same whatever the number of workers and the order they are asked for.
@@ -27,11 +26,10 @@ class FaceBatches(keras.utils.PyDataset):
         augmenter: Augmenter | None = None,
         shuffle: bool = False,
         seed: int = 0,
-        weights: np.ndarray | None = None,
         **kwargs,
     ):
         super().__init__(**kwargs)
-        self.images, self.targets, self.weights = images, targets, weights
+        self.images, self.targets = images, targets
         self.batch_size = batch_size
         self.augmenter, self.shuffle, self.seed = augmenter, shuffle, seed
         self.epoch = 0
@@ -48,17 +46,12 @@ class FaceBatches(keras.utils.PyDataset):
     def __getitem__(self, index: int):
         rows = self.order[index * self.batch_size : (index + 1) * self.batch_size]
         images, targets = self.images[rows], self.targets[rows]
-        weights = None if self.weights is None else self.weights[rows]
         if self.augmenter is not None:
             points = targets.reshape(len(rows), -1, 2)
             seed = int(np.random.default_rng((self.seed, self.epoch, index)).integers(2**31))
-            if weights is None:
-                images, points = self.augmenter(images, points, seed)
-            else:
-                images, points, weights = self.augmenter(images, points, seed, weights)
+            images, points = self.augmenter(images, points, seed)
             targets = points.reshape(len(rows), -1)
-        batch = images[..., None].astype(np.float32), targets.astype(np.float32)
-        return batch if weights is None else (*batch, np.repeat(weights, 2, axis=1).astype(np.float32))
+        return images[..., None].astype(np.float32), targets.astype(np.float32)
 
     def on_epoch_end(self) -> None:
         self.epoch += 1

@@ -3,12 +3,10 @@
 The model is built from the run's saved fold models as one Keras functional graph: every fold of
 every trained specialist, optionally TTA (the mirrored face's points mapped back and averaged
 with the face's, at each shift of the run's ``inference.tta_shift``, and again on the re-framed face with
-``inference.reframe``), the fold average, then each coordinate taken from the specialist the run's
-``inference.prefer`` picks (or ``choice``: with ``inference.prefer_by_style``, the choice for full-style
-faces, the style asked for all 30 coordinates, as a photo's face is), then with ``inference.refine`` the
-run's second stage. It computes what `fkp blend`
-averages from the fold test files (``blend.leaderboard_test``): raw (N, 96, 96, 1) float32 faces 0..255
-in, (N, 30) label pixels out (COORDINATES order).
+``inference.reframe``), the fold average, then the run's stored inference head as layers
+(``head.RunHead.to_keras``) for a full-style face, the style asked for all 30 coordinates, as a photo's
+face is. It computes what `fkp blend` answers from the fold test files (``blend.test_answers``):
+raw (N, 96, 96, 1) float32 faces 0..255 in, (N, 30) label pixels out (COORDINATES order).
 """
 
 from __future__ import annotations
@@ -21,11 +19,9 @@ import numpy as np
 
 from .errors import InputError
 from .io import atomic_path
-from .models import layers as fkp_layers
-from .predict import Reframe, shift_grid
-from .refine import Refinement
-from .runs import Run
-from .schema import COORDINATES, IMAGE_SIZE, SPECIALISTS, specialist_for
+from .run import Run, variant
+from .schema import IMAGE_SIZE, SPECIALISTS
+from .tta import Reframe, fold_tta, tta_faces
 
 # What each format needs beyond Keras, by importable module, and the extra that installs it.
 FORMAT_MODULES = {"keras": (), "saved_model": ("tensorflow",), "onnx": ("tensorflow", "tf2onnx", "onnx")}
@@ -37,84 +33,33 @@ def fold_models(run: Run, specialist: str, allow_partial: bool) -> dict[int, ker
     paths = run.models(specialist)
     missing = run.missing_folds(specialist)
     if missing and not allow_partial:
-        raise InputError(run.path / specialist, f"folds {missing} of {run.spec.folds} are missing: finish them "
-                         "with `fkp cv --fold K` or pass --allow-partial")
+        raise InputError(
+            run.path / specialist,
+            f"folds {missing} of {run.spec.folds} are missing: finish them "
+            "with `fkp cv --fold K` or pass --allow-partial",
+        )
     if not paths:
         raise InputError(run.path / specialist, "no finished fold: run `fkp cv` first")
     return {fold: keras.saving.load_model(path, compile=False) for fold, path in sorted(paths.items())}
 
 
-def tta_faces(faces, shift: int, prefix: str = "") -> dict[tuple[int, int, bool], object]:
-    """Every TTA view of the graph's faces, by (dx, dy, mirrored): ``predict.tta_views``' views."""
-    views = {}
-    for dx, dy in shift_grid(shift):
-        moved = faces if dx == dy == 0 else fkp_layers.ShiftFaces(dx, dy, name=f"{prefix}faces_shifted_{dx}_{dy}")(faces)
-        views[dx, dy, False] = moved
-        views[dx, dy, True] = fkp_layers.MirrorFaces(name=f"{prefix}mirrored_faces_shifted_{dx}_{dy}")(moved)
-    return views
-
-
-def tta_points(model: keras.Model, views: dict, specialist, mirror_axis: float, prefix: str = ""):
-    """A fold model's points averaged over the TTA views, each mapped back to the face: as ``predict_with_tta``."""
-    answers = []
-    for (dx, dy, mirrored), view in views.items():
-        label = f"{prefix}{model.name}_{dx}_{dy}{'_mirrored' if mirrored else ''}"
-        points = model(view)
-        if mirrored:
-            points = fkp_layers.MirroredPointsBack(specialist.flip_permutation, mirror_axis,
-                                                   name=f"{label}_mirror_back")(points)
-        if dx or dy:
-            points = fkp_layers.MovePoints(-dx, -dy, name=f"{label}_moved_back")(points)
-        answers.append(points)
-    return keras.layers.Average(name=f"{prefix}{model.name}_tta")(answers)
-
-
-def reframed_tta_points(model: keras.Model, faces, points, reframe: Reframe, shift: int, specialist, mirror_axis: float):
-    """``points`` (a fold model's TTA answer) mixed with its answer on the faces re-framed by the fold's
-    ``reframe`` (its fold.json): as ``predict_with_tta`` with ``reframe``."""
-    name = model.name
-    transforms = fkp_layers.Reframing(**reframe.bounds, name=f"{name}_reframing")(points)
-    moved = fkp_layers.ReframedFaces(name=f"{name}_reframed_faces")([faces, transforms])
-    again = tta_points(model, tta_faces(moved, shift, f"{name}_reframed_"), specialist, mirror_axis, "reframed_")
-    back = fkp_layers.ReframedPointsBack(name=f"{name}_reframed_back")([again, transforms])
-    return fkp_layers.MixPoints(reframe.weight, name=f"{name}_reframed_mix")([points, back])
-
-
-def run_model(run: Run, tta: bool, allow_partial: bool = False, choice: dict[str, str] | None = None,
-              refinement: Refinement | None = None) -> keras.Model:
-    """The whole run as one model: faces (N, 96, 96, 1) 0..255 -> (N, 30) keypoints in label pixels. ``choice``
-    names the specialist answering each coordinate (a per-style choice); without it, ``inference.prefer`` decides.
-    ``refinement``, the run's second stage, is applied last (a Dense layer holding its weights)."""
+def run_model(run: Run, tta: bool, allow_partial: bool = False) -> keras.Model:
+    """The whole run as one model: faces (N, 96, 96, 1) 0..255 -> (N, 30) keypoints in label pixels, answered by
+    the run's stored inference head."""
+    head = run.head(variant(tta))
     faces = keras.Input((IMAGE_SIZE, IMAGE_SIZE, 1), name="faces")
     shift = run.spec.resolved.inference.tta_shift
-    views = tta_faces(faces, shift) if tta else {}
+    views = tta_faces(faces, shift) if tta else None  # shared by every fold model
     answers = {}
     for name in run.spec.specialists:
-        specialist = SPECIALISTS[name]
         reports = run.fold_reports(name)
         folds = []
         for fold, model in fold_models(run, name, allow_partial).items():
-            if not tta:
-                folds.append(model(faces))
-                continue
-            points = tta_points(model, views, specialist, run.spec.mirror_axis)
-            if "reframe" in reports[fold]:
-                points = reframed_tta_points(model, faces, points, Reframe(**reports[fold]["reframe"]), shift,
-                                             specialist, run.spec.mirror_axis)
-            folds.append(points)
+            reframe = Reframe(**reports[fold]["reframe"]) if "reframe" in reports[fold] else None
+            specialist, axis = SPECIALISTS[name], run.spec.mirror_axis
+            folds.append(fold_tta(model, faces, specialist, axis, shift, reframe, views) if tta else model(faces))
         answers[name] = folds[0] if len(folds) == 1 else keras.layers.Average(name=f"{name}_fold_average")(folds)
-    names = list(answers)
-    offsets = dict(zip(names, [sum(len(SPECIALISTS[n].coordinates) for n in names[:i]) for i in range(len(names))]))
-    columns = []
-    for coordinate in COORDINATES:
-        source = choice[coordinate] if choice else specialist_for(coordinate, names, run.spec.resolved.inference.prefer)
-        columns.append(offsets[source] + SPECIALISTS[source].coordinates.index(coordinate))
-    joined = answers[names[0]] if len(names) == 1 else keras.layers.Concatenate(name="specialists")(list(answers.values()))
-    keypoints = fkp_layers.TakeColumns(columns, name="keypoints" if refinement is None else "chosen")(joined)
-    if refinement is not None:
-        refine = keras.layers.Dense(len(COORDINATES), name="keypoints")
-        keypoints = refine(keypoints)
-        refine.set_weights([w.astype(np.float32) for w in refinement.as_affine()])
+    keypoints = head.to_keras(answers, style="full")
     return keras.Model(faces, keypoints, name=f"fkp_{run.name}".replace("-", "_"))
 
 
@@ -124,7 +69,9 @@ def check_format(format: str) -> None:
     if missing:
         raise InputError("--format", f"{format} export needs {', '.join(missing)}: {EXTRA}")
     if format != "keras" and keras.backend.backend() != "tensorflow":
-        raise InputError("--format", f"{format} export needs the TensorFlow backend (KERAS_BACKEND={keras.backend.backend()})")
+        raise InputError(
+            "--format", f"{format} export needs the TensorFlow backend (KERAS_BACKEND={keras.backend.backend()})"
+        )
 
 
 def export_model(model: keras.Model, format: str, target: Path) -> None:

@@ -56,7 +56,9 @@ def make_folds(training: TrainingSet, k: int, seed: int) -> Folds:
     _, groups = np.unique(training.images.reshape(len(training), -1), axis=0, return_inverse=True)
     faces = groups.max() + 1
     if not 2 <= k <= faces:
-        raise InputError("--folds", f"need at least 2 folds and at most {faces} (the distinct faces there are), got {k}")
+        raise InputError(
+            "--folds", f"need at least 2 folds and at most {faces} (the distinct faces there are), got {k}"
+        )
     if not 0 <= seed < 2**32:
         raise InputError("--seed", f"must be within 0..{2**32 - 1}, got {seed}")
     splitter = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
@@ -81,8 +83,10 @@ def save_folds(folds: Folds, path: Path) -> None:
     """The CSV (training row -> fold, with its style) and a JSON of what it was built from."""
     write_csv(pd.DataFrame({"row": np.arange(len(folds.fold)), "fold": folds.fold, "style": folds.style}), path)
     axis = {} if folds.mirror_axis is None else {"mirror_axis": folds.mirror_axis}
-    write_json({"k": folds.k, "seed": folds.seed, "faces": len(folds.fold), "fingerprint": folds.fingerprint, **axis},
-               path.with_suffix(".json"))
+    write_json(
+        {"k": folds.k, "seed": folds.seed, "faces": len(folds.fold), "fingerprint": folds.fingerprint, **axis},
+        path.with_suffix(".json"),
+    )
 
 
 def load_folds(path: Path, training: TrainingSet) -> Folds:
@@ -104,11 +108,17 @@ def load_folds(path: Path, training: TrainingSet) -> Folds:
     style = frame["style"].to_numpy().astype(str)
     if not (style == training.style).all():
         row = int(np.flatnonzero(style != training.style)[0])
-        raise InputError(path, f"style {str(style[row])!r} of training row {row} is not the style of its labels "
-                               f"({str(training.style[row])!r}): rebuild with `fkp folds --overwrite`", line=row + 2,
-                         column="style")
+        raise InputError(
+            path,
+            f"style {str(style[row])!r} of training row {row} is not the style of its labels "
+            f"({str(training.style[row])!r}): rebuild with `fkp folds --overwrite`",
+            line=row + 2,
+            column="style",
+        )
     axis = meta.get("mirror_axis")
-    if axis is not None and (isinstance(axis, bool) or not isinstance(axis, (int, float)) or not 0 < axis < 2 * IMAGE_SIZE):
+    if axis is not None and (
+        isinstance(axis, bool) or not isinstance(axis, (int, float)) or not 0 < axis < 2 * IMAGE_SIZE
+    ):
         raise InputError(meta_path, f"damaged: mirror_axis is {axis!r}, not a number of pixels")
     return Folds(frame["fold"].to_numpy(), int(meta["k"]), int(meta["seed"]), meta["fingerprint"], style, axis)
 

@@ -27,8 +27,9 @@ def atomic_path(target: Path, *, directory: bool = False, keep_suffix: bool = Fa
     if directory:
         tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     else:
-        fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp" + (target.suffix if keep_suffix else ""),
-                                    dir=target.parent)
+        fd, name = tempfile.mkstemp(
+            prefix=f".{target.name}.", suffix=".tmp" + (target.suffix if keep_suffix else ""), dir=target.parent
+        )
         os.close(fd)
         tmp = Path(name)
         tmp.chmod(0o666 & ~_UMASK)  # mkstemp makes 0600; artifacts get the usual permissions

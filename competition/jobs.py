@@ -6,8 +6,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from .config import Config
 from .data import TestSet, TrainingSet
 from .folds import Folds
@@ -42,13 +40,6 @@ def fold_seed(config: Config, fold: int) -> int:
     return config.seed * 1000 + fold
 
 
-def member_seed(fold_seed: int, member: int) -> int:
-    """The seed of a fold's ``member``-th network: the fold's own for the first, so one member trains as before."""
-    if member == 0:
-        return fold_seed
-    return int(np.random.SeedSequence([fold_seed, member]).generate_state(1)[0] >> 1)
-
-
 @dataclass(frozen=True)
 class FoldResult:
     specialist: str
@@ -61,5 +52,11 @@ class FoldResult:
     @property
     def summary(self) -> str:
         """The line a finished fold job prints."""
-        return (f"{fold_label(self.specialist, self.fold)} best val_rmse {self.best_val_rmse:.4f} after "
-                f"{self.epochs} epochs, {self.seconds:.0f}s, {self.faces_per_second:.0f} faces/s")
+        return (
+            f"{fold_label(self.specialist, self.fold)} best val_rmse {self.best_val_rmse:.4f} after "
+            f"{self.epochs} epochs, {self.seconds:.0f}s, {self.faces_per_second:.0f} faces/s"
+        )
+
+
+class FoldsFailed(Exception):
+    """Fold jobs that failed for good (each already named in its line); the others are in the run."""

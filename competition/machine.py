@@ -41,8 +41,9 @@ def gpu_for_backend() -> tuple[bool, str]:
     if not devices:
         return False, "no NVIDIA device on this machine"
     try:
-        answer = subprocess.run([sys.executable, "-c", _PROBE], capture_output=True, text=True, timeout=120,
-                                env={**os.environ, **QUIET_ENV})
+        answer = subprocess.run(
+            [sys.executable, "-c", _PROBE], capture_output=True, text=True, timeout=120, env={**os.environ, **QUIET_ENV}
+        )
         backend, count = answer.stdout.split()
     except (subprocess.TimeoutExpired, ValueError):
         return False, f"{len(devices)} NVIDIA device(s), but the backend did not answer whether it can use them"

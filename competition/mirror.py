@@ -22,8 +22,9 @@ from .jobs import fold_seed
 ESTIMATE_EPOCHS = 12  # of the config's full network, without flips: enough to place points within a pixel
 
 
-def axis_from_predictions(on_faces: np.ndarray, on_mirrored: np.ndarray, permutation: np.ndarray,
-                          labelled: np.ndarray) -> float:
+def axis_from_predictions(
+    on_faces: np.ndarray, on_mirrored: np.ndarray, permutation: np.ndarray, labelled: np.ndarray
+) -> float:
     """The median of m(I')_k + m(I)_p(k) over faces and keypoints: (N, K, 2) predictions on faces and
     on their mirrors, ``permutation`` the keypoints' left/right partners, ``labelled`` (N, K) the keypoints
     each face has (a keypoint the network never learnt on such faces says nothing about the axis)."""
@@ -31,23 +32,28 @@ def axis_from_predictions(on_faces: np.ndarray, on_mirrored: np.ndarray, permuta
     return float(np.median((on_mirrored[..., 0] + on_faces[:, permutation, 0])[both]))
 
 
-def estimate_mirror_axis(training: TrainingSet, folds: Folds, config: Config, fold: int = 0,
-                         epochs: int = ESTIMATE_EPOCHS) -> float:
+def estimate_mirror_axis(
+    training: TrainingSet, folds: Folds, config: Config, fold: int = 0, epochs: int = ESTIMATE_EPOCHS
+) -> float:
     """Train the config's full specialist on one fold's training faces without flips, and read the axis off
     its predictions on the fold's validation faces and their mirrors. Loads Keras: run in a fold's process."""
     from .machine import stderr_silenced
 
     with stderr_silenced(True):  # the backend's C++ start-up lines
-        from .predict import predict_pixels
         from .train import build_fold_model, prepare_fold, train_stage
+        from .tta import predict_pixels
 
     settings = config.specialist("full")
     # no flips; under a cosine, validated on the last epoch alone: nothing reads the scores, and scoring every
     # epoch took a third of the estimate's time on 2 cores (plateau halving needs every epoch's)
     cosine = settings.train.schedule == "cosine"
-    settings = dataclasses.replace(settings, augment=dataclasses.replace(settings.augment, flip=0.0),
-                                   train=dataclasses.replace(settings.train, epochs=epochs, max_minutes=0.0,
-                                                             validate_every=epochs if cosine else 1))
+    settings = dataclasses.replace(
+        settings,
+        augment=dataclasses.replace(settings.augment, flip=0.0),
+        train=dataclasses.replace(
+            settings.train, epochs=epochs, max_minutes=0.0, validate_every=epochs if cosine else 1
+        ),
+    )
     prepared = prepare_fold("full", fold, settings, training, folds, fold_seed(config, fold))
     model = build_fold_model(prepared, settings)
     train_stage(model, prepared, settings.train, epochs=epochs, log_prefix=f"[mirror axis, fold {fold}]")

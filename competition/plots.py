@@ -22,7 +22,7 @@ from .schema import FIRST_PIXEL_CENTRE, IMAGE_SIZE, KEYPOINTS
 
 
 def keypoint_side(keypoint: str) -> str:
-    """"left", "right" (the subject's) or "centre", from the keypoint's name."""
+    """ "left", "right" (the subject's) or "centre", from the keypoint's name."""
     words = keypoint.split("_")
     return "left" if "left" in words else "right" if "right" in words else "centre"
 
@@ -83,8 +83,14 @@ def face_grid(panels: list[FacePanel], title: str, columns: int = 4) -> Figure:
         ax.set_ylim(IMAGE_SIZE - 0.5, -0.5)
         ax.set_title(panel.title, fontsize=8)
     figure.suptitle(title, fontsize=11)
-    figure.legend(handles=_legend(any(p.truth is not None for p in panels)), loc="outside lower center",
-                  ncol=3, fontsize=8, frameon=False, facecolor="white")
+    figure.legend(
+        handles=_legend(any(p.truth is not None for p in panels)),
+        loc="outside lower center",
+        ncol=3,
+        fontsize=8,
+        frameon=False,
+        facecolor="white",
+    )
     return figure
 
 
@@ -116,8 +122,14 @@ def learning_curves(histories: dict[str, dict[int, pd.DataFrame]]) -> Figure:
             epochs = np.arange(1, len(history) + 1)
             ax.plot(epochs, history["rmse"], ls="--", marker=".", color=f"C{colour}", label=f"fold {fold} training")
             scored = history["val_rmse"].notna().to_numpy()  # a run may validate every few epochs only
-            ax.plot(epochs[scored], history["val_rmse"][scored], marker="o", ms=4, color=f"C{colour}",
-                    label=f"fold {fold} validation")
+            ax.plot(
+                epochs[scored],
+                history["val_rmse"][scored],
+                marker="o",
+                ms=4,
+                color=f"C{colour}",
+                label=f"fold {fold} validation",
+            )
         ax.set_yscale("log")
         ax.yaxis.set_major_formatter(LogFormatter(labelOnlyBase=False))
         ax.yaxis.set_minor_formatter(LogFormatter(labelOnlyBase=False, minor_thresholds=(2, 0.5)))
@@ -138,8 +150,9 @@ def keypoint_bars(table: pd.DataFrame, title: str) -> Figure:
     height = 0.8 / len(table.columns)
     for i, column in enumerate(table.columns):
         offset = (len(table.columns) - 1) / 2 - i
-        bars = ax.barh(positions + offset * height, table[column], height, label=column,
-                       color=BAR_COLOURS[i % len(BAR_COLOURS)])
+        bars = ax.barh(
+            positions + offset * height, table[column], height, label=column, color=BAR_COLOURS[i % len(BAR_COLOURS)]
+        )
         ax.bar_label(bars, fmt="%.2f", fontsize=6, padding=2)
     ax.set_yticks(positions, table.index)
     for label in ax.get_yticklabels():

@@ -14,8 +14,16 @@ from collections.abc import Collection
 from .errors import InputError
 
 
-def setting(default, *, low=None, high=None, below=None, choices: Collection | None = None,
-            divides: int | None = None, nonempty: bool = False):
+def setting(
+    default,
+    *,
+    low=None,
+    high=None,
+    below=None,
+    choices: Collection | None = None,
+    divides: int | None = None,
+    nonempty: bool = False,
+):
     """A dataclass field with its valid range: ``low`` <= value (<= ``high``, or < ``below``), one of
     ``choices``, a divisor of ``divides``; for a list, every item (and ``nonempty``)."""
     given = {"low": low, "high": high, "below": below, "choices": choices, "divides": divides, "nonempty": nonempty}

@@ -57,7 +57,7 @@ class Specialist(KeypointSubset):
 
 
 def _keypoints(owner: str, chosen: str | list[str], styles: dict[str, Style]) -> tuple[str, ...]:
-    """"all", a style's name, or a list of keypoint names -> keypoints in schema order."""
+    """ "all", a style's name, or a list of keypoint names -> keypoints in schema order."""
     if chosen == "all":
         return KEYPOINTS
     if isinstance(chosen, str):
@@ -93,7 +93,9 @@ def style_of(labelled: np.ndarray) -> np.ndarray:
 
 
 def specialist_for(
-    coordinate: str, trained: Iterable[str] = tuple(SPECIALISTS), prefer: Sequence[str] = SMALLEST_FIRST,
+    coordinate: str,
+    trained: Iterable[str] = tuple(SPECIALISTS),
+    prefer: Sequence[str] = SMALLEST_FIRST,
 ) -> str:
     """The specialist whose prediction is used for a coordinate: the first in ``prefer`` among those
     ``trained`` that predict it."""

@@ -7,21 +7,20 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .blend import checked_run, tta_used, tta_words, variant
 from .data import TrainingSet
 from .errors import InputError
-from .evaluate import face_errors, keypoint_scores, mixed_oof, score
+from .evaluate import face_errors, keypoint_scores, oof_answers, score
 from .io import write_text
 from .plots import FacePanel, face_grid, keypoint_bars, learning_curves, save_png
-from .runs import VARIANT_LABELS, Run
+from .run import VARIANT_LABELS, Run, checked_run, tta_words, variant
 from .schema import COORDINATES
 
 FIGURES = {
     "validation_faces": "Validation faces, worst and median by RMSE: truth (rings) joined to predictions (dots); "
-                        "orange the subject's left, blue the subject's right, green the centre line",
+    "orange the subject's left, blue the subject's right, green the centre line",
     "learning_curves": "Learning curves per fold and specialist: training (dashed) and validation (solid) RMSE",
     "rmse_per_keypoint": "Out-of-fold RMSE per keypoint, leaderboard-style, without (grey) and with (purple) "
-                         "TTA; keypoint names coloured by side",
+    "TTA; keypoint names coloured by side",
 }
 
 
@@ -38,11 +37,13 @@ def show_run(run_dir: Path, training: TrainingSet, *, tta: bool | None = None, f
     """Write a run's plots/<figure>.png and report.md; return their paths."""
     run = checked_run(run_dir, training)
     training = training.head(run.spec.limit)
-    used = tta_used(run, tta)
-    variants = {key: mixed_oof(run, key, training) for key in VARIANT_LABELS}
+    used = run.tta_used(tta)
+    variants = {key: oof_answers(run, key, training) for key in VARIANT_LABELS}
     oof = variants[variant(used)]
     if oof.empty:
-        raise InputError(run.path, "no face has out-of-fold predictions from every specialist of the run: finish a fold")
+        raise InputError(
+            run.path, "no face has out-of-fold predictions from every specialist of the run: finish a fold"
+        )
     rows = oof.index.to_numpy()
     predicted, truth, style = oof[list(COORDINATES)].to_numpy(), training.keypoints[rows], training.style[rows]
     errors = face_errors(truth, predicted)
@@ -50,18 +51,30 @@ def show_run(run_dir: Path, training: TrainingSet, *, tta: bool | None = None, f
     worst, median = worst_and_median(errors, faces)
     panels = [
         FacePanel(training.images[rows[i]], scored[i], truth[i], f"{label}: row {rows[i]}, RMSE {errors[i]:.2f}")
-        for positions, label in ((worst, "worst"), (median, "median")) for i in positions
+        for positions, label in ((worst, "worst"), (median, "median"))
+        for i in positions
     ]
     paths = {stem: run.plots_dir / f"{stem}.png" for stem in FIGURES}
-    save_png(face_grid(panels, f"run {run.name}: out-of-fold predictions ({tta_words(used)}), "
-                               f"{len(worst)} worst then {len(median)} median faces"), paths["validation_faces"])
+    save_png(
+        face_grid(
+            panels,
+            f"run {run.name}: out-of-fold predictions ({tta_words(used)}), "
+            f"{len(worst)} worst then {len(median)} median faces",
+        ),
+        paths["validation_faces"],
+    )
     save_png(learning_curves(run.histories()), paths["learning_curves"])
 
-    table = pd.DataFrame({label: keypoint_scores(truth, variants[key].loc[rows, list(COORDINATES)].to_numpy(),
-                                                 style)["all faces"]
-                          for key, label in VARIANT_LABELS.items()})
-    save_png(keypoint_bars(table, f"run {run.name}: out-of-fold RMSE per keypoint ({len(rows)} faces)"),
-             paths["rmse_per_keypoint"])
+    table = pd.DataFrame(
+        {
+            label: keypoint_scores(truth, variants[key].loc[rows, list(COORDINATES)].to_numpy(), style)["all faces"]
+            for key, label in VARIANT_LABELS.items()
+        }
+    )
+    save_png(
+        keypoint_bars(table, f"run {run.name}: out-of-fold RMSE per keypoint ({len(rows)} faces)"),
+        paths["rmse_per_keypoint"],
+    )
 
     write_text(run_report(run, table, score(truth, predicted, style), used, len(rows)), run.report_path)
     return [*paths.values(), run.report_path]
@@ -80,7 +93,8 @@ def run_report(run: Run, table: pd.DataFrame, by_style: pd.Series, used: bool, f
         f"TTA {table.loc['overall', 'TTA']:.4f}; `fkp blend` uses {tta_words(used)}.",
         "",
         f"By annotation style ({tta_words(used)}, each face over its labelled coordinates): "
-        + ", ".join(f"{label} {value:.4f}" for label, value in by_style.items()) + ".",
+        + ", ".join(f"{label} {value:.4f}" for label, value in by_style.items())
+        + ".",
         "",
         "## Figures",
         "",

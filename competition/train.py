@@ -1,7 +1,7 @@
-"""Train one specialist on one fold, in stages: ``prepare_fold -> build_fold_model -> train_stage ->
-[complete_labels -> train_stage] -> predict_fold -> write_fold``. `fkp cv` runs them in the fold process
-(``train_fold``) or on a Ray worker (``fit_fold``, whose artifacts go back to the driver); `fkp tune` builds
-its trials from the same pieces, so a trial trains exactly like a fold.
+"""Train one specialist on one fold: ``prepare_fold -> build_fold_model -> train_stage -> predict_fold ->
+write_fold``. `fkp cv` runs them in the fold process (``train_fold``) or on a Ray worker (``fit_fold``, whose
+artifacts go back to the driver); `fkp tune` builds its trials from the same pieces, so a trial trains exactly
+like a fold.
 """
 
 from __future__ import annotations
@@ -23,13 +23,12 @@ from .config import InferenceConfig, SpecialistConfig, TrainConfig
 from .data import TestSet, TrainingSet
 from .dataset import FaceBatches
 from .errors import InputError
-from .evaluate import rmse
 from .folds import Folds
-from .jobs import FoldJob, FoldResult, member_seed
-from .models import build_model, compile_for_weighted_labels, mean_of, target_statistics
-from .predict import PREDICT_BATCH, Reframe, predict_with_tta
-from .runs import VARIANTS, FoldArtifacts, Run
+from .jobs import FoldJob, FoldResult
+from .models import build_model, target_statistics
+from .run import VARIANTS, FoldArtifacts, Run
 from .schema import SPECIALISTS, Specialist
+from .tta import PREDICT_BATCH, Reframe, predict_pixels, tta_model
 
 
 def labelled_rows(keypoints: np.ndarray, rows: np.ndarray, specialist: Specialist) -> np.ndarray:
@@ -55,8 +54,11 @@ class _EpochLog(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         lr = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
         epochs = self.plan.first_epoch + self.plan.planned_epochs if self.plan else self.epochs
-        print(f"{self.prefix} epoch {epoch + 1}/{epochs}  {epoch_scores(logs)}  lr {lr:.2g}  "
-              f"{time.perf_counter() - self.started:.0f}s", flush=True)
+        print(
+            f"{self.prefix} epoch {epoch + 1}/{epochs}  {epoch_scores(logs)}  lr {lr:.2g}  "
+            f"{time.perf_counter() - self.started:.0f}s",
+            flush=True,
+        )
 
 
 class _TimeBudget(keras.callbacks.Callback):
@@ -85,8 +87,16 @@ class CosineSchedule(keras.callbacks.Callback):
     the optimizer from a callback syncs the training state, once per step.)
     """
 
-    def __init__(self, peak: float, epochs: int, *, warmup_epochs: int = 0, first_epoch: int = 0,
-                 minutes: float = 0.0, clock=time.perf_counter):
+    def __init__(
+        self,
+        peak: float,
+        epochs: int,
+        *,
+        warmup_epochs: int = 0,
+        first_epoch: int = 0,
+        minutes: float = 0.0,
+        clock=time.perf_counter,
+    ):
         super().__init__()
         self.peak, self.epochs, self.first_epoch = peak, epochs, first_epoch
         self.warmup_epochs = min(warmup_epochs, epochs - 1)
@@ -146,8 +156,9 @@ class _ScoredTensorBoard(keras.callbacks.TensorBoard):
     (NaN, ``train.validate_every``) rather than drawing them as NaN points."""
 
     def on_epoch_end(self, epoch, logs=None):
-        scored = {name: value for name, value in (logs or {}).items()
-                  if not (name.startswith("val_") and math.isnan(value))}
+        scored = {
+            name: value for name, value in (logs or {}).items() if not (name.startswith("val_") and math.isnan(value))
+        }
         super().on_epoch_end(epoch, scored)
 
 
@@ -180,7 +191,12 @@ class PreparedFold:
 
 
 def prepare_fold(
-    name: str, fold: int, settings: SpecialistConfig, training: TrainingSet, folds: Folds, seed: int,
+    name: str,
+    fold: int,
+    settings: SpecialistConfig,
+    training: TrainingSet,
+    folds: Folds,
+    seed: int,
 ) -> PreparedFold:
     """The fold's training and validation rows that hold any of the specialist's keypoints, batched."""
     specialist = SPECIALISTS[name]
@@ -188,47 +204,73 @@ def prepare_fold(
     val_rows = labelled_rows(training.keypoints, folds.validation_rows(fold), specialist)
     if len(train_rows) == 0 or len(val_rows) == 0:
         raise InputError(
-            "--limit", f"fold {fold} has {len(train_rows)} training and {len(val_rows)} validation faces "
-            f"labelled for the {name} specialist: use more faces or fewer folds"
+            "--limit",
+            f"fold {fold} has {len(train_rows)} training and {len(val_rows)} validation faces "
+            f"labelled for the {name} specialist: use more faces or fewer folds",
         )
     columns = specialist.columns
     train_batches = FaceBatches(
-        training.images[train_rows], training.keypoints[np.ix_(train_rows, columns)], settings.train.batch_size,
-        augmenter=Augmenter(settings.augment, specialist.flip_permutation,
-                            FramingRange.of(training.keypoints[train_rows], specialist, settings.augment.framing_rarest),
-                            folds.flip_axis, columns),
-        shuffle=True, seed=seed,
-        workers=settings.train.workers, use_multiprocessing=False,
+        training.images[train_rows],
+        training.keypoints[np.ix_(train_rows, columns)],
+        settings.train.batch_size,
+        augmenter=Augmenter(
+            settings.augment,
+            specialist.flip_permutation,
+            FramingRange.of(training.keypoints[train_rows], specialist, settings.augment.framing_rarest),
+            folds.flip_axis,
+            columns,
+        ),
+        shuffle=True,
+        seed=seed,
+        workers=settings.train.workers,
+        use_multiprocessing=False,
     )
     val_batches = FaceBatches(training.images[val_rows], training.keypoints[np.ix_(val_rows, columns)], PREDICT_BATCH)
     return PreparedFold(specialist, fold, seed, train_rows, val_rows, train_batches, val_batches)
 
 
-def build_fold_model(prepared: PreparedFold, settings: SpecialistConfig, name: str | None = None) -> keras.Model:
+def build_fold_model(prepared: PreparedFold, settings: SpecialistConfig) -> keras.Model:
     """The specialist's model of its config's family, seeded by the fold, standardised on its training targets."""
     keras.utils.set_random_seed(prepared.seed)
     return build_model(
-        settings.model, *target_statistics(prepared.train_batches.targets),
-        settings.train.learning_rate, name=name or prepared.name, weight_decay=settings.train.weight_decay,
+        settings.model,
+        *target_statistics(prepared.train_batches.targets),
+        settings.train.learning_rate,
+        name=prepared.name,
+        weight_decay=settings.train.weight_decay,
     )
 
 
 def train_stage(
-    model: keras.Model, prepared: PreparedFold, train: TrainConfig, *, epochs: int, log_prefix: str, callbacks=(),
+    model: keras.Model,
+    prepared: PreparedFold,
+    train: TrainConfig,
+    *,
+    epochs: int,
+    log_prefix: str,
+    callbacks=(),
     initial_epoch: int = 0,
 ) -> keras.callbacks.History:
     """Fit on the fold's batches with early stopping on validation RMSE, and the config's learning-rate
-    schedule: plateau halving, or a cosine from ``train.learning_rate`` planned within ``train.max_minutes``.
-    A trainer of several stages calls this once per stage."""
+    schedule: plateau halving, or a cosine from ``train.learning_rate`` planned within ``train.max_minutes``."""
     if train.schedule == "cosine":
-        cosine = CosineSchedule(train.learning_rate, epochs - initial_epoch, warmup_epochs=train.warmup_epochs,
-                                first_epoch=initial_epoch, minutes=train.max_minutes)
+        cosine = CosineSchedule(
+            train.learning_rate,
+            epochs - initial_epoch,
+            warmup_epochs=train.warmup_epochs,
+            first_epoch=initial_epoch,
+            minutes=train.max_minutes,
+        )
         schedule = [cosine]
     else:
         cosine = None
         schedule = [
             keras.callbacks.ReduceLROnPlateau(
-                monitor="val_rmse", mode="min", factor=0.5, patience=train.lr_patience, min_lr=train.min_learning_rate,
+                monitor="val_rmse",
+                mode="min",
+                factor=0.5,
+                patience=train.lr_patience,
+                min_lr=train.min_learning_rate,
             ),
             *([_TimeBudget(train.max_minutes)] if train.max_minutes > 0 else []),
         ]
@@ -243,7 +285,10 @@ def train_stage(
             *schedule,
             *([_SparseValidation(prepared.val_batches, train.validate_every, initial_epoch)] if sparse else []),
             keras.callbacks.EarlyStopping(  # from the first scored epoch: it would take a NaN for its best
-                monitor="val_rmse", mode="min", patience=train.patience, restore_best_weights=True,
+                monitor="val_rmse",
+                mode="min",
+                patience=train.patience,
+                restore_best_weights=True,
                 start_from_epoch=initial_epoch + train.validate_every - 1,
             ),
             _EpochLog(log_prefix, epochs, cosine),
@@ -252,100 +297,30 @@ def train_stage(
     )
 
 
-def predict_fold(model: keras.Model, prepared: PreparedFold, training: TrainingSet, test: TestSet,
-                 folds: Folds, shift: int = 0, reframe: Reframe | None = None) -> dict[tuple[str, str], pd.DataFrame]:
+def predict_fold(
+    model: keras.Model,
+    prepared: PreparedFold,
+    training: TrainingSet,
+    test: TestSet,
+    folds: Folds,
+    shift: int = 0,
+    reframe: Reframe | None = None,
+) -> dict[tuple[str, str], pd.DataFrame]:
     """Out-of-fold predictions for every validation face (labelled or not) and the test set's, each plain
     and with TTA (flips, whole-pixel shifts of ``shift``, and ``reframe``)."""
     coordinates = list(prepared.specialist.coordinates)
     oof_rows = folds.validation_rows(prepared.fold)
+    graph = tta_model(model, prepared.specialist, folds.flip_axis, shift, reframe)  # traced once, for both sets
     predictions = {}
-    for kind, images, key, ids in (("oof", training.images[oof_rows], "row", oof_rows),
-                                   ("test", test.images, "ImageId", test.image_ids)):
-        predicted = predict_with_tta(model, images, prepared.specialist, mirror_axis=folds.flip_axis, shift=shift,
-                                     reframe=reframe)
-        for variant, values in zip(VARIANTS, predicted):
+    for kind, images, key, ids in (
+        ("oof", training.images[oof_rows], "row", oof_rows),
+        ("test", test.images, "ImageId", test.image_ids),
+    ):
+        for variant, values in zip(VARIANTS, predict_pixels(graph, images)):
             frame = pd.DataFrame(values, columns=coordinates)
             frame.insert(0, key, ids)
             predictions[kind, variant] = frame
     return predictions
-
-
-@dataclass(frozen=True)
-class CompletedLabels:
-    """The completion stage's faces: the fold's training rows (and the test faces when pseudo-labelled)
-    with every missing coordinate filled by the first stage's model, weighted per keypoint."""
-
-    rows: np.ndarray  # training rows, never a validation row of the fold
-    test_faces: int  # pseudo-labelled test faces appended after them
-    filled_coordinates: int  # on the training rows
-    batches: FaceBatches
-
-
-def complete_labels(model: keras.Model, prepared: PreparedFold, train: TrainConfig, training: TrainingSet,
-                    test: TestSet, mirror_axis: float) -> CompletedLabels:
-    """Fill the missing coordinates of the fold's training faces with ``model``'s flip-TTA predictions.
-    Only the fold's training rows (and, with ``pseudo_label_test``, the test faces) are predicted and
-    trained on, and ``model`` has only trained on those rows: no validation face of the fold leaks."""
-    rows, specialist = prepared.train_rows, prepared.specialist
-    images, targets = training.images[rows], training.keypoints[np.ix_(rows, specialist.columns)]
-    _, filled = predict_with_tta(model, images, specialist, mirror_axis=mirror_axis)
-    missing = np.isnan(targets)
-    weights = np.where(missing[:, ::2], train.completion_weight, 1.0)
-    targets = np.where(missing, filled, targets)
-    test_faces = len(test.images) if train.pseudo_label_test else 0
-    if test_faces:
-        _, pseudo = predict_with_tta(model, test.images, specialist, mirror_axis=mirror_axis)
-        images, targets = np.concatenate([images, test.images]), np.concatenate([targets, pseudo])
-        weights = np.concatenate([weights, np.full((test_faces, len(specialist.keypoints)), train.completion_weight)])
-    batches = FaceBatches(images, targets, train.batch_size, augmenter=prepared.train_batches.augmenter,
-                          shuffle=True, seed=prepared.seed + 1, weights=weights,
-                          workers=train.workers, use_multiprocessing=False)
-    return CompletedLabels(rows, test_faces, int(missing.sum()), batches)
-
-
-def completion_stage(model: keras.Model, prepared: PreparedFold, completed: CompletedLabels, train: TrainConfig, *,
-                     initial_epoch: int, minutes_left: float, log_prefix: str, callbacks=()) -> keras.callbacks.History:
-    """Train ``train.completion_epochs`` more epochs on the completed labels: a fresh cosine cycle from
-    ``completion_learning_rate`` to 0, validated on the fold's true labels as before."""
-    compile_for_weighted_labels(model, train.completion_learning_rate, train.weight_decay)
-    stage_train = dataclasses.replace(train, schedule="cosine", learning_rate=train.completion_learning_rate,
-                                      warmup_epochs=0, max_minutes=minutes_left)
-    return train_stage(model, dataclasses.replace(prepared, train_batches=completed.batches), stage_train,
-                       epochs=initial_epoch + train.completion_epochs, initial_epoch=initial_epoch,
-                       log_prefix=f"{log_prefix} completed", callbacks=callbacks)
-
-
-def fit_member(prepared: PreparedFold, settings: SpecialistConfig, job: FoldJob, *, name: str, minutes: float,
-               log_prefix: str, callbacks=()) -> tuple[keras.Model, pd.DataFrame, dict]:
-    """One network on the fold: a training stage, then a completion stage when the config asks, within
-    ``minutes`` (0: no budget). Returns the network, its history and what the completion stage did."""
-    train = settings.train
-    model = build_fold_model(prepared, settings, name)
-    started = time.perf_counter()
-    history = pd.DataFrame(train_stage(model, prepared, dataclasses.replace(train, max_minutes=minutes),
-                                       epochs=train.epochs, log_prefix=log_prefix, callbacks=callbacks).history)
-    if not train.completion_epochs:
-        return model, history, {}
-    minutes_left = minutes - (time.perf_counter() - started) / 60  # meaningful with a budget only
-    if minutes and minutes_left <= 0:
-        print(f"{log_prefix} completion stage skipped: its {minutes:g}-minute budget is spent")
-        return model, history, {}
-    completed = complete_labels(model, prepared, train, job.training, job.test, job.folds.flip_axis)
-    stage = completion_stage(model, prepared, completed, train, initial_epoch=len(history),
-                             minutes_left=minutes_left if minutes else 0.0, log_prefix=log_prefix, callbacks=callbacks)
-    history = pd.concat([history, pd.DataFrame(stage.history)], ignore_index=True)
-    return model, history, {"filled_coordinates": completed.filled_coordinates,
-                            "pseudo_labelled_test_faces": completed.test_faces}
-
-
-def reseeded(prepared: PreparedFold, seed: int) -> PreparedFold:
-    """The same fold with its own seed: other weights, shuffling and augmentation (itself for its own seed)."""
-    if seed == prepared.seed:
-        return prepared
-    batches = prepared.train_batches
-    return dataclasses.replace(prepared, seed=seed, train_batches=FaceBatches(
-        batches.images, batches.targets, batches.batch_size, augmenter=batches.augmenter, shuffle=True, seed=seed,
-        workers=batches.workers, use_multiprocessing=False))
 
 
 def fold_reframe(inference: InferenceConfig, train_keypoints: np.ndarray, specialist: Specialist) -> Reframe | None:
@@ -358,44 +333,43 @@ def fold_reframe(inference: InferenceConfig, train_keypoints: np.ndarray, specia
 
 
 def fit_fold(job: FoldJob, logs_dir: Path, callbacks=()) -> tuple[FoldResult, FoldArtifacts]:
-    """One fold job, start to finish: ``train.members`` networks (``fit_member``), each given an equal share
-    of what is left of the fold's budget; the fold's model is their mean. Its TensorBoard logs go in
-    ``logs_dir`` and its artifacts are returned rather than written: the fold process writes them into
-    the run, a cluster's worker hands them to the driver."""
+    """One fold job, start to finish. Its TensorBoard logs go in ``logs_dir`` and its artifacts are returned
+    rather than written: the fold process writes them into the run, a cluster's worker hands them to the driver."""
     settings = job.config.specialist(job.specialist)
-    train = settings.train
     prepared = prepare_fold(job.specialist, job.fold, settings, job.training, job.folds, job.seed)
-    logs = [*tensorboard_logs(logs_dir, job.label), *callbacks]
+    model = build_fold_model(prepared, settings)
     started = time.perf_counter()
-    networks, histories, report = [], [], {}
-    alone = train.members == 1  # named, logged and recorded as before members existed
-    for member in range(train.members):
-        minutes = 0.0
-        if train.max_minutes:
-            minutes = max((train.max_minutes - (time.perf_counter() - started) / 60) / (train.members - member), 1e-3)
-        network, history, report = fit_member(
-            reseeded(prepared, member_seed(prepared.seed, member)), settings, job,
-            name=prepared.name if alone else f"{prepared.name}_member{member}", minutes=minutes,
-            log_prefix=job.label if alone else f"{job.label} member {member + 1}/{train.members}", callbacks=logs)
-        networks.append(network)
-        histories.append(history if alone else history.assign(member=member))
+    history = pd.DataFrame(
+        train_stage(
+            model,
+            prepared,
+            settings.train,
+            epochs=settings.train.epochs,
+            log_prefix=job.label,
+            callbacks=[*tensorboard_logs(logs_dir, job.label), *callbacks],
+        ).history
+    )
     seconds = time.perf_counter() - started
-    history = pd.concat(histories, ignore_index=True)
-    model = networks[0] if alone else mean_of(networks, prepared.name)
     reframe = fold_reframe(job.config.inference, job.training.keypoints[prepared.train_rows], prepared.specialist)
-    predictions = predict_fold(model, prepared, job.training, job.test, job.folds, job.config.inference.tta_shift, reframe)
-    if alone:
-        best_val_rmse = float(np.nanmin(history.get("val_rmse", pd.Series([np.nan]))))
-    else:  # the mean's own validation RMSE, from its plain out-of-fold predictions
-        plain = predictions["oof", "plain"]
-        best_val_rmse = rmse(job.training.keypoints[np.ix_(plain["row"].to_numpy(), prepared.specialist.columns)],
-                             plain[list(prepared.specialist.coordinates)].to_numpy())
-        print(f"{job.label} mean of {len(networks)} members: val_rmse {best_val_rmse:.4f}")
-    result = FoldResult(job.specialist, job.fold, best_val_rmse, len(history), seconds,
-                        len(history) * len(prepared.train_rows) / seconds)
-    report = {**result.__dict__, "train_faces": len(prepared.train_rows), "val_faces": len(prepared.val_rows),
-              "members": train.members, **report, "backend": keras.backend.backend(),
-              **({"reframe": dataclasses.asdict(reframe)} if reframe else {})}
+    predictions = predict_fold(
+        model, prepared, job.training, job.test, job.folds, job.config.inference.tta_shift, reframe
+    )
+    best_val_rmse = float(np.nanmin(history.get("val_rmse", pd.Series([np.nan]))))
+    result = FoldResult(
+        job.specialist,
+        job.fold,
+        best_val_rmse,
+        len(history),
+        seconds,
+        len(history) * len(prepared.train_rows) / seconds,
+    )
+    report = {
+        **result.__dict__,
+        "train_faces": len(prepared.train_rows),
+        "val_faces": len(prepared.val_rows),
+        "backend": keras.backend.backend(),
+        **({"reframe": dataclasses.asdict(reframe)} if reframe else {}),
+    }
     return result, FoldArtifacts(model, predictions, history, job.config.to_dict(), report)
 
 

@@ -10,7 +10,6 @@ reloads the oracle and continues; Keras Tuner's chief/worker mode spreads trials
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 import shutil
 import time
@@ -25,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from .claims import Claim, claimed
-from .config import SHARED_TABLES, Config, SpecialistConfig, find_config, read_toml, resolve, resolve_specialist, upgrade
+from .config import SHARED_TABLES, Config, SpecialistConfig, find_config, read_toml, resolve, resolve_specialist
 from .data import TrainingSet
 from .errors import InputError
 from .folds import Folds
@@ -64,14 +63,19 @@ def _search_key_type(name: str, source: str, base: SpecialistConfig, families: t
     for table in tables:
         hints = typing.get_type_hints(type(table))
         if key not in hints:
-            known = sorted([f"{section}.{k}" for k, t in hints.items() if t in (int, float, bool)]
-                           + [d for d in DERIVED if d.startswith(f"{section}.")])
+            known = sorted(
+                [f"{section}.{k}" for k, t in hints.items() if t in (int, float, bool)]
+                + [d for d in DERIVED if d.startswith(f"{section}.")]
+            )
             family = f" of the {table.family} family" if section == "model" else ""
-            raise InputError(source, f"unknown hyperparameter {name!r}{family} (known in [search.{section}]"
-                                     f"{family}: {', '.join(known)})")
+            raise InputError(
+                source,
+                f"unknown hyperparameter {name!r}{family} (known in [search.{section}]{family}: {', '.join(known)})",
+            )
         if hints[key] not in (int, float, bool):
-            raise InputError(source, f"hyperparameter {name!r} cannot be searched: use model.blocks and "
-                                     "model.base_filters")
+            raise InputError(
+                source, f"hyperparameter {name!r} cannot be searched: use model.blocks and model.base_filters"
+            )
     return hints[key]
 
 
@@ -88,8 +92,14 @@ def _declare(hp: kt.HyperParameters, name: str, spec: dict, kind: type):
     if "values" in spec:
         return hp.Choice(name, spec["values"], default=spec.get("default"))
     declare = hp.Int if kind is int else hp.Float
-    return declare(name, spec["min"], spec["max"], step=spec.get("step"), sampling=spec.get("sampling", "linear"),
-                   default=spec.get("default"))
+    return declare(
+        name,
+        spec["min"],
+        spec["max"],
+        step=spec.get("step"),
+        sampling=spec.get("sampling", "linear"),
+        default=spec.get("default"),
+    )
 
 
 def load_search_space(name_or_path: str, base: SpecialistConfig) -> SearchSpace:
@@ -152,8 +162,10 @@ def _searched_families(path: Path, search: dict, base: SpecialistConfig) -> tupl
 
 def declare(hp: kt.HyperParameters, space: SearchSpace, base: SpecialistConfig) -> dict:
     """Declare the space's hyperparameters on ``hp``; their values in this trial."""
-    return {name: _declare(hp, name, spec, _search_key_type(name, str(space.path), base, space.families))
-            for name, spec in space.params.items()}
+    return {
+        name: _declare(hp, name, spec, _search_key_type(name, str(space.path), base, space.families))
+        for name, spec in space.params.items()
+    }
 
 
 def tuned_section(base: SpecialistConfig, values: dict) -> dict:
@@ -206,8 +218,13 @@ class SpecialistHyperModel(kt.HyperModel):
     def identity(self) -> dict[str, str | int]:
         """What every trial of the search is made on: the data and the fold split. Declared as fixed
         hyperparameters, so the chief's oracle holds them and a worker can check it shares them."""
-        return {"fkp.fingerprint": self.training.fingerprint, "fkp.faces": len(self.training),
-                "fkp.folds": self.folds.k, "fkp.fold_seed": self.folds.seed, "fkp.fold": self.fold}
+        return {
+            "fkp.fingerprint": self.training.fingerprint,
+            "fkp.faces": len(self.training),
+            "fkp.folds": self.folds.k,
+            "fkp.fold_seed": self.folds.seed,
+            "fkp.fold": self.fold,
+        }
 
     def build(self, hp):
         settings = self.settings(hp)
@@ -220,12 +237,22 @@ class SpecialistHyperModel(kt.HyperModel):
         started = time.perf_counter()
         # the oracle and Keras Tuner's callbacks read the objective after every epoch
         train = dataclasses.replace(settings.train, validate_every=1)
-        history = train_stage(model, self.prepare(settings), train, epochs=epochs, log_prefix=log_prefix,
-                              callbacks=callbacks, initial_epoch=initial_epoch)
+        history = train_stage(
+            model,
+            self.prepare(settings),
+            train,
+            epochs=epochs,
+            log_prefix=log_prefix,
+            callbacks=callbacks,
+            initial_epoch=initial_epoch,
+        )
         seconds = time.perf_counter() - started
         trained = len(history.history["loss"])
-        print(f"{log_prefix} best {OBJECTIVE} {np.nanmin(history.history[OBJECTIVE]):.4f} after {trained} epochs, "
-              f"{seconds:.0f}s, {trained * self.train_faces / seconds:.0f} faces/s", flush=True)
+        print(
+            f"{log_prefix} best {OBJECTIVE} {np.nanmin(history.history[OBJECTIVE]):.4f} after {trained} epochs, "
+            f"{seconds:.0f}s, {trained * self.train_faces / seconds:.0f} faces/s",
+            flush=True,
+        )
         return history
 
 
@@ -265,19 +292,28 @@ class SearchSpec:
         """Start the project afresh (``overwrite``), or continue one made with this same spec."""
         if overwrite and project_dir.exists():
             shutil.rmtree(project_dir)
-        claim_record(project_dir / "search.json", dataclasses.asdict(self),
-                     "pick another --project or pass --overwrite to start over")
+        claim_record(
+            project_dir / "search.json",
+            dataclasses.asdict(self),
+            "pick another --project or pass --overwrite to start over",
+        )
 
 
 def check_chief_shares(chief_space: kt.HyperParameters, identity: dict) -> None:
     """Refuse to run a worker's trials on other data or folds than the chief's (what its oracle's space
     holds of ``identity``)."""
     recorded = chief_space.values
-    differs = [f"{name.removeprefix('fkp.')} {recorded.get(name, 'not recorded')} (this worker: {value})"
-               for name, value in identity.items() if recorded.get(name) != value]
+    differs = [
+        f"{name.removeprefix('fkp.')} {recorded.get(name, 'not recorded')} (this worker: {value})"
+        for name, value in identity.items()
+        if recorded.get(name) != value
+    ]
     if differs:
-        raise InputError("--chief", f"the chief searches other data or folds: {'; '.join(differs)}: give every "
-                                    "worker the chief's --data, --folds, --fold and --limit")
+        raise InputError(
+            "--chief",
+            f"the chief searches other data or folds: {'; '.join(differs)}: give every "
+            "worker the chief's --data, --folds, --fold and --limit",
+        )
 
 
 def project_claim(directory: Path, role: str | None) -> AbstractContextManager[Claim | None]:
@@ -359,25 +395,44 @@ def run_search(
     epochs = base.specialist(name).train.epochs if epochs is None else epochs
     if max_trials < 1 or epochs < 1:
         raise InputError("--max-trials" if max_trials < 1 else "--epochs", "must be at least 1")
-    spec = SearchSpec(name, training.fingerprint, folds.k, folds.seed, fold, limit, tuner, epochs, space.params,
-                      dataclasses.asdict(base.specialist(name)))
+    spec = SearchSpec(
+        name,
+        training.fingerprint,
+        folds.k,
+        folds.seed,
+        fold,
+        limit,
+        tuner,
+        epochs,
+        space.params,
+        dataclasses.asdict(base.specialist(name)),
+    )
     distribution = distribution or {}
     role = distribution.get("KERASTUNER_TUNER_ID")
     address = f"{distribution.get('KERASTUNER_ORACLE_IP')}:{distribution.get('KERASTUNER_ORACLE_PORT')}"
     with project_claim(directory, role) as claim, environment(distribution):
         if claim is not None and not claim.ours:
-            raise InputError(directory, f"being searched by {claim.holder} since {claim.holder.since}: wait for it "
-                                        f"to end or pick another --project (if that process is gone, delete "
-                                        f"{claim.path})")
+            raise InputError(
+                directory,
+                f"being searched by {claim.holder} since {claim.holder.since}: wait for it "
+                f"to end or pick another --project (if that process is gone, delete "
+                f"{claim.path})",
+            )
         spec.claim(directory, overwrite)
         hypermodel = SpecialistHyperModel(name, base, space, training, folds, fold)
-        log(f"[{name}] searching {len(space.params)} hyperparameters of {space.path} with {tuner}: "
+        log(
+            f"[{name}] searching {len(space.params)} hyperparameters of {space.path} with {tuner}: "
             f"{hypermodel.train_faces} training and {hypermodel.val_faces} validation faces of fold {fold}, "
-            f"up to {max_trials} trials of {epochs} epochs; trials in {directory}")
+            f"up to {max_trials} trials of {epochs} epochs; trials in {directory}"
+        )
         budget = {"max_epochs": epochs} if tuner == "hyperband" else {"max_trials": max_trials}
         searcher = LOGGED_TUNERS[tuner](
-            hypermodel, objective=kt.Objective(OBJECTIVE, "min"), seed=base.seed,
-            directory=str(directory.parent), project_name=directory.name, **budget,
+            hypermodel,
+            objective=kt.Objective(OBJECTIVE, "min"),
+            seed=base.seed,
+            directory=str(directory.parent),
+            project_name=directory.name,
+            **budget,
         )
         if role is None or role == CHIEF:  # a worker's oracle is the chief's, reached over gRPC
             searcher.oracle.max_trials = max_trials  # Hyperband budgets epochs: cap its trials too
@@ -401,8 +456,10 @@ def best_trials(searcher, space: SearchSpace, count: int = 5) -> pd.DataFrame:
         columns[f"trial {trial.trial_id}"] = {
             OBJECTIVE: float(trial.score),
             "best epoch": int(trial.best_step) + 1,
-            **{name: f"{values[name]:.4g}" if isinstance(values[name], float) else str(values[name])
-               for name in space.params},
+            **{
+                name: f"{values[name]:.4g}" if isinstance(values[name], float) else str(values[name])
+                for name in space.params
+            },
         }
     return pd.DataFrame(columns, dtype=object)
 
@@ -418,13 +475,14 @@ def write_tuned_config(path: Path, name: str, section: dict, base: Config) -> No
     file starts from the search's base config, so `fkp cv --config tuned` trains what the base trained
     (a specialist the base turned off stays off) and predicts as it did."""
     if path.exists():
-        raw = upgrade(read_toml(path))
+        raw = read_toml(path)
     else:
         raw = {key: value for key, value in base.to_dict().items() if key != "name"}
     raw.setdefault("specialists", {})[name] = section
     resolve(raw, str(path))
-    write_toml(raw, path, header="# Best hyperparameters found by `fkp tune`; train with them: fkp cv --config "
-                                 f"{path.stem}\n")
+    write_toml(
+        raw, path, header=f"# Best hyperparameters found by `fkp tune`; train with them: fkp cv --config {path.stem}\n"
+    )
 
 
 def save_best(searcher, space: SearchSpace, name: str, base: Config, path: Path) -> dict:

@@ -91,11 +91,37 @@ def learned_run(tmp_path_factory, run_data) -> Path:
     Returns the folder `fkp` ran in; the run is runs/learned, and what `fkp cv` printed is cv.out."""
     work = tmp_path_factory.mktemp("learned")
     cv = subprocess.run(
-        [sys.executable, "-m", "competition", "cv", "--data", str(run_data), "--config", "cpu-wide", "--folds", "2",
-         "--epochs", "10", "--set", "specialists.partial.enabled=true",
-         "--set", "inference.reframe=0.25", "--set", "inference.prefer_by_style=true",
-         "--set", "inference.refine=linear", "--set", "train.validate_every=10", "--run", "learned"],
-        cwd=work, capture_output=True, text=True, env=os.environ.copy())
+        [
+            sys.executable,
+            "-m",
+            "competition",
+            "cv",
+            "--data",
+            str(run_data),
+            "--config",
+            "cpu-wide",
+            "--folds",
+            "2",
+            "--epochs",
+            "10",
+            "--set",
+            "specialists.partial.enabled=true",
+            "--set",
+            "inference.reframe=0.25",
+            "--set",
+            "inference.prefer_by_style=true",
+            "--set",
+            "inference.refine=linear",
+            "--set",
+            "train.validate_every=10",
+            "--run",
+            "learned",
+        ],
+        cwd=work,
+        capture_output=True,
+        text=True,
+        env=os.environ.copy(),
+    )
     assert cv.returncode == 0, cv.stdout + cv.stderr
     (work / "cv.out").write_text(cv.stdout)
     return work
@@ -117,8 +143,9 @@ def free_local_address() -> str:
 def write_claim(path: Path, pid: int, host: str | None = None) -> None:
     """A claim file (``competition.claims``) naming a process of ``host`` (default: this host)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"host": host or socket.gethostname(), "pid": pid, "started": time.time(),
-                                "token": "theirs"}))
+    path.write_text(
+        json.dumps({"host": host or socket.gethostname(), "pid": pid, "started": time.time(), "token": "theirs"})
+    )
 
 
 @pytest.fixture
@@ -157,8 +184,12 @@ def pytest_collection_modifyitems(items):
 
 # Fuzzing profiles (tests/test_fuzz.py): "fast" keeps the whole suite quick; FKP_FUZZ=long runs many
 # more examples of every property.
-settings.register_profile("fast", max_examples=40, deadline=None, derandomize=True,
-                          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
-                                                 HealthCheck.data_too_large])
+settings.register_profile(
+    "fast",
+    max_examples=40,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 settings.register_profile("long", parent=settings.get_profile("fast"), max_examples=1000, derandomize=False)
 settings.load_profile(os.environ.get("FKP_FUZZ", "fast"))

@@ -14,9 +14,10 @@ import pandas as pd
 
 from competition.config import Config
 from competition.data import TestSet, TrainingSet
+from competition.evaluate import fit_run_head
 from competition.folds import Folds
-from competition.runs import FoldArtifacts, Run, RunSpec
-from competition.schema import SPECIALISTS
+from competition.run import FoldArtifacts, Run, RunSpec
+from competition.schema import MIRROR_AXIS, SPECIALISTS
 
 
 @functools.cache
@@ -25,14 +26,29 @@ def tiny_model():
     from competition.models import build_model
     from competition.models.regression import Config as RegressionConfig
 
-    return build_model(RegressionConfig(filters=[2], convs_per_block=1, dense_units=2, input_downsample=4),
-                       np.zeros(2), np.ones(2), 1e-3)
+    return build_model(
+        RegressionConfig(filters=[2], convs_per_block=1, dense_units=2, input_downsample=4),
+        np.zeros(2),
+        np.ones(2),
+        1e-3,
+    )
 
 
 def write_run(
-    run_dir: Path, training: TrainingSet, test: TestSet, folds: Folds, *, noise: float, tta_noise: float,
-    seed: int, limit: int | None = None, tta: bool = True, config: Config | None = None,
-    fold_seconds: float | None = None, noise_scale: dict[str, float] | None = None, bias: float = 0.0,
+    run_dir: Path,
+    training: TrainingSet,
+    test: TestSet,
+    folds: Folds,
+    *,
+    noise: float,
+    tta_noise: float,
+    seed: int,
+    limit: int | None = None,
+    tta: bool = True,
+    config: Config | None = None,
+    fold_seconds: float | None = None,
+    noise_scale: dict[str, float] | None = None,
+    bias: float = 0.0,
 ) -> Run:
     """OOF predictions = truth (the mean face where unlabelled) + N(0, noise) (``tta_noise`` for the flip-TTA
     variant); test predictions = the mean face + N(0, 1); a made-up three-epoch history; each fold's
@@ -41,11 +57,17 @@ def write_run(
     config = config or Config()
     config.inference.tta = tta
     run = Run(run_dir)
-    run.claim(RunSpec(training.fingerprint, folds.k, folds.seed, limit, config.to_dict()))
+    run.claim(RunSpec(training.fingerprint, folds.k, folds.seed, limit, config.to_dict(), MIRROR_AXIS))
     rng = np.random.default_rng(seed)
     mean_face = np.nanmean(training.keypoints, axis=0)
-    history = pd.DataFrame({"loss": [60.0, 20.0, 12.0], "rmse": [8.0, 4.5, 3.5],
-                            "val_loss": [40.0, 18.0, 14.0], "val_rmse": [6.5, 4.2, 3.8]})
+    history = pd.DataFrame(
+        {
+            "loss": [60.0, 20.0, 12.0],
+            "rmse": [8.0, 4.5, 3.5],
+            "val_loss": [40.0, 18.0, 14.0],
+            "val_rmse": [6.5, 4.2, 3.8],
+        }
+    )
     for name in config.trained:
         specialist = SPECIALISTS[name]
         columns = list(specialist.coordinates)
@@ -55,16 +77,25 @@ def write_run(
             centre = np.where(np.isnan(truth), mean_face[specialist.columns], truth)
             predictions = {}
             scale = (noise_scale or {}).get(name, 1.0)
-            for variant, sigma in (("plain", noise), ("flip", tta_noise)):
+            for variant, sigma in (("plain", noise), ("tta", tta_noise)):
                 predicted = pd.DataFrame(centre + bias + rng.normal(0, sigma * scale, centre.shape), columns=columns)
                 predicted.insert(0, "row", rows)
                 predictions["oof", variant] = predicted
-            for variant in ("plain", "flip"):
+            for variant in ("plain", "tta"):
                 shape = (len(test), len(columns))
                 predicted = pd.DataFrame(mean_face[specialist.columns] + rng.normal(0, 1, shape), columns=columns)
                 predicted.insert(0, "ImageId", test.image_ids)
                 predictions["test", variant] = predicted
-            run.write_fold(name, fold, FoldArtifacts(tiny_model(), predictions, history, config.to_dict(),
-                                                     {"specialist": name, "fold": fold,
-                                                      **({"seconds": fold_seconds} if fold_seconds else {})}))
+            run.write_fold(
+                name,
+                fold,
+                FoldArtifacts(
+                    tiny_model(),
+                    predictions,
+                    history,
+                    config.to_dict(),
+                    {"specialist": name, "fold": fold, **({"seconds": fold_seconds} if fold_seconds else {})},
+                ),
+            )
+    fit_run_head(run, training)  # as `fkp cv` does once its folds are trained
     return run

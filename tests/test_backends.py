@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from competition.runs import Run
+from competition.run import Run
 
 
 @pytest.mark.slow
@@ -20,9 +20,26 @@ def test_cv_runs_under_the_backend(backend, config, run_data, tmp_path):
     if importlib.util.find_spec(backend) is None:
         pytest.skip(f"{backend} is not installed")
     cv = subprocess.run(
-        [sys.executable, "-m", "competition", "cv", "--data", str(run_data), "--folds", "2", "--epochs", "1",
-         "--limit", "100", "--config", config],
-        cwd=tmp_path, capture_output=True, text=True, env={**os.environ, "KERAS_BACKEND": backend},
+        [
+            sys.executable,
+            "-m",
+            "competition",
+            "cv",
+            "--data",
+            str(run_data),
+            "--folds",
+            "2",
+            "--epochs",
+            "1",
+            "--limit",
+            "100",
+            "--config",
+            config,
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "KERAS_BACKEND": backend},
     )
     assert cv.returncode == 0, cv.stdout + cv.stderr
     assert cv.stdout.strip().splitlines()[-1].startswith("cv_rmse=")

@@ -7,12 +7,10 @@ import pytest
 from conftest import fkp, small_competition_folder
 
 
-
 @pytest.fixture
 def small(tmp_path, sample_dir):
     """A small extracted copy of the sample, as CSVs that tests can damage."""
     return small_competition_folder(sample_dir, tmp_path / "small", 20, 5)
-
 
 
 def assert_one_line_error(result, *fragments):
@@ -131,8 +129,9 @@ def test_lookup_with_unknown_image_id(small):
 
 def test_lookup_with_an_empty_image_id(small):
     damage(small / "IdLookupTable.csv", 2, "ImageId", "")
-    assert_one_line_error(fkp("check", "--data", small), "IdLookupTable.csv", "line 4", "column ImageId",
-                          "an empty value is not a number")
+    assert_one_line_error(
+        fkp("check", "--data", small), "IdLookupTable.csv", "line 4", "column ImageId", "an empty value is not a number"
+    )
 
 
 def test_lookup_with_unknown_feature_name(small):
@@ -173,10 +172,13 @@ def test_fold_beyond_default_folds(small, tmp_path):
 def test_stored_folds_are_not_overwritten_silently(small, tmp_path):
     assert fkp("folds", "--data", small, "--folds", 2, "--folds-dir", tmp_path).exit_code == 0
     before = (tmp_path / "small-k2.csv").read_bytes()
-    assert_one_line_error(fkp("folds", "--data", small, "--folds", 2, "--seed", 3, "--folds-dir", tmp_path),
-                          "--overwrite")
+    assert_one_line_error(
+        fkp("folds", "--data", small, "--folds", 2, "--seed", 3, "--folds-dir", tmp_path), "--overwrite"
+    )
     assert (tmp_path / "small-k2.csv").read_bytes() == before
-    assert fkp("folds", "--data", small, "--folds", 2, "--seed", 3, "--overwrite", "--folds-dir", tmp_path).exit_code == 0
+    assert (
+        fkp("folds", "--data", small, "--folds", 2, "--seed", 3, "--overwrite", "--folds-dir", tmp_path).exit_code == 0
+    )
     assert (tmp_path / "small-k2.csv").read_bytes() != before
 
 
@@ -192,10 +194,14 @@ def test_blend_of_a_missing_run(small, tmp_path):
     assert_one_line_error(fkp("blend", "--data", small, "--run", "ghost", "--runs-dir", tmp_path), "ghost", "run.json")
 
 
-@pytest.mark.parametrize("name, row, column, value, where, message", [
-    ("IdLookupTable.csv", 6, "RowId", "3", "line 8", "RowId 3 repeats line 4"),
-    ("test.csv", 4, "ImageId", "2", "line 6", "ImageId 2 repeats line 3"),
-], ids=["lookup RowId", "test ImageId"])
+@pytest.mark.parametrize(
+    "name, row, column, value, where, message",
+    [
+        ("IdLookupTable.csv", 6, "RowId", "3", "line 8", "RowId 3 repeats line 4"),
+        ("test.csv", 4, "ImageId", "2", "line 6", "ImageId 2 repeats line 3"),
+    ],
+    ids=["lookup RowId", "test ImageId"],
+)
 def test_a_repeated_key_is_refused(small, name, row, column, value, where, message):
     damage(small / name, row, column, value)
     assert_one_line_error(fkp("check", "--data", small), name, where, f"column {column}", message)

@@ -1,4 +1,5 @@
-"""Blending runs: weights fitted on out-of-fold predictions, scored without leaking, same folds only."""
+"""Blending runs through `fkp blend` and ``blend_runs``: runs on disk, their stored heads, same folds only
+(the blend weights themselves: tests/test_head.py)."""
 
 import shutil
 from pathlib import Path
@@ -7,102 +8,15 @@ import numpy as np
 import pandas as pd
 import pytest
 from conftest import fkp
-from scipy.optimize import nnls
 from synthetic_runs import write_run
 
 from competition import data
 from competition.blend import blend_runs
 from competition.config import PROJECT_CONFIGS, BlendConfig, Config, load_blend_config
 from competition.errors import InputError
-from competition.evaluate import rmse
 from competition.folds import make_folds
-from competition.runs import Run, RunSpec
-from competition.schema import COORDINATES, SPECIALISTS, specialist_for
-from competition.stacking import StyleWeights, fit_blend, fit_weights, out_of_fold_blend
-
-MIXTURE = np.array([0.6, 0.0, 0.4])  # the third member's weight, the second one's zero
-
-
-@pytest.fixture
-def mixture():
-    """Three members of 30 coordinates; the truth is 0.6 x the first + 0.4 x the third, a third unlabelled."""
-    rng = np.random.default_rng(0)
-    members = rng.normal(48, 10, (3, 400, 30))
-    truth = np.einsum("mnc,m->nc", members, MIXTURE) + rng.normal(0, 0.01, (400, 30))
-    truth[rng.random(truth.shape) < 0.3] = np.nan
-    return members, truth
-
-
-@pytest.mark.parametrize("config", [
-    BlendConfig(method="nnls"),
-    BlendConfig(method="ridge", alpha=1e-6),
-    BlendConfig(method="elasticnet", alpha=1e-6),
-], ids=["nnls", "ridge", "elasticnet"])
-def test_weights_recover_a_known_mixture(mixture, config):
-    members, truth = mixture
-    weights = fit_weights(members, truth, config)
-    np.testing.assert_allclose(weights.coef, np.tile(MIXTURE, (30, 1)), atol=0.01)
-    np.testing.assert_allclose(weights.intercept, 0, atol=0.5)
-    assert rmse(truth, weights.apply(members)) < 0.05
-
-
-def test_only_labelled_faces_count(mixture):
-    """Where a face is unlabelled the members may say anything: the weights must not notice."""
-    members, truth = mixture
-    members = members.copy()
-    members[:, np.isnan(truth)] = 1e4
-    weights = fit_weights(members, truth, BlendConfig())
-    np.testing.assert_allclose(weights.coef, np.tile(MIXTURE, (30, 1)), atol=0.01)
-
-
-def test_nnls_gives_a_run_that_only_hurts_no_weight():
-    rng = np.random.default_rng(1)
-    truth = rng.normal(48, 5, (300, 2))
-    good = truth + rng.normal(0, 1, truth.shape)
-    contrary = -truth  # points the other way: least squares would weigh it negatively
-    weights = fit_weights(np.stack([good, contrary]), truth, BlendConfig())
-    assert (weights.coef[:, 1] == 0).all()
-    assert (weights.coef[:, 0] > 0.9).all()
-
-
-def test_held_out_faces_are_predicted_by_weights_that_never_saw_them(mixture):
-    members, truth = mixture
-    fold = np.arange(len(truth)) % 4
-    blended = out_of_fold_blend(members, truth, fold, BlendConfig())
-    changed = truth.copy()
-    changed[fold == 2] = np.random.default_rng(5).normal(48, 10, changed[fold == 2].shape)
-    again = out_of_fold_blend(members, changed, fold, BlendConfig())
-    np.testing.assert_array_equal(again[fold == 2], blended[fold == 2])
-    assert not np.allclose(again[fold != 2], blended[fold != 2])
-
-
-def _in_sample_nnls(members, truth):
-    return np.stack([members[:, :, c].T @ nnls(members[:, :, c].T, truth[:, c])[0] for c in range(truth.shape[1])],
-                    axis=1)
-
-
-def _in_sample_least_squares(members, truth):
-    fitted = []
-    for c in range(truth.shape[1]):
-        design = np.column_stack([members[:, :, c].T, np.ones(len(truth))])
-        fitted.append(design @ np.linalg.lstsq(design, truth[:, c])[0])
-    return np.stack(fitted, axis=1)
-
-
-@pytest.mark.parametrize("runs, config, in_sample", [
-    (200, BlendConfig(method="nnls"), _in_sample_nnls),
-    (60, BlendConfig(method="ridge", alpha=1e-6, positive=False), _in_sample_least_squares),
-], ids=["nnls", "ridge"])
-def test_pure_noise_runs_cannot_buy_a_better_blend_score(runs, config, in_sample):
-    """Runs of pure noise, unrelated to the truth: weights fitted on the very faces they are scored
-    on would look far better than the truth's spread; scored out of fold, the blend must not."""
-    rng = np.random.default_rng(2)
-    truth = rng.normal(48, 3, (90, 6))
-    noise = rng.normal(48, 10, (runs, 90, 6))
-    fold = np.arange(90) % 3
-    spread = np.sqrt(np.mean((truth - truth.mean(axis=0)) ** 2))  # the best any honest noise blend can do
-    assert rmse(truth, in_sample(noise, truth)) < 0.7 * spread  # what a leaking score would report
-    assert rmse(truth, out_of_fold_blend(noise, truth, fold, config)) > spread
+from competition.run import Run, RunSpec
+from competition.schema import COORDINATES, MIRROR_AXIS, SPECIALISTS, specialist_for
 
 
 def test_every_shipped_blend_config_loads():
@@ -113,30 +27,16 @@ def test_every_shipped_blend_config_loads():
     assert load_blend_config("elasticnet").alpha == shipped["elasticnet"].alpha
 
 
-def test_weights_per_style_correct_a_bias_each_style_has_its_own():
-    """One member, off by +3 px on full-style faces and -3 px on partial-style ones: weights shared by both
-    styles cannot remove both biases; weights per style do, out of fold too."""
-    rng = np.random.default_rng(3)
-    style = np.where(rng.random(600) < 0.3, "full", "partial")
-    truth = rng.normal(48, 10, (600, 30))
-    member = truth + np.where(style == "full", 3.0, -3.0)[:, None] + rng.normal(0, 0.1, truth.shape)
-    fold = np.arange(600) % 3
-    shared, by_style = BlendConfig(method="ridge", alpha=1e-3), BlendConfig(method="ridge", alpha=1e-3, by_style=True)
-    assert rmse(truth, out_of_fold_blend(member[None], truth, fold, shared, style)) > 2.5
-    assert rmse(truth, out_of_fold_blend(member[None], truth, fold, by_style, style)) < 0.2
-    weights = fit_blend(member[None], truth, by_style, style)
-    assert isinstance(weights, StyleWeights)
-    np.testing.assert_allclose(weights.by_style["full"].intercept, -3.0, atol=0.1)
-    np.testing.assert_allclose(weights.by_style["partial"].intercept, 3.0, atol=0.1)
-
-
-@pytest.mark.parametrize("text, message", [
-    ('method = "average"\n', "key 'method' must be one of nnls, ridge, elasticnet"),
-    ("alpha = -1\n", "key 'alpha' must be within 0..1000000.0"),
-    ("l1_ratio = 2\n", "key 'l1_ratio' must be within 0..1"),
-    ("alfa = 1\n", "unknown key 'alfa'"),
-    ('positive = "yes"\n', "key 'positive' must be bool"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ('method = "average"\n', "key 'method' must be one of nnls, ridge, elasticnet"),
+        ("alpha = -1\n", "key 'alpha' must be within 0..1000000.0"),
+        ("l1_ratio = 2\n", "key 'l1_ratio' must be within 0..1"),
+        ("alfa = 1\n", "unknown key 'alfa'"),
+        ('positive = "yes"\n', "key 'positive' must be bool"),
+    ],
+)
 def test_bad_blend_configs_are_refused(tmp_path, text, message):
     path = tmp_path / "mine.toml"
     path.write_text(text)
@@ -155,6 +55,13 @@ def sample(sample_dir):
 
 
 @pytest.fixture(scope="module")
+def test_styles(sample_dir, sample):
+    """Each sample test face's annotation style, as `fkp blend` reads it from IdLookupTable."""
+    _, test, _ = sample
+    return data.lookup_styles(data.load_lookup(sample_dir, test))
+
+
+@pytest.fixture(scope="module")
 def runs(tmp_path_factory, sample):
     """A good run (truth + 1 px noise), a worse one (3 px), and copies made on other folds."""
     training, test, folds = sample
@@ -162,10 +69,10 @@ def runs(tmp_path_factory, sample):
     write_run(runs_dir / "good", training, test, folds, noise=1.0, tta_noise=0.8, seed=1)
     write_run(runs_dir / "worse", training, test, folds, noise=3.0, tta_noise=2.5, seed=2)
     write_run(runs_dir / "reseeded", training, test, make_folds(training, 3, seed=7), noise=1.0, tta_noise=1.0, seed=3)
-    write_run(runs_dir / "limited", training.head(200), test, folds.head(200), noise=1.0, tta_noise=1.0, seed=4,
-              limit=200)
+    write_run(
+        runs_dir / "limited", training.head(200), test, folds.head(200), noise=1.0, tta_noise=1.0, seed=4, limit=200
+    )
     return runs_dir
-
 
 
 def test_two_runs_blend_into_a_submission_beside_its_weights_picture_and_report(runs, sample_dir, tmp_path):
@@ -194,8 +101,9 @@ def test_two_runs_blend_into_a_submission_beside_its_weights_picture_and_report(
 
     # The submission is the weighted sum of the runs' fold-averaged flip-TTA test predictions.
     def fold_averaged(name):
-        frames = {s: frame.drop(columns="fold").groupby(level=0).mean()
-                  for s, frame in Run(runs / name).test("flip").items()}
+        frames = {
+            s: frame.drop(columns="fold").groupby(level=0).mean() for s, frame in Run(runs / name).test("tta").items()
+        }
         return pd.DataFrame({c: frames[specialist_for(c)][c] for c in COORDINATES})
 
     w = weights.set_index("coordinate")
@@ -210,9 +118,9 @@ def test_two_runs_blend_into_a_submission_beside_its_weights_picture_and_report(
     assert f"{blend_rmse:.4f}" in report
 
 
-def test_one_run_is_its_plain_fold_average(runs, sample_dir, tmp_path, sample):
+def test_one_run_is_its_plain_fold_average(runs, sample_dir, tmp_path, sample, test_styles):
     training, _, _ = sample
-    blend = blend_runs([runs / "good"], training, BlendConfig())
+    blend = blend_runs([runs / "good"], training, BlendConfig(), test_styles=test_styles)
     assert blend.method == "fold average"
     assert (blend.weights["good"] == 1).all() and (blend.weights["intercept"] == 0).all()
     assert blend.blend_scores.equals(blend.scores.loc["good"])
@@ -221,10 +129,10 @@ def test_one_run_is_its_plain_fold_average(runs, sample_dir, tmp_path, sample):
     assert "blend (fold average)" in result.stdout
 
 
-def test_tta_is_chosen_by_the_runs_config_or_the_flag(runs, sample):
+def test_tta_is_chosen_by_the_runs_config_or_the_flag(runs, sample, test_styles):
     training, _, _ = sample
-    by_config = blend_runs([runs / "good", runs / "worse"], training, BlendConfig())
-    plain = blend_runs([runs / "good", runs / "worse"], training, BlendConfig(), tta=False)
+    by_config = blend_runs([runs / "good", runs / "worse"], training, BlendConfig(), test_styles=test_styles)
+    plain = blend_runs([runs / "good", runs / "worse"], training, BlendConfig(), tta=False, test_styles=test_styles)
     assert by_config.tta["good"] is True and plain.tta["good"] is False
     assert by_config.scores["used"].equals(by_config.scores["TTA"])
     assert plain.scores["used"].equals(plain.scores["no TTA"])
@@ -254,26 +162,20 @@ def test_runs_must_follow_the_runs_option(runs, sample_dir):
 @pytest.mark.parametrize("command", ["blend", "show"])
 def test_a_run_without_a_finished_fold_is_refused_with_one_line(tmp_path, sample, sample_dir, command):
     training, _, folds = sample
-    Run(tmp_path / "empty").claim(RunSpec(training.fingerprint, folds.k, folds.seed, None, Config().to_dict()))
+    Run(tmp_path / "empty").claim(
+        RunSpec(training.fingerprint, folds.k, folds.seed, None, Config().to_dict(), MIRROR_AXIS)
+    )
     result = fkp(command, "--run", "empty", "--runs-dir", tmp_path, "--data", sample_dir)
     assert result.exit_code == 2, result.output
     assert len(result.stderr.strip().splitlines()) == 1
     assert "no finished fold" in result.stderr
 
 
-def test_a_run_recorded_before_the_specialists_key_reads_as_both_specialists():
-    config = Config().to_dict()
-    del config["specialists"]
-    assert RunSpec("f", 5, 42, None, config).specialists == ["full", "partial"]
-    single = {**config, "specialists": ["full"]}
-    assert RunSpec("f", 5, 42, None, single).specialists == ["full"]
-
-
-def test_the_blend_reports_each_annotation_style(runs, sample):
+def test_the_blend_reports_each_annotation_style(runs, sample, test_styles):
     """Style scores computed by hand from the runs' own predictions (pooled squared error per style)."""
     training, _, _ = sample
-    blend = blend_runs([runs / "good"], training, BlendConfig())
-    oof = Run(runs / "good").oof("flip")
+    blend = blend_runs([runs / "good"], training, BlendConfig(), test_styles=test_styles)
+    oof = Run(runs / "good").oof("tta")
     rows = oof["full"].index.intersection(oof["partial"].index).to_numpy()
     predicted = oof["full"].loc[rows, list(COORDINATES)].to_numpy()
     partial_columns = [COORDINATES.index(c) for c in oof["partial"].columns if c != "fold"]
@@ -286,21 +188,21 @@ def test_the_blend_reports_each_annotation_style(runs, sample):
     assert blend.style_scores.loc["blend"].equals(blend.style_scores.loc["good"])  # one run: its fold average
 
 
-def test_a_run_made_before_the_seams_change_still_blends_and_shows(tmp_path, sample_dir):
-    """tests/fixtures/run_before_seams: a real `fkp cv` run (bundled sample, --limit 80, 2 folds) written by
-    the code before runs.py and the [specialists] tables; its model files left out."""
-    import shutil
+def test_a_run_of_an_older_format_is_refused_with_one_line_saying_to_train_it_again(runs, tmp_path, sample_dir):
+    """run.json without "format": a run written by fkp before format 2 (heads stored in the run), not read."""
+    import json
 
-    from competition.show import show_run
-
-    runs_dir = tmp_path / "runs"
-    shutil.copytree(Path(__file__).parent / "fixtures" / "run_before_seams", runs_dir / "old")
-    result = fkp("blend", "--run", "old", "--runs-dir", runs_dir, "--data", sample_dir, "--out", tmp_path / "s.csv")
-    assert result.exit_code == 0, result.output
-    assert result.stdout.strip().splitlines()[-1] == "blend_rmse=3.74591"  # what the old code's blend printed
-    assert len(pd.read_csv(tmp_path / "s.csv")) == len(pd.read_csv(sample_dir / "IdLookupTable.csv"))
-    paths = show_run(runs_dir / "old", data.load_training(sample_dir))
-    assert all(path.exists() for path in paths)
+    shutil.copytree(runs / "good", tmp_path / "runs" / "old")
+    spec = json.loads((tmp_path / "runs" / "old" / "run.json").read_text())
+    del spec["format"], spec["mirror_axis"]
+    (tmp_path / "runs" / "old" / "run.json").write_text(json.dumps(spec))
+    out = tmp_path / "s.csv"
+    result = fkp("blend", "--run", "old", "--runs-dir", tmp_path / "runs", "--data", sample_dir, "--out", out)
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.output
+    assert "old/run.json" in lines[0] and "format" in lines[0] and "fkp cv" in lines[0]
+    assert not out.exists()
 
 
 # --- the submission is checked before it replaces the old one -----------------------------------
@@ -320,30 +222,53 @@ def _drop_row(path: Path, row: int) -> None:
 def _everywhere(runs_dir: Path, name: str, column: str, value) -> None:
     """``value`` in ``column``'s first row of every fold's TTA test predictions."""
     for fold in range(3):
-        _set_cell(Run(runs_dir / name).predictions_path("test", "flip", "partial", fold), 0, column, value)
+        _set_cell(Run(runs_dir / name).predictions_path("test", "tta", "partial", fold), 0, column, value)
 
 
-@pytest.mark.parametrize("damage, fragments", [
-    (lambda runs: _set_cell(runs / "good" / "partial" / "fold1" / "test_tta.csv", 4, "nose_tip_x", float("nan")),
-     ["test_tta.csv, line 6, column nose_tip_x", "'nan' is not a finite number"]),
-    (lambda runs: _set_cell(runs / "good" / "full" / "fold2" / "test_tta.csv", 0, "mouth_left_corner_y", "inf"), ["fold2", "line 2, column mouth_left_corner_y", "inf"]),
-    (lambda runs: _set_cell(runs / "good" / "full" / "fold0" / "oof_tta.csv", 3, "left_eye_center_x", "-inf"),
-     ["oof_tta.csv, line 5, column left_eye_center_x", "-inf"]),
-    (lambda runs: _drop_row(runs / "good" / "partial" / "fold0" / "test_tta.csv", 7),
-     ["partial/fold0/test_tta.csv", "no prediction for test ImageId 8"]),
-    (lambda runs: [_drop_row(runs / "good" / name / f"fold{fold}" / "test_tta.csv", 7)
-                   for name in ("full", "partial") for fold in range(3)],
-     ["test predictions of run(s) good", "ImageId 8"]),
-    # every fold finite, their average not: only the last look before writing catches it
-    (lambda runs: _everywhere(runs, "good", "nose_tip_x", 1e308), ["mine.csv", "not a finite number", "not written"]),
-], ids=["nan", "inf", "oof -inf", "face missing in a fold", "face missing in every fold", "overflow"])
+@pytest.mark.parametrize(
+    "damage, fragments",
+    [
+        (
+            lambda runs: _set_cell(runs / "good" / "partial" / "fold1" / "test_tta.csv", 4, "nose_tip_x", float("nan")),
+            ["test_tta.csv, line 6, column nose_tip_x", "'nan' is not a finite number"],
+        ),
+        (
+            lambda runs: _set_cell(runs / "good" / "full" / "fold2" / "test_tta.csv", 0, "mouth_left_corner_y", "inf"),
+            ["fold2", "line 2, column mouth_left_corner_y", "inf"],
+        ),
+        (
+            lambda runs: _set_cell(runs / "good" / "full" / "fold0" / "oof_tta.csv", 3, "left_eye_center_x", "-inf"),
+            ["oof_tta.csv, line 5, column left_eye_center_x", "-inf"],
+        ),
+        (
+            lambda runs: _drop_row(runs / "good" / "partial" / "fold0" / "test_tta.csv", 7),
+            ["partial/fold0/test_tta.csv", "no prediction for test ImageId 8"],
+        ),
+        (
+            lambda runs: [
+                _drop_row(runs / "good" / name / f"fold{fold}" / "test_tta.csv", 7)
+                for name in ("full", "partial")
+                for fold in range(3)
+            ],
+            ["test predictions of run(s) good", "ImageId 8"],
+        ),
+        # every fold finite, their average not: only the last look before writing catches it
+        (
+            lambda runs: _everywhere(runs, "good", "nose_tip_x", 1e308),
+            ["mine.csv", "not a finite number", "not written"],
+        ),
+    ],
+    ids=["nan", "inf", "oof -inf", "face missing in a fold", "face missing in every fold", "overflow"],
+)
 def test_damaged_predictions_leave_the_old_submission_byte_for_byte(runs, sample_dir, tmp_path, damage, fragments):
     from test_bad_input import assert_one_line_error
 
     shutil.copytree(runs / "good", tmp_path / "runs" / "good")
     out = tmp_path / "subs" / "mine.csv"
-    assert fkp("blend", "--run", "good", "--runs-dir", tmp_path / "runs", "--data", sample_dir, "--out", out
-               ).exit_code == 0
+    assert (
+        fkp("blend", "--run", "good", "--runs-dir", tmp_path / "runs", "--data", sample_dir, "--out", out).exit_code
+        == 0
+    )
     before = {path.name: path.read_bytes() for path in out.parent.iterdir()}
     damage(tmp_path / "runs")
     result = fkp("blend", "--run", "good", "--runs-dir", tmp_path / "runs", "--data", sample_dir, "--out", out)
@@ -367,8 +292,19 @@ def test_blend_clips_predictions_outside_the_image_and_says_how_many(runs, sampl
 
 def test_a_blend_by_style_fits_even_one_run_and_a_test_face_takes_its_styles_weights(runs, sample_dir, tmp_path):
     out = tmp_path / "styled.csv"
-    result = fkp("blend", "--run", "good", "--runs-dir", runs, "--data", sample_dir, "--out", out,
-                 "--blend-config", "ridge-by-style")
+    result = fkp(
+        "blend",
+        "--run",
+        "good",
+        "--runs-dir",
+        runs,
+        "--data",
+        sample_dir,
+        "--out",
+        out,
+        "--blend-config",
+        "ridge-by-style",
+    )
     assert result.exit_code == 0, result.output
     assert "blend (ridge, per annotation style)" in result.stdout
     weights = pd.read_csv(tmp_path / "styled_weights.csv").set_index(["style", "coordinate"])
@@ -379,7 +315,9 @@ def test_a_blend_by_style_fits_even_one_run_and_a_test_face_takes_its_styles_wei
     test_ids = data.load_test(sample_dir).image_ids
     styles = pd.Series(np.where(test_ids % 2, "partial", "full"), index=test_ids)  # the sample asks full only
     blend = blend_runs([runs / "good"], training, load_blend_config("ridge-by-style"), test_styles=styles)
-    frames = {s: frame.drop(columns="fold").groupby(level=0).mean() for s, frame in Run(runs / "good").test("flip").items()}
+    frames = {
+        s: frame.drop(columns="fold").groupby(level=0).mean() for s, frame in Run(runs / "good").test("tta").items()
+    }
     averaged = pd.DataFrame({c: frames[specialist_for(c)][c] for c in COORDINATES})
     for image_id in test_ids[:2]:
         w = blend.weights.loc[styles[image_id]]
@@ -394,67 +332,102 @@ def test_a_run_choosing_its_specialists_per_style_answers_test_faces_with_the_be
     training, test, folds = sample
     config = Config()
     config.inference.prefer_by_style = True
-    write_run(tmp_path / "styled", training, test, folds, noise=1.0, tta_noise=1.0, seed=5, config=config,
-              noise_scale={"partial": 3.0})
-    write_run(tmp_path / "fixed", training, test, folds, noise=1.0, tta_noise=1.0, seed=5,
-              noise_scale={"partial": 3.0})
+    write_run(
+        tmp_path / "styled",
+        training,
+        test,
+        folds,
+        noise=1.0,
+        tta_noise=1.0,
+        seed=5,
+        config=config,
+        noise_scale={"partial": 3.0},
+    )
+    write_run(tmp_path / "fixed", training, test, folds, noise=1.0, tta_noise=1.0, seed=5, noise_scale={"partial": 3.0})
     styles = pd.Series(np.where(test.image_ids % 2, "partial", "full"), index=test.image_ids)
     styled = blend_runs([tmp_path / "styled"], training, load_blend_config("nnls"), test_styles=styles)
     fixed = blend_runs([tmp_path / "fixed"], training, load_blend_config("nnls"), test_styles=styles)
-    full_test = Run(tmp_path / "styled").test("flip")["full"].drop(columns="fold").groupby(level=0).mean()
+    full_test = Run(tmp_path / "styled").test("tta")["full"].drop(columns="fold").groupby(level=0).mean()
     np.testing.assert_allclose(styled.keypoints.to_numpy(), full_test.loc[styled.keypoints.index].to_numpy())
     partial = list(SPECIALISTS["partial"].coordinates)
-    assert not np.allclose(fixed.keypoints[partial].to_numpy(), full_test.loc[fixed.keypoints.index, partial].to_numpy())
+    assert not np.allclose(
+        fixed.keypoints[partial].to_numpy(), full_test.loc[fixed.keypoints.index, partial].to_numpy()
+    )
     assert styled.blend_scores["used"] < fixed.blend_scores["used"] - 0.3
 
 
-def test_export_and_predict_take_the_full_style_choice_of_a_run_choosing_per_style(sample, sample_dir, tmp_path):
-    """A photo's face has no style: `fkp export` and `fkp predict` answer it as a full-style face, with the
-    choice measured on the run's out-of-fold faces (here the full network everywhere) and, for a run with a
-    second stage, that refinement; a run with neither needs no data."""
-    from competition.cli import _full_style_answers
-
+def test_a_run_stores_the_head_its_test_faces_and_a_photos_face_take(sample, tmp_path):
+    """`fkp export` and `fkp predict` answer a photo's face as the run's stored head answers a full-style face.
+    A run choosing per style whose partial network is 3 times as noisy stores the full network for all 30
+    coordinates of a full-style face; a run on the fixed order stores partial's 8; a run with one network and
+    an offsets stage stores each coordinate's mean out-of-fold error, fitted on every out-of-fold face."""
     training, test, folds = sample
     config = Config()
     config.inference.prefer_by_style = True
-    styled = write_run(tmp_path / "styled", training, test, folds, noise=1.0, tta_noise=1.0, seed=5, config=config,
-                       noise_scale={"partial": 3.0})
+    styled = write_run(
+        tmp_path / "styled",
+        training,
+        test,
+        folds,
+        noise=1.0,
+        tta_noise=1.0,
+        seed=5,
+        config=config,
+        noise_scale={"partial": 3.0},
+    )
     fixed = write_run(tmp_path / "fixed", training, test, folds, noise=1.0, tta_noise=1.0, seed=5)
-    assert _full_style_answers(styled, sample_dir, tta=True) == ({c: "full" for c in COORDINATES}, None)
-    assert _full_style_answers(fixed, tmp_path / "no-such-folder", tta=True) == (None, None)
+    partial = set(SPECIALISTS["partial"].coordinates)
+    for variant in ("plain", "tta"):
+        assert Run(styled.path).head(variant).choice.sources("full") == ["full"] * 30
+        assert Run(fixed.path).head(variant).choice.sources("full") == [
+            "partial" if c in partial else "full" for c in COORDINATES
+        ]
+        assert Run(fixed.path).head(variant).second_stage is None
     config = Config()
     config.specialists["partial"].enabled = False
     config.inference.refine = "offsets"
-    refined = write_run(tmp_path / "refined", training, test, folds, noise=1.0, tta_noise=1.0, seed=5, config=config,
-                        bias=0.7)
-    choice, refinement = _full_style_answers(refined, sample_dir, tta=False)
+    refined = write_run(
+        tmp_path / "refined", training, test, folds, noise=1.0, tta_noise=1.0, seed=5, config=config, bias=0.7
+    )
+    stage = Run(refined.path).head("plain").second_stage
     oof = refined.oof("plain")["full"].sort_index()
-    assert choice is None
-    np.testing.assert_allclose(refinement.intercept,
-                               np.nanmean(training.keypoints[oof.index] - oof[list(COORDINATES)].to_numpy(), axis=0))
+    np.testing.assert_allclose(
+        stage.intercept_, np.nanmean(training.keypoints[oof.index] - oof[list(COORDINATES)].to_numpy(), axis=0)
+    )
+
+
+def test_a_run_without_its_head_is_refused_with_one_line(runs, sample_dir, tmp_path):
+    shutil.copytree(runs / "good", tmp_path / "runs" / "good")
+    (tmp_path / "runs" / "good" / "head.json").unlink()
+    result = fkp(
+        "blend", "--run", "good", "--runs-dir", tmp_path / "runs", "--data", sample_dir, "--out", tmp_path / "s.csv"
+    )
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "head.json" in lines[0] and "fkp cv" in lines[0]
 
 
 @pytest.mark.parametrize("refine", ["offsets", "linear"])
 def test_a_refined_run_scores_and_predicts_its_test_faces_through_its_second_stage(sample, tmp_path, refine):
     """One network whose out-of-fold predictions are all 0.7 px too high (and noisy): refined, each fold's faces
     corrected by the fit on the other folds score about the noise alone, where the same run unrefined does not;
-    its test predictions are its fold average through the refinement fitted on every out-of-fold face."""
-    from competition.evaluate import run_refinement
-
+    its test answers are its fold average through the stored second stage, fitted on every out-of-fold face."""
     training, test, folds = sample
     config = Config()
     config.specialists["partial"].enabled = False
     config.inference.refine = refine
-    refined = write_run(tmp_path / "refined", training, test, folds, noise=0.3, tta_noise=0.3, seed=5,
-                        config=config, bias=0.7)
+    refined = write_run(
+        tmp_path / "refined", training, test, folds, noise=0.3, tta_noise=0.3, seed=5, config=config, bias=0.7
+    )
     config.inference.refine = "none"
     write_run(tmp_path / "still", training, test, folds, noise=0.3, tta_noise=0.3, seed=5, config=config, bias=0.7)
     styles = pd.Series("full", index=test.image_ids)
     blend = blend_runs([tmp_path / "refined"], training, load_blend_config("nnls"), test_styles=styles)
     still = blend_runs([tmp_path / "still"], training, load_blend_config("nnls"), test_styles=styles)
     assert blend.scores.loc["refined", "TTA"] < 0.4 < 0.7 < still.scores.loc["still", "TTA"]
-    refinement = run_refinement(refined, "flip", training)
-    assert np.allclose(refinement.intercept.mean(), -0.7, atol=0.2)
-    averaged = refined.test("flip")["full"].drop(columns="fold").groupby(level=0).mean()
-    np.testing.assert_allclose(blend.keypoints.to_numpy(),
-                               refinement.apply(averaged.loc[blend.keypoints.index].to_numpy()), atol=1e-6)
+    stage = Run(refined.path).head("tta").second_stage
+    assert stage.kind == refine and np.allclose(stage.intercept_.mean(), -0.7, atol=0.2)
+    averaged = refined.test("tta")["full"].drop(columns="fold").groupby(level=0).mean()
+    np.testing.assert_allclose(
+        blend.keypoints.to_numpy(), stage.predict(averaged.loc[blend.keypoints.index].to_numpy()[None]), atol=1e-6
+    )

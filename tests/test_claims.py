@@ -10,19 +10,18 @@ import re
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 from conftest import write_claim
 
 from competition.claims import claimed
-from competition.cluster import LOCAL, ClusterOptions
+from competition.cluster import LOCAL, ClusterOptions, RayFolds
 from competition.config import load_config
 from competition.cv import run_cv
 from competition.data import load_test
 from competition.folds import make_folds
-from competition.runs import Run
+from competition.run import Run
 
 FKP = [sys.executable, "-m", "competition"]
 
@@ -80,8 +79,9 @@ def test_of_processes_taking_over_one_stale_claim_at_once_exactly_one_wins(tmp_p
     write_claim(tmp_path / "fold0.claim.0", dead_pid)
     context = multiprocessing.get_context("fork")
     barrier, results = context.Barrier(6), context.Queue()
-    processes = [context.Process(target=_claim_and_hold, args=(tmp_path / "fold0.claim", barrier, results))
-                 for _ in range(6)]
+    processes = [
+        context.Process(target=_claim_and_hold, args=(tmp_path / "fold0.claim", barrier, results)) for _ in range(6)
+    ]
     for process in processes:
         process.start()
     for process in processes:
@@ -96,14 +96,23 @@ def test_cv_skips_folds_a_live_process_trains(tmp_path, sample_dir, training, li
     for fold in (0, 1):
         write_claim(run.path / "full" / f"fold{fold}.claim.0", live_pid)
     lines = []
-    results = run_cv(load_config("smoke", ["specialists.partial.enabled=false"]), training.head(40),
-                     load_test(sample_dir), make_folds(training.head(40), 2, 42), run, cluster=cluster,
-                     log=lines.append)
+    results = run_cv(
+        load_config("smoke", ["specialists.partial.enabled=false"]),
+        training.head(40),
+        load_test(sample_dir),
+        make_folds(training.head(40), 2, 42),
+        run,
+        executor=None if cluster is None else RayFolds(cluster),
+        log=lines.append,
+    )
     assert results == [] and run.finished_folds("full") == []
     for fold, line in enumerate(lines):
         claim = run.path / "full" / f"fold{fold}.claim.0"
-        assert re.fullmatch(rf"\[full fold {fold}\] being trained by {socket.gethostname()}:{live_pid} since "
-                            rf"[-\d]+ [:\d]+: skipped \(if that process is gone, delete {claim}\)", line), line
+        assert re.fullmatch(
+            rf"\[full fold {fold}\] being trained by {socket.gethostname()}:{live_pid} since "
+            rf"[-\d]+ [:\d]+: skipped \(if that process is gone, delete {claim}\)",
+            line,
+        ), line
         assert json.loads(claim.read_text())["pid"] == live_pid
     assert len(lines) == 2
 
@@ -112,16 +121,33 @@ def test_cv_skips_folds_a_live_process_trains(tmp_path, sample_dir, training, li
 def test_two_cv_processes_on_one_run_train_every_fold_once(tmp_path, run_data, dead_pid):
     """Two `fkp cv` started together on one run (and a claim left by a killed one): each fold job is
     trained by exactly one of them, and the run blends."""
-    args = [*FKP, "cv", "--data", str(run_data), "--config", "smoke", "--folds", "2", "--epochs", "1",
-            "--limit", "120", "--set", "specialists.partial.enabled=false", "--run", "shared"]
+    args = [
+        *FKP,
+        "cv",
+        "--data",
+        str(run_data),
+        "--config",
+        "smoke",
+        "--folds",
+        "2",
+        "--epochs",
+        "1",
+        "--limit",
+        "120",
+        "--set",
+        "specialists.partial.enabled=false",
+        "--run",
+        "shared",
+    ]
     run = Run(tmp_path / "runs" / "shared")
     write_claim(run.path / "full" / "fold1.claim.0", dead_pid)  # killed while training
     logs = [tmp_path / f"cv{index}.log" for index in (0, 1)]
     processes = []
     for log in logs:
         with open(log, "w") as out:
-            processes.append(subprocess.Popen(args, cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT,
-                                              env=os.environ.copy()))
+            processes.append(
+                subprocess.Popen(args, cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT, env=os.environ.copy())
+            )
     for process, log in zip(processes, logs):
         assert process.wait(timeout=600) == 0, log.read_text()
     outputs = [log.read_text() for log in logs]
@@ -130,6 +156,11 @@ def test_two_cv_processes_on_one_run_train_every_fold_once(tmp_path, run_data, d
     assert run.finished_folds("full") == [0, 1]
     assert all(run.logs_dir("full", fold).joinpath("validation").is_dir() for fold in (0, 1))
     assert not list(run.path.glob("*/*.claim.*")) and not list(run.path.glob("*/*.logs"))
-    blend = subprocess.run([*FKP, "blend", "--data", str(run_data), "--run", "shared", "--out", "sub.csv"],
-                           cwd=tmp_path, capture_output=True, text=True, env=os.environ.copy())
+    blend = subprocess.run(
+        [*FKP, "blend", "--data", str(run_data), "--run", "shared", "--out", "sub.csv"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env=os.environ.copy(),
+    )
     assert blend.returncode == 0, blend.stdout + blend.stderr

@@ -14,9 +14,9 @@ import zipfile
 import psutil
 import pytest
 from conftest import free_local_address
-
-from competition.runs import Run
 from test_tune import TINY_SPACE
+
+from competition.run import Run
 
 pytestmark = pytest.mark.xdist_group("ray")  # on one worker (`-n 2`): two local Ray clusters never run side by side
 FKP = [sys.executable, "-m", "competition"]
@@ -24,8 +24,9 @@ SMALL = ["--folds", "2", "--limit", "80", "--config", "smoke"]
 
 
 def fkp(*args, cwd, env=None):
-    return subprocess.run([*FKP, *map(str, args)], cwd=cwd, capture_output=True, text=True,
-                          env=env or os.environ.copy())
+    return subprocess.run(
+        [*FKP, *map(str, args)], cwd=cwd, capture_output=True, text=True, env=env or os.environ.copy()
+    )
 
 
 def cv_rmse(stdout: str) -> float:
@@ -42,11 +43,14 @@ def test_cluster_without_ray_says_what_to_install(tmp_path, sample_dir):
     assert not (tmp_path / "runs").exists()
 
 
-@pytest.mark.parametrize("options, line", [
-    (["--cluster", "local", "--retries", -1], "fkp: --retries: must be at least 0, got -1"),
-    (["--cluster", "local", "--gpus-per-fold", -1], "fkp: --gpus-per-fold: must be at least 0, got -1"),
-    (["--cluster", "nonsense"], "fkp: --cluster: cannot join the Ray cluster at nonsense: "),
-])
+@pytest.mark.parametrize(
+    "options, line",
+    [
+        (["--cluster", "local", "--retries", -1], "fkp: --retries: must be at least 0, got -1"),
+        (["--cluster", "local", "--gpus-per-fold", -1], "fkp: --gpus-per-fold: must be at least 0, got -1"),
+        (["--cluster", "nonsense"], "fkp: --cluster: cannot join the Ray cluster at nonsense: "),
+    ],
+)
 def test_bad_cluster_options_are_refused_in_one_line(tmp_path, sample_dir, options, line):
     result = fkp("cv", "--data", sample_dir, *SMALL, *options, cwd=tmp_path)
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
@@ -63,29 +67,42 @@ def test_a_task_no_node_can_take_is_refused_in_one_line(tmp_path, sample_dir):
 def fold_files(run) -> dict[str, bytes]:
     """Every file of a run that does not record time: predictions, histories, configs, the model's weights;
     of the TensorBoard logs (which do), the folders."""
-    files = {str(path.relative_to(run)): path.read_bytes() for path in run.rglob("*")
-             if path.is_file() and path.name not in ("model.keras", "fold.json") and "logs" not in path.parts}
+    files = {
+        str(path.relative_to(run)): path.read_bytes()
+        for path in run.rglob("*")
+        if path.is_file() and path.name not in ("model.keras", "fold.json") and "logs" not in path.parts
+    }
     files.update({str(path.relative_to(run)): "folder" for path in run.glob("*/fold*/logs/*") if path.is_dir()})
     for model in run.rglob("model.keras"):  # its config.json and metadata.json hold object ids and a date
         files[f"{model.relative_to(run)}/weights"] = zipfile.ZipFile(model).read("model.weights.h5")
     for report in run.rglob("fold.json"):
         record = json.loads(report.read_text())
-        files[str(report.relative_to(run))] = {key: value for key, value in record.items()
-                                               if key not in ("seconds", "faces_per_second")}
+        files[str(report.relative_to(run))] = {
+            key: value for key, value in record.items() if key not in ("seconds", "faces_per_second")
+        }
     return files
 
 
 def cv_killing_a_worker(args, cwd, env=None, workers_under=None) -> tuple[int, str]:
     """`fkp cv ARGS`; once a fold has trained an epoch, its Ray worker process (a descendant of the process
     ``workers_under``, default the driver's own local Ray instance) is killed. Its exit status and output."""
-    cv = subprocess.Popen([*FKP, *map(str, args)], cwd=cwd, env={**(env or os.environ), "PYTHONUNBUFFERED": "1"},
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    cv = subprocess.Popen(
+        [*FKP, *map(str, args)],
+        cwd=cwd,
+        env={**(env or os.environ), "PYTHONUNBUFFERED": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     lines, killed = [], False
     for line in cv.stdout:
         lines.append(line)
         if not killed and " epoch 1/" in line:
-            next(process for process in psutil.Process(workers_under or cv.pid).children(recursive=True)
-                 if process.cmdline()[:1] == ["ray::_fold_task"]).kill()
+            next(
+                process
+                for process in psutil.Process(workers_under or cv.pid).children(recursive=True)
+                if process.cmdline()[:1] == ["ray::_fold_task"]
+            ).kill()
             killed = True
     output = "".join(lines)
     assert killed, output
@@ -103,8 +120,9 @@ def test_a_cluster_run_is_the_same_run_as_on_one_machine_even_when_a_worker_dies
     weights show that a job after another starts from a clean Keras state."""
     local = fkp("cv", "--data", sample_dir, *ONE_NETWORK, "--run", "local", cwd=tmp_path)
     assert local.returncode == 0, local.stdout + local.stderr
-    status, ray = cv_killing_a_worker(["cv", "--data", sample_dir, *ONE_NETWORK, "--run", "ray", "--cluster", "local"],
-                                      tmp_path)
+    status, ray = cv_killing_a_worker(
+        ["cv", "--data", sample_dir, *ONE_NETWORK, "--run", "ray", "--cluster", "local"], tmp_path
+    )
     assert status == 0, ray
     assert re.search(rf"\[full fold \d\] retried, training on {socket.gethostname()} \(attempt 2\)", ray), ray
     for label in ("[full fold 0]", "[full fold 1]"):
@@ -112,7 +130,7 @@ def test_a_cluster_run_is_the_same_run_as_on_one_machine_even_when_a_worker_dies
     assert "Fold jobs on the cluster" in ray
     assert abs(cv_rmse(ray) - cv_rmse(local.stdout)) < 1e-5
     expected, made = fold_files(tmp_path / "runs" / "local"), fold_files(tmp_path / "runs" / "ray")
-    assert made.keys() == expected.keys() and len(made) == 2 + 2 * (8 + 2)
+    assert made.keys() == expected.keys() and len(made) == 3 + 2 * (8 + 2)  # run.json, config.toml, head.json
     assert [name for name in expected if made[name] != expected[name]] == []
     for run in ("local", "ray"):
         blend = fkp("blend", "--data", sample_dir, "--run", run, "--out", f"{run}.csv", cwd=tmp_path)
@@ -131,10 +149,27 @@ def ray_head(tmp_path):
     folder.mkdir()
     # Ray's own folder, short for its sockets' paths: its address file there is not left for `--cluster auto`
     temp = tempfile.mkdtemp(prefix="fkp-ray-")
-    head = subprocess.Popen(["ray", "start", "--head", "--block", "--num-cpus", "2", "--port", address.rpartition(":")[2],
-                             "--include-dashboard", "false", "--disable-usage-stats", "--temp-dir", temp],
-                            cwd=folder, env={**os.environ, "RAY_AUTH_MODE": "disabled"},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    head = subprocess.Popen(
+        [
+            "ray",
+            "start",
+            "--head",
+            "--block",
+            "--num-cpus",
+            "2",
+            "--port",
+            address.rpartition(":")[2],
+            "--include-dashboard",
+            "false",
+            "--disable-usage-stats",
+            "--temp-dir",
+            temp,
+        ],
+        cwd=folder,
+        env={**os.environ, "RAY_AUTH_MODE": "disabled"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         yield head, address, folder
     finally:
@@ -164,18 +199,39 @@ def test_workers_that_cannot_see_the_drivers_runs_folder_send_the_run_whole(tmp_
     assert again.stdout.count("already complete: skipped") == 1
     assert sorted(path.name for path in run.iterdir()) == ["fold0", "fold1"]
     assert not list(head_folder.iterdir())  # the workers' working directory got nothing
-    assert len(Run(driver / "runs" / "joined").oof("flip")["full"]) == 80  # every face out of fold, readable
+    assert len(Run(driver / "runs" / "joined").oof("tta")["full"]) == 80  # every face out of fold, readable
 
 
 @pytest.mark.slow
 def test_tune_on_a_local_cluster_runs_two_workers_that_share_one_search(tmp_path, sample_dir):
     (tmp_path / "tiny.toml").write_text(TINY_SPACE)
-    tune = fkp("tune", "--data", sample_dir, "--space", "tiny.toml", "--config", "smoke", "--specialist", "partial",
-               "--limit", 60, "--epochs", 1, "--max-trials", 4, "--project", "shared", "--cluster", "local",
-               cwd=tmp_path)
+    tune = fkp(
+        "tune",
+        "--data",
+        sample_dir,
+        "--space",
+        "tiny.toml",
+        "--config",
+        "smoke",
+        "--specialist",
+        "partial",
+        "--limit",
+        60,
+        "--epochs",
+        1,
+        "--max-trials",
+        4,
+        "--project",
+        "shared",
+        "--cluster",
+        "local",
+        cwd=tmp_path,
+    )
     assert tune.returncode == 0, tune.stdout + tune.stderr
-    ran = {worker: set(trials.split(", ")) for worker, trials in
-           re.findall(r"\[partial\] (worker-\d) trained trials ([\d, ]+)\n", tune.stdout)}
+    ran = {
+        worker: set(trials.split(", "))
+        for worker, trials in re.findall(r"\[partial\] (worker-\d) trained trials ([\d, ]+)\n", tune.stdout)
+    }
     assert sorted(ran) == ["worker-0", "worker-1"], tune.stdout
     assert not ran["worker-0"] & ran["worker-1"] and ran["worker-0"] | ran["worker-1"] == set("0123")
     project = tmp_path / "runs" / "tune" / "shared" / "partial"

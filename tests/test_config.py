@@ -33,8 +33,16 @@ def test_a_specialist_can_be_left_untrained_and_inference_has_its_own_table(tmp_
 
 def test_cli_overrides_reach_the_right_specialist(tmp_path):
     path = write(tmp_path, "[train]\nepochs = 3\n[specialists.full.model]\ndropout = 0.4\n")
-    config = load_config(path, ["train.epochs=7", "specialists.full.model.filters=[8, 16]", "augment.flip=0",
-                                "model.dropout=0.2", "inference.tta=false"])
+    config = load_config(
+        path,
+        [
+            "train.epochs=7",
+            "specialists.full.model.filters=[8, 16]",
+            "augment.flip=0",
+            "model.dropout=0.2",
+            "inference.tta=false",
+        ],
+    )
     full, partial = config.specialist("full"), config.specialist("partial")
     assert full.train.epochs == partial.train.epochs == 7
     assert full.model.filters == [8, 16] and partial.model.filters != [8, 16]
@@ -49,20 +57,6 @@ def test_the_model_family_is_picked_by_name(tmp_path):
     assert config.specialist("full").model.filters == [8]
 
 
-def test_a_config_in_the_shape_before_the_specialists_table_still_resolves():
-    """Runs made before `specialists` became a table recorded this shape in run.json."""
-    old = Config().to_dict()
-    full, partial = old["specialists"]["full"], old["specialists"]["partial"]
-    for table in (full, partial):
-        del table["enabled"]
-        del table["model"]["family"]
-        table["train"]["tta"] = False
-    raw = {"name": "cpu", "seed": 7, "specialists": ["full"], "full": full, "partial": partial}
-    config = resolve(raw, "run.json")
-    assert config.trained == ["full"] and config.seed == 7 and config.inference.tta is False
-    assert config.specialist("partial").model.filters == full["model"]["filters"]
-
-
 @pytest.mark.parametrize(
     "text, message",
     [
@@ -75,8 +69,10 @@ def test_a_config_in_the_shape_before_the_specialists_table_still_resolves():
         ("seed = \n", "not valid TOML"),
         ("[train]\nschedule = 'linear'\n", "key 'train.schedule' must be one of plateau, cosine"),
         ("[train]\nvalidate_every = 5\n", "key 'specialists.full.train.validate_every' above 1 needs the cosine"),
-        ("[specialists.partial.model]\ninput_downsample = 5\n",
-         "key 'specialists.partial.model.input_downsample' must be a whole divisor of 96"),
+        (
+            "[specialists.partial.model]\ninput_downsample = 5\n",
+            "key 'specialists.partial.model.input_downsample' must be a whole divisor of 96",
+        ),
         ("[specialists.full]\nenabled = false\n", "must cover all 30 coordinates"),
         ("[specialists.ful]\nenabled = false\n", "unknown specialist 'ful'"),
         ("[model]\nfamily = 'hourglass'\n", "key 'model.family' must be one of regression"),
@@ -94,9 +90,12 @@ def test_a_config_in_the_shape_before_the_specialists_table_still_resolves():
         ("seed = -1\n", "key 'seed' must be within 0"),
         ("[train]\nmin_learning_rate = inf\n", "key 'train.min_learning_rate' must be within 0..10.0, got inf"),
         ("[model]\ndense_units = 1_000_000_000\n", "key 'model.dense_units' must be within 1..65536"),
-        ("[model]\nfilters = [8, 8, 8, 8, 8, 8, 8]\n", "model.filters' \\(7 blocks\\) and .*a 96x96 face.*at most 6 blocks"),
-        ("[model]\nfilters = [8, 8]\nstrided_blocks = 3\n",
-         "model.strided_blocks' \\(3\\) is more than the 2 blocks of .*model.filters'"),
+        (
+            "[model]\nfilters = [8, 8, 8, 8, 8, 8, 8]\n",
+            "model.filters' \\(7 blocks\\) and .*a 96x96 face.*at most 6 blocks",
+        ),
+        ("[model]\nstrided_blocks = 1\n", "unknown key 'model.strided_blocks'"),
+        ("[train]\nmembers = 2\n", "unknown key 'train.members'"),
     ],
 )
 def test_bad_configs_are_refused_with_the_key(tmp_path, text, message):

@@ -52,10 +52,23 @@ def test_training_set_matches_the_csv(sample_dir, training):
 
 
 def test_a_test_faces_style_is_read_from_what_idlookuptable_asks():
-    lookup = pd.DataFrame({"RowId": range(1, 39), "ImageId": [7] * 30 + [9] * 8,
-                           "FeatureName": [*COORDINATES, "left_eye_center_x", "left_eye_center_y",
-                                           "right_eye_center_x", "right_eye_center_y", "nose_tip_x", "nose_tip_y",
-                                           "mouth_center_bottom_lip_x", "mouth_center_bottom_lip_y"]})
+    lookup = pd.DataFrame(
+        {
+            "RowId": range(1, 39),
+            "ImageId": [7] * 30 + [9] * 8,
+            "FeatureName": [
+                *COORDINATES,
+                "left_eye_center_x",
+                "left_eye_center_y",
+                "right_eye_center_x",
+                "right_eye_center_y",
+                "nose_tip_x",
+                "nose_tip_y",
+                "mouth_center_bottom_lip_x",
+                "mouth_center_bottom_lip_y",
+            ],
+        }
+    )
     styles = data.lookup_styles(lookup)
     assert styles.to_dict() == {7: "full", 9: "partial"}
 
@@ -121,7 +134,9 @@ def test_resolve_data_dir_falls_back_to_the_sample(tmp_path):
 def test_lookup_rows_without_the_empty_trailing_location_load(sample_dir, tmp_path):
     """Kaggle's IdLookupTable.csv writes "1,1,left_eye_center_x" under a 4-column header."""
     rows = pd.read_csv(sample_dir / "IdLookupTable.csv")
-    lines = ["RowId,ImageId,FeatureName,Location"] + [f"{r.RowId},{r.ImageId},{r.FeatureName}" for r in rows.itertuples()]
+    lines = ["RowId,ImageId,FeatureName,Location"] + [
+        f"{r.RowId},{r.ImageId},{r.FeatureName}" for r in rows.itertuples()
+    ]
     (tmp_path / "IdLookupTable.csv").write_text("\n".join(lines) + "\n")
     for name in ("training.zip", "test.zip"):
         (tmp_path / name).write_bytes((sample_dir / name).read_bytes())

@@ -21,8 +21,22 @@ def fkp(*args, cwd):
 def smoke_run(tmp_path_factory, run_data):
     """`fkp cv --folds 2 --epochs 1 --limit 200` on real data, then `fkp blend`."""
     work = tmp_path_factory.mktemp("work")
-    cv = fkp("cv", "--data", run_data, "--folds", 2, "--epochs", 1, "--limit", 200, "--config", "smoke",
-             "--run", "smoke", cwd=work)
+    cv = fkp(
+        "cv",
+        "--data",
+        run_data,
+        "--folds",
+        2,
+        "--epochs",
+        1,
+        "--limit",
+        200,
+        "--config",
+        "smoke",
+        "--run",
+        "smoke",
+        cwd=work,
+    )
     assert cv.returncode == 0, cv.stdout + cv.stderr
     blend = fkp("blend", "--data", run_data, "--run", "smoke", cwd=work)
     assert blend.returncode == 0, blend.stdout + blend.stderr
@@ -33,12 +47,12 @@ def test_cv_ends_with_the_leaderboard_rmse_and_its_table_names_styles_and_networ
     """cv_rmse is the RMSE of the leaderboard mix over every labelled coordinate, recomputed here from the
     run's own out-of-fold files: the partial network's 8 coordinates, the full network's other 22."""
     from competition.data import load_training
-    from competition.runs import Run
+    from competition.run import Run
 
     work, out = smoke_run
     last = out.strip().splitlines()[-1]
     assert last.startswith("cv_rmse=")
-    oof = Run(work / "runs" / "smoke").oof("flip")
+    oof = Run(work / "runs" / "smoke").oof("tta")
     rows = oof["full"].index.intersection(oof["partial"].index)
     mixed = oof["full"].loc[rows].drop(columns="fold")
     partial = [c for c in oof["partial"].columns if c != "fold"]
@@ -85,8 +99,9 @@ def test_each_folds_reframing_ranges_come_from_its_training_faces_alone(learned_
     for name in ("full", "partial"):
         for k in (0, 1):
             report = json.loads((learned_run / "runs" / "learned" / name / f"fold{k}" / "fold.json").read_text())
-            own, other = (FramingRange.of(keypoints[fold == f], SPECIALISTS[name], middle=0.25).bounds()
-                          for f in (1 - k, k))
+            own, other = (
+                FramingRange.of(keypoints[fold == f], SPECIALISTS[name], middle=0.25).bounds() for f in (1 - k, k)
+            )
             assert report["reframe"]["weight"] == 0.75
             stored = report["reframe"]["bounds"]
             assert stored.keys() == own.keys()
@@ -101,8 +116,16 @@ def test_cv_writes_every_fold_artifact(smoke_run):
         for fold in (0, 1):
             folder = work / "runs" / "smoke" / specialist / f"fold{fold}"
             names = {p.name for p in folder.iterdir()}
-            assert {"model.keras", "oof.csv", "oof_tta.csv", "test.csv", "test_tta.csv", "history.csv",
-                    "config.toml", "fold.json"} <= names
+            assert {
+                "model.keras",
+                "oof.csv",
+                "oof_tta.csv",
+                "test.csv",
+                "test_tta.csv",
+                "history.csv",
+                "config.toml",
+                "fold.json",
+            } <= names
     assert (work / "folds").is_dir() and list((work / "folds").glob("*.csv"))
     assert not list((work / "runs").rglob("*.tmp"))
 
@@ -124,8 +147,22 @@ def test_submission_has_the_lookup_tables_rows_in_order(smoke_run, run_data):
 
 def test_rerun_resumes_by_skipping_finished_folds(smoke_run, run_data):
     work, _ = smoke_run
-    again = fkp("cv", "--data", run_data, "--folds", 2, "--epochs", 1, "--limit", 200, "--config", "smoke",
-                "--run", "smoke", cwd=work)
+    again = fkp(
+        "cv",
+        "--data",
+        run_data,
+        "--folds",
+        2,
+        "--epochs",
+        1,
+        "--limit",
+        200,
+        "--config",
+        "smoke",
+        "--run",
+        "smoke",
+        cwd=work,
+    )
     assert again.returncode == 0, again.stderr
     assert again.stdout.count("already complete: skipped") == 4
     assert again.stdout.strip().splitlines()[-1] == smoke_run[1].strip().splitlines()[-1]
@@ -133,16 +170,47 @@ def test_rerun_resumes_by_skipping_finished_folds(smoke_run, run_data):
 
 def test_a_run_cannot_take_folds_made_with_other_settings(smoke_run, run_data):
     work, _ = smoke_run
-    other = fkp("cv", "--data", run_data, "--folds", 2, "--epochs", 2, "--limit", 200, "--config", "smoke",
-                "--run", "smoke", cwd=work)
+    other = fkp(
+        "cv",
+        "--data",
+        run_data,
+        "--folds",
+        2,
+        "--epochs",
+        2,
+        "--limit",
+        200,
+        "--config",
+        "smoke",
+        "--run",
+        "smoke",
+        cwd=work,
+    )
     assert other.returncode == 2
     assert "run.json" in other.stderr and "config" in other.stderr
 
 
 def test_blend_refuses_a_run_with_missing_folds_unless_asked(smoke_run, run_data):
     work, _ = smoke_run
-    shutil.copytree(work / "runs" / "smoke", work / "runs" / "half")
-    shutil.rmtree(work / "runs" / "half" / "full" / "fold1")
+    half = fkp(
+        "cv",
+        "--data",
+        run_data,
+        "--folds",
+        2,
+        "--fold",
+        0,
+        "--epochs",
+        1,
+        "--limit",
+        200,
+        "--config",
+        "smoke",
+        "--run",
+        "half",
+        cwd=work,
+    )
+    assert half.returncode == 0, half.stderr
     refused = fkp("blend", "--data", run_data, "--run", "half", "--out", "half.csv", cwd=work)
     assert refused.returncode == 2 and "folds [1] of 2 are missing" in refused.stderr
     assert not (work / "half.csv").exists()
@@ -178,16 +246,32 @@ def test_show_pictures_a_real_run(smoke_run, run_data):
 def test_a_single_network_run_answers_every_coordinate_and_blends_with_a_two_specialist_run(smoke_run, run_data):
     from competition.data import load_training
     from competition.evaluate import rmse
-    from competition.runs import Run
+    from competition.run import Run
 
     work, _ = smoke_run
-    cv = fkp("cv", "--data", run_data, "--folds", 2, "--epochs", 1, "--limit", 200, "--config", "smoke",
-             "--set", "specialists.partial.enabled=false", "--run", "single", cwd=work)
+    cv = fkp(
+        "cv",
+        "--data",
+        run_data,
+        "--folds",
+        2,
+        "--epochs",
+        1,
+        "--limit",
+        200,
+        "--config",
+        "smoke",
+        "--set",
+        "specialists.partial.enabled=false",
+        "--run",
+        "single",
+        cwd=work,
+    )
     assert cv.returncode == 0, cv.stdout + cv.stderr
     run = Run(work / "runs" / "single")
     assert sorted(p.name for p in run.path.iterdir() if p.is_dir()) == ["full"]
     assert "partial net" not in cv.stdout  # no column for a network the run did not train
-    oof = run.oof("flip")["full"].drop(columns="fold")
+    oof = run.oof("tta")["full"].drop(columns="fold")
     truth = load_training(run_data).keypoints[:200][oof.index]
     printed = float(cv.stdout.strip().splitlines()[-1].removeprefix("cv_rmse="))
     assert abs(printed - rmse(truth, oof.to_numpy())) < 1e-4
@@ -204,20 +288,33 @@ def test_a_heatmap_run_trains_blends_with_a_regression_run_and_shows(smoke_run, 
     import keras
 
     from competition.models.layers import SoftArgmax
-    from competition.runs import Run
+    from competition.run import Run
 
     work, _ = smoke_run
-    cv = fkp("cv", "--data", run_data, "--folds", 2, "--epochs", 1, "--limit", 200, "--config", "heatmap",
-             "--run", "heatmap", cwd=work)
+    cv = fkp(
+        "cv",
+        "--data",
+        run_data,
+        "--folds",
+        2,
+        "--epochs",
+        1,
+        "--limit",
+        200,
+        "--config",
+        "heatmap",
+        "--run",
+        "heatmap",
+        cwd=work,
+    )
     assert cv.returncode == 0, cv.stdout + cv.stderr
     assert np.isfinite(float(cv.stdout.strip().splitlines()[-1].removeprefix("cv_rmse=")))
     run = Run(work / "runs" / "heatmap")
     model = keras.saving.load_model(run.fold_dir("full", 0) / "model.keras", compile=False)
     assert isinstance(model.get_layer("keypoints"), SoftArgmax)
-    oof = run.oof("flip")["full"].drop(columns="fold").to_numpy()
+    oof = run.oof("tta")["full"].drop(columns="fold").to_numpy()
     assert oof.shape == (200, 30) and ((oof > 0) & (oof < 97)).all()
-    both = fkp("blend", "--data", run_data, "--runs", "smoke", "heatmap", "--out", "families/submission.csv",
-               cwd=work)
+    both = fkp("blend", "--data", run_data, "--runs", "smoke", "heatmap", "--out", "families/submission.csv", cwd=work)
     assert both.returncode == 0, both.stderr
     assert "run heatmap" in both.stdout and both.stdout.strip().splitlines()[-1].startswith("blend_rmse=")
     weights = pd.read_csv(work / "families" / "submission_weights.csv")
@@ -226,3 +323,30 @@ def test_a_heatmap_run_trains_blends_with_a_regression_run_and_shows(smoke_run, 
     assert shown.returncode == 0, shown.stderr
     for name in ("validation_faces.png", "learning_curves.png", "rmse_per_keypoint.png"):
         assert (run.path / "plots" / name).stat().st_size > 10_000
+
+
+def test_the_readmes_main_job_with_data_then_every_command_without_run(tmp_path, data_dir):
+    """The README's main job as written, with `--data` on a small data folder: `fkp cv --data DIR` and
+    `fkp blend --data DIR`; then `fkp show --data DIR`, `fkp export` and `fkp predict PHOTO` find the same run
+    without `--run` (the run `fkp cv` writes on this machine), and export and predict need no data at all."""
+    from conftest import small_competition_folder
+    from PIL import Image
+    from skimage import data as skimage_data
+
+    small = small_competition_folder(data_dir, tmp_path / "small", 60, 10)
+    work = tmp_path / "work"
+    work.mkdir()
+    cv = fkp("cv", "--data", small, cwd=work)
+    assert cv.returncode == 0, cv.stdout + cv.stderr
+    config = next(line for line in cv.stdout.splitlines() if line.startswith("config ")).split(":")[0].split()[1]
+    assert (work / "runs" / config / "head.json").is_file()
+    for args in (("blend", "--data", small), ("show", "--data", small), ("export",)):
+        done = fkp(*args, cwd=work)
+        assert done.returncode == 0, (args, done.stdout + done.stderr)
+    assert (work / "submissions" / "submission.csv").is_file() and (work / "runs" / config / "report.md").is_file()
+    assert (work / "runs" / config / "export" / "model.keras").is_file()
+    Image.fromarray(skimage_data.astronaut()).save(tmp_path / "astronaut.jpg")
+    predicted = fkp("predict", tmp_path / "astronaut.jpg", "--out", tmp_path / "out", cwd=work)
+    assert predicted.returncode == 0, predicted.stdout + predicted.stderr
+    table = pd.read_csv(tmp_path / "out" / "predictions.csv")
+    assert table["face"].tolist() == [1] and np.isfinite(table.filter(like="_x").to_numpy()).all()

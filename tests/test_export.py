@@ -8,7 +8,7 @@ import pytest
 from conftest import fkp
 
 from competition import data
-from competition.runs import Run
+from competition.run import Run
 
 FACES = 64  # or all the bundled sample's test faces, where it has fewer
 
@@ -16,14 +16,17 @@ FACES = 64  # or all the bundled sample's test faces, where it has fewer
 def test_an_unknown_format_is_one_line_and_exit_2(tmp_path):
     result = fkp("export", "--run", "any", "--runs-dir", tmp_path, "--format", "tflite")
     assert result.exit_code == 2
-    assert result.stderr.strip().splitlines() == ["fkp: --format: unknown format 'tflite': one of keras, saved_model, onnx"]
+    assert result.stderr.strip().splitlines() == [
+        "fkp: --format: unknown format 'tflite': one of keras, saved_model, onnx"
+    ]
 
 
 def test_exporting_a_missing_run_is_one_line_and_exit_2(tmp_path):
     result = fkp("export", "--run", "nope", "--runs-dir", tmp_path)
     assert result.exit_code == 2
-    assert result.stderr.strip().splitlines() == [f"fkp: {tmp_path / 'nope'}: not a run folder (no run.json): "
-                                                  "run `fkp cv` first"]
+    assert result.stderr.strip().splitlines() == [
+        f"fkp: {tmp_path / 'nope'}: not a run folder (no run.json): run `fkp cv` first"
+    ]
 
 
 def run_exported(format: str, path, faces: np.ndarray) -> np.ndarray:
@@ -51,29 +54,27 @@ def run_exported(format: str, path, faces: np.ndarray) -> np.ndarray:
 def test_the_exported_run_gives_the_runs_own_fold_average(learned_run, run_data, format, needs, tta):
     """Both specialists of both folds, their average, the per-coordinate choice and second stage in one artifact: its
     predictions on 64 test faces match `fkp blend`'s average of the run's test files to 1e-3 px."""
-    from competition.blend import leaderboard_test, variant
-    from competition.evaluate import run_refinement
+    from competition.blend import test_answers
+    from competition.run import variant
 
     if needs and importlib.util.find_spec(needs) is None:
         pytest.skip(f"{needs} is not installed (pip install 'fkp[export]')")
     if format == "onnx" and not tta:
         pytest.skip("one ONNX conversion (about a minute on 2 cores) is enough")
     flag = "--tta" if tta else "--no-tta"
-    result = fkp("export", "--run", "learned", "--runs-dir", learned_run / "runs", "--format", format, flag,
-                 "--data", run_data)
+    result = fkp("export", "--run", "learned", "--runs-dir", learned_run / "runs", "--format", format, flag)
     assert result.exit_code == 0, result.output
     run = Run(learned_run / "runs" / "learned")
     assert sorted(run.spec.specialists) == ["full", "partial"]
     test = data.load_test(run_data)
     faces = test.images[:FACES, ..., None].astype(np.float32)
-    training, full_style = data.load_training(run_data), pd.Series("full", index=test.image_ids)
+    full_style = pd.Series("full", index=test.image_ids)
     assert run.spec.resolved.inference.prefer_by_style  # the choice for full-style faces, as a photo's face is
-    refinement = run_refinement(run, variant(tta), training)
-    assert np.abs(refinement.weights).max() > 1e-3  # and its second stage, which moves the answer
-    expected = leaderboard_test(run, tta, False, training, full_style).loc[test.image_ids[:FACES]].to_numpy()
+    assert np.abs(run.head(variant(tta)).second_stage.weights_).max() > 1e-3  # and its second stage moves the answer
+    expected = test_answers(run, tta, False, full_style).loc[test.image_ids[:FACES]].to_numpy()
     got = run_exported(format, run.export_path(format), faces)
     assert got.shape == (len(faces), 30)
     assert np.abs(got - expected).max() < 1e-3
     if tta:  # the other variant differs: the flag reached the graph
-        other = leaderboard_test(run, False, False, training, full_style).loc[test.image_ids[:FACES]].to_numpy()
+        other = test_answers(run, False, False, full_style).loc[test.image_ids[:FACES]].to_numpy()
         assert np.abs(got - other).max() > 1e-2

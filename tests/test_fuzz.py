@@ -22,7 +22,6 @@ import typing
 import zipfile
 from pathlib import Path
 
-import pandas as pd
 import pytest
 from conftest import fkp, small_competition_folder
 from hypothesis import given, settings
@@ -36,7 +35,6 @@ from competition.models import family_config
 
 FILES = ("training.csv", "test.csv", "IdLookupTable.csv")
 pytestmark = pytest.mark.slow  # the fast profile's examples take about two minutes in all
-
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:
@@ -98,11 +96,28 @@ def damaged(draw, content: bytes) -> bytes:
     duplicated, shuffled or dropped."""
     size = len(content)
     at = draw(st.integers(0, max(size - 1, 0)))
-    kind = draw(st.sampled_from(["overwrite", "insert", "truncate", "encoding", "bom", "duplicate column",
-                                 "shuffle columns", "drop column", "duplicate row", "shuffle rows", "drop row",
-                                 "empty line", "crlf", "nul"]))
+    kind = draw(
+        st.sampled_from(
+            [
+                "overwrite",
+                "insert",
+                "truncate",
+                "encoding",
+                "bom",
+                "duplicate column",
+                "shuffle columns",
+                "drop column",
+                "duplicate row",
+                "shuffle rows",
+                "drop row",
+                "empty line",
+                "crlf",
+                "nul",
+            ]
+        )
+    )
     if kind == "overwrite":
-        return content[:at] + draw(st.binary(min_size=1, max_size=16)) + content[at + 16:]
+        return content[:at] + draw(st.binary(min_size=1, max_size=16)) + content[at + 16 :]
     if kind == "insert":
         return content[:at] + draw(st.binary(min_size=1, max_size=16)) + content[at:]
     if kind == "truncate":
@@ -118,13 +133,13 @@ def damaged(draw, content: bytes) -> bytes:
     width = len(_lines(content)[0].split(b","))
     if kind == "duplicate column":
         column = draw(st.integers(0, width - 1))
-        return _columns(content, lambda fields: fields + fields[column:column + 1])
+        return _columns(content, lambda fields: fields + fields[column : column + 1])
     if kind == "shuffle columns":
         order = draw(st.permutations(range(width)))
         return _columns(content, lambda fields: [fields[i] for i in order if i < len(fields)])
     if kind == "drop column":
         column = draw(st.integers(0, width - 1))
-        return _columns(content, lambda fields: fields[:column] + fields[column + 1:])
+        return _columns(content, lambda fields: fields[:column] + fields[column + 1 :])
     header, *rows = [line for line in _lines(content) if line]
     if kind == "duplicate row":
         row = draw(st.integers(0, len(rows) - 1))
@@ -180,8 +195,9 @@ def _numeric_keys(target, prefix: str = "") -> list[str]:
 
 
 SHARED_KEYS = _numeric_keys(SpecialistConfig(model=family_config("regression")))
-CONFIG_KEYS = sorted({"seed", *SHARED_KEYS,
-                      *(f"specialists.{name}.{key}" for name in ("full", "partial") for key in SHARED_KEYS)})
+CONFIG_KEYS = sorted(
+    {"seed", *SHARED_KEYS, *(f"specialists.{name}.{key}" for name in ("full", "partial") for key in SHARED_KEYS)}
+)
 NEVER_VALID = ["nan", "inf", "-inf", "1e300", str(10**30), "'abc'", "true", "[]", "{a = 1}"]  # TOML
 EDGES = ["0", "-1", "-0.5", "0.5", "1", "2", "96", "[0]", "[1, 1, 1, 1, 1, 1, 1, 1]", "[-3]"]
 
@@ -191,7 +207,9 @@ def _names_the_key(result, key: str) -> bool:
     return f"{key}'" in result.stderr
 
 
-@given(key=st.sampled_from(CONFIG_KEYS), value=st.sampled_from(NEVER_VALID + EDGES), how=st.sampled_from(["set", "file"]))
+@given(
+    key=st.sampled_from(CONFIG_KEYS), value=st.sampled_from(NEVER_VALID + EDGES), how=st.sampled_from(["set", "file"])
+)
 def test_cv_with_a_config_key_set_to_anything(small, key, value, how):
     """The config is judged before any data is read: a value outside its key's range stops `fkp cv`
     with one line naming the key; one inside goes on to the data (here a missing folder)."""
@@ -201,8 +219,11 @@ def test_cv_with_a_config_key_set_to_anything(small, key, value, how):
             (work / "mine.toml").write_text("\n".join(_toml_lines(key, value)) + "\n")
             options = ["--config", work / "mine.toml"]
         before = snapshot(work)
-        result = assert_clean(fkp("cv", "--data", work / "missing", "--runs-dir", work / "runs",
-                                  "--folds-dir", work / "folds", *options), before, snapshot(work))
+        result = assert_clean(
+            fkp("cv", "--data", work / "missing", "--runs-dir", work / "runs", "--folds-dir", work / "folds", *options),
+            before,
+            snapshot(work),
+        )
         assert result.exit_code == 2
         if value in NEVER_VALID:
             assert _names_the_key(result, key), result.stderr
@@ -217,7 +238,8 @@ def _toml_lines(key: str, value: str) -> list[str]:
 
 def test_the_config_keys_cover_every_table():
     assert {"seed", "train.epochs", "augment.rotate", "model.filters", "specialists.full.train.max_minutes"} <= set(
-        CONFIG_KEYS)
+        CONFIG_KEYS
+    )
 
 
 # --- options: every number a command takes ---------------------------------------------------------
@@ -225,52 +247,87 @@ def test_the_config_keys_cover_every_table():
 OPTION_VALUES = ["0", "-1", "1", "2", "3", "nan", str(10**30), "abc", "1.5", "", str(2**32)]
 
 
-@given(option=st.sampled_from(["--folds", "--limit", "--fold", "--epochs", "--seed"]),
-       value=st.sampled_from(OPTION_VALUES), other=st.sampled_from(["--folds", "--limit", "--fold", "--seed"]),
-       other_value=st.sampled_from(["2", "3", "5", "12", "100"]))
+@given(
+    option=st.sampled_from(["--folds", "--limit", "--fold", "--epochs", "--seed"]),
+    value=st.sampled_from(OPTION_VALUES),
+    other=st.sampled_from(["--folds", "--limit", "--fold", "--seed"]),
+    other_value=st.sampled_from(["2", "3", "5", "12", "100"]),
+)
 def test_cv_options_set_to_anything(small, option, value, other, other_value):
     """Everything `fkp cv` checks before it trains; training is then refused by a run made on other
     data, so no example trains."""
     with workspace() as work:
         run = work / "runs" / "fuzz"
         run.mkdir(parents=True)
-        (run / "run.json").write_text('{"fingerprint": "other", "folds": 2, "fold_seed": 42, "limit": null, '
-                                      '"config": {"name": "smoke"}}')
+        (run / "run.json").write_text(
+            '{"fingerprint": "other", "folds": 2, "fold_seed": 42, "limit": null, "config": {"name": "smoke"}}'
+        )
         before = snapshot(work)
         arguments = {other: other_value, option: value}
-        result = fkp("cv", "--data", small, "--config", "smoke", "--run", "fuzz", "--runs-dir", work / "runs",
-                     "--folds-dir", work / "folds", *(item for pair in arguments.items() for item in pair))
+        result = fkp(
+            "cv",
+            "--data",
+            small,
+            "--config",
+            "smoke",
+            "--run",
+            "fuzz",
+            "--runs-dir",
+            work / "runs",
+            "--folds-dir",
+            work / "folds",
+            *(item for pair in arguments.items() for item in pair),
+        )
         assert_clean(result, before, snapshot(work))
         assert result.exit_code == 2
         named = [name for name in arguments if name in result.stderr]
         assert named or "run.json" in result.stderr or "--limit" in result.stderr, result.stderr
 
 
-@given(values=st.fixed_dictionaries({"--folds": st.sampled_from(OPTION_VALUES),
-                                     "--seed": st.sampled_from(OPTION_VALUES)}))
+@given(
+    values=st.fixed_dictionaries({"--folds": st.sampled_from(OPTION_VALUES), "--seed": st.sampled_from(OPTION_VALUES)})
+)
 def test_folds_options_set_to_anything(small, values):
     with workspace() as work:
         before = snapshot(work)
-        result = fkp("folds", "--data", small, "--folds-dir", work / "folds",
-                     *(item for pair in values.items() for item in pair))
+        result = fkp(
+            "folds", "--data", small, "--folds-dir", work / "folds", *(item for pair in values.items() for item in pair)
+        )
         assert_clean(result, before, snapshot(work))
 
 
-@given(values=st.fixed_dictionaries({"--train": st.sampled_from(OPTION_VALUES + ["12", "13"]),
-                                     "--test": st.sampled_from(OPTION_VALUES),
-                                     "--seed": st.sampled_from(OPTION_VALUES)}))
+@given(
+    values=st.fixed_dictionaries(
+        {
+            "--train": st.sampled_from(OPTION_VALUES + ["12", "13"]),
+            "--test": st.sampled_from(OPTION_VALUES),
+            "--seed": st.sampled_from(OPTION_VALUES),
+        }
+    )
+)
 def test_sample_options_set_to_anything(small, values):
     with workspace() as work:
         before = snapshot(work)
-        result = fkp("sample", "--data", small, "--out", work / "out", *(item for pair in values.items() for item in pair))
+        result = fkp(
+            "sample", "--data", small, "--out", work / "out", *(item for pair in values.items() for item in pair)
+        )
         assert_clean(result, before, snapshot(work))
 
 
-@pytest.mark.parametrize("command", [
-    ["cv", "--runs-dir", "{file}", "--folds-dir", "{folder}"], ["cv", "--folds-dir", "{file}"], ["folds", "--folds-dir", "{file}/below"],
-    ["blend", "--out", "{file}/submission.csv"], ["blend", "--out", "{folder}"], ["blend", "--runs-dir", "{file}"],
-    ["show", "--runs-dir", "{file}"], ["sample", "--out", "{file}"], ["check", "--data", "{file}"],
-])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["cv", "--runs-dir", "{file}", "--folds-dir", "{folder}"],
+        ["cv", "--folds-dir", "{file}"],
+        ["folds", "--folds-dir", "{file}/below"],
+        ["blend", "--out", "{file}/submission.csv"],
+        ["blend", "--out", "{folder}"],
+        ["blend", "--runs-dir", "{file}"],
+        ["show", "--runs-dir", "{file}"],
+        ["sample", "--out", "{file}"],
+        ["check", "--data", "{file}"],
+    ],
+)
 def test_output_paths_that_are_not_folders(small, tmp_path, command):
     (tmp_path / "file").write_text("not a folder\n")
     (tmp_path / "folder").mkdir()
@@ -303,18 +360,31 @@ def held_project(tmp_path_factory, small):
     holder.wait()
 
 
-SPACE_DAMAGE = ["", "[search.train]\n", "[search]\nx = 1\n", "[search.train]\nepochs = { min = 5 }\n",
-                "[search.train]\nlearning_rate = { values = [] }\n", "[search.model]\nnope = { values = [1] }\n",
-                "[search.train]\nbatch_size = { values = ['a'] }\n", "[search.model]\nfamily = { values = ['x'] }\n",
-                "\x00\xff", "[search.train", "[other]\na = 1\n"]
+SPACE_DAMAGE = [
+    "",
+    "[search.train]\n",
+    "[search]\nx = 1\n",
+    "[search.train]\nepochs = { min = 5 }\n",
+    "[search.train]\nlearning_rate = { values = [] }\n",
+    "[search.model]\nnope = { values = [1] }\n",
+    "[search.train]\nbatch_size = { values = ['a'] }\n",
+    "[search.model]\nfamily = { values = ['x'] }\n",
+    "\x00\xff",
+    "[search.train",
+    "[other]\na = 1\n",
+]
 
 
 @settings(max_examples=max(5, settings().max_examples // 2))  # each reads the data and may build folds
-@given(option=st.sampled_from(["--max-trials", "--epochs", "--fold", "--folds", "--limit", "--seed", "--tuner",
-                               "--specialist", "--worker"]),
-       value=st.sampled_from(OPTION_VALUES + ["random", "hyperband", "full", "partial"]),
-       key=st.sampled_from(CONFIG_KEYS), key_value=st.sampled_from(NEVER_VALID + EDGES),
-       space=st.sampled_from([None, *SPACE_DAMAGE]))
+@given(
+    option=st.sampled_from(
+        ["--max-trials", "--epochs", "--fold", "--folds", "--limit", "--seed", "--tuner", "--specialist", "--worker"]
+    ),
+    value=st.sampled_from(OPTION_VALUES + ["random", "hyperband", "full", "partial"]),
+    key=st.sampled_from(CONFIG_KEYS),
+    key_value=st.sampled_from(NEVER_VALID + EDGES),
+    space=st.sampled_from([None, *SPACE_DAMAGE]),
+)
 def test_tune_with_options_keys_and_spaces_set_to_anything(small, held_project, option, value, key, key_value, space):
     """`fkp tune` refuses every bad option, config value and search space in one line naming it, and
     changes nothing; what passes every check meets the live search holding the project."""
@@ -322,11 +392,33 @@ def test_tune_with_options_keys_and_spaces_set_to_anything(small, held_project, 
         if space is not None:
             (work / "space.toml").write_bytes(space.encode("latin-1"))
         before = snapshot(work)
-        arguments = {"--specialist": "partial", "--tuner": "random", "--max-trials": "1", "--epochs": "1",
-                     option: value}
-        result = fkp("tune", "--data", small, "--config", "smoke", "--space", work / "space.toml", "--project", "p",
-                     "--runs-dir", work / "runs", "--folds-dir", work / "folds", "--out", work / "tuned.toml",
-                     "--set", f"{key}={key_value}", *(item for pair in arguments.items() for item in pair))
+        arguments = {
+            "--specialist": "partial",
+            "--tuner": "random",
+            "--max-trials": "1",
+            "--epochs": "1",
+            option: value,
+        }
+        result = fkp(
+            "tune",
+            "--data",
+            small,
+            "--config",
+            "smoke",
+            "--space",
+            work / "space.toml",
+            "--project",
+            "p",
+            "--runs-dir",
+            work / "runs",
+            "--folds-dir",
+            work / "folds",
+            "--out",
+            work / "tuned.toml",
+            "--set",
+            f"{key}={key_value}",
+            *(item for pair in arguments.items() for item in pair),
+        )
         assert_clean(result, before, snapshot(work))
         assert result.exit_code == 2, result.output
         assert not (work / "tuned.toml").exists()
@@ -339,15 +431,23 @@ def test_tune_with_options_keys_and_spaces_set_to_anything(small, held_project, 
 def runs(tmp_path_factory, sample_dir) -> Path:
     training, test = data.load_training(sample_dir), data.load_test(sample_dir)
     folder = tmp_path_factory.mktemp("fuzz-runs") / "work"
-    write_run(folder / "runs" / "good", training, test, make_folds(training, 2, seed=42), noise=1.0, tta_noise=0.8,
-              seed=1)
+    write_run(
+        folder / "runs" / "good", training, test, make_folds(training, 2, seed=42), noise=1.0, tta_noise=0.8, seed=1
+    )
     (folder / "subs").mkdir()
     (folder / "subs" / "submission.csv").write_text("RowId,Location\n1,42\n")
     return folder
 
 
-RUN_FILES = ["run.json", "full/fold0/oof.csv", "full/fold1/test_tta.csv", "partial/fold0/oof_tta.csv",
-             "partial/fold1/test.csv", "full/fold0/history.csv", "full/fold1/fold.json"]
+RUN_FILES = [
+    "run.json",
+    "full/fold0/oof.csv",
+    "full/fold1/test_tta.csv",
+    "partial/fold0/oof_tta.csv",
+    "partial/fold1/test.csv",
+    "full/fold0/history.csv",
+    "full/fold1/fold.json",
+]
 
 
 @st.composite
@@ -374,8 +474,18 @@ def _damage_run(run: Path, changes: dict[str, bytes | None]) -> None:
 @given(changes=st.data(), tta=st.sampled_from([[], ["--tta"], ["--no-tta"]]))
 def test_blend_of_a_damaged_run(runs, sample_dir, changes, tta):
     with damaged_workspace(runs, changes) as (work, before):
-        result = fkp("blend", "--data", sample_dir, "--run", "good", "--runs-dir", work / "runs", "--out",
-                     work / "subs" / "submission.csv", *tta)
+        result = fkp(
+            "blend",
+            "--data",
+            sample_dir,
+            "--run",
+            "good",
+            "--runs-dir",
+            work / "runs",
+            "--out",
+            work / "subs" / "submission.csv",
+            *tta,
+        )
         assert_clean(result, before, snapshot(work), may_write=["subs/"])
 
 
@@ -400,10 +510,24 @@ def test_runs_lists_a_damaged_run(runs, sample_dir, changes):
 
 # --- fkp cv that trains: a handful of accepted edge settings -----------------------------------------
 
-ACCEPTED_EDGES = ["augment.rotate=0", "augment.flip=1", "augment.scale=0", "model.dropout=0", "train.warmup_epochs=0",
-                  "train.schedule='cosine'", "train.batch_size=1", "train.batch_size=4096", "model.filters=[1]",
-                  "model.input_downsample=96", "model.kernel_size=25", "train.max_minutes=0.001", "seed=0",
-                  "model.convs_per_block=1", "model.dense_units=1", "train.patience=1"]
+ACCEPTED_EDGES = [
+    "augment.rotate=0",
+    "augment.flip=1",
+    "augment.scale=0",
+    "model.dropout=0",
+    "train.warmup_epochs=0",
+    "train.schedule='cosine'",
+    "train.batch_size=1",
+    "train.batch_size=4096",
+    "model.filters=[1]",
+    "model.input_downsample=96",
+    "model.kernel_size=25",
+    "train.max_minutes=0.001",
+    "seed=0",
+    "model.convs_per_block=1",
+    "model.dense_units=1",
+    "train.patience=1",
+]
 # A kernel of 25 is wider than the smoke network's last feature map (24x24); the largest allowed, 96, took
 # 4.5 minutes of one example on 2 cores.
 
@@ -415,9 +539,35 @@ def test_cv_trains_or_refuses_with_edge_settings(sample_dir, first, second):
     streams does not finish)."""
     with workspace() as work:
         result = subprocess.run(
-            [sys.executable, "-m", "competition", "cv", "--data", sample_dir, "--config", "smoke", "--folds", "2",
-             "--fold", "0", "--epochs", "1", "--limit", "40", "--set", "specialists.partial.enabled=false",
-             "--set", first, "--set", second], cwd=work, capture_output=True, text=True, timeout=600)
+            [
+                sys.executable,
+                "-m",
+                "competition",
+                "cv",
+                "--data",
+                sample_dir,
+                "--config",
+                "smoke",
+                "--folds",
+                "2",
+                "--fold",
+                "0",
+                "--epochs",
+                "1",
+                "--limit",
+                "40",
+                "--set",
+                "specialists.partial.enabled=false",
+                "--set",
+                first,
+                "--set",
+                second,
+            ],
+            cwd=work,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         assert "Traceback" not in result.stderr, result.stderr
         if result.returncode:
             assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr

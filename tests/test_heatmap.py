@@ -10,8 +10,8 @@ from competition.errors import InputError
 from competition.models import build_model, target_statistics
 from competition.models.heatmap import Config as HeatmapConfig
 from competition.models.layers import SoftArgmax
-from competition.predict import predict_pixels, predict_with_tta
 from competition.schema import MIRROR_AXIS, SPECIALISTS
+from competition.tta import predict_pixels, predict_with_tta
 
 SMALL = HeatmapConfig(filters=[4, 8, 8], convs_per_block=1, dropout=0.0)
 

@@ -15,8 +15,9 @@ from competition.machine import gpu_for_backend
 def _stop_before_training(runs_dir, name):
     """A run made on other data: `fkp cv` refuses to add folds to it, after choosing its config."""
     (runs_dir / name).mkdir(parents=True)
-    (runs_dir / name / "run.json").write_text('{"fingerprint": "other", "folds": 5, "fold_seed": 42, "limit": null, '
-                                              '"config": {}}')
+    (runs_dir / name / "run.json").write_text(
+        '{"fingerprint": "other", "folds": 5, "fold_seed": 42, "limit": null, "config": {}}'
+    )
 
 
 @pytest.mark.skipif(bool(glob.glob("/dev/nvidia[0-9]*")), reason="this machine has an NVIDIA device")
@@ -28,23 +29,26 @@ def test_without_a_gpu_cv_picks_the_cpu_config_and_says_why(small, tmp_path):  #
     assert gpu_for_backend() == (False, "no NVIDIA device on this machine")
 
 
-def test_an_explicit_config_wins_and_the_sample_picks_smoke(small, tmp_path):  # noqa: F811
+def test_an_explicit_config_wins_and_names_the_run(small, tmp_path):  # noqa: F811
     _stop_before_training(tmp_path / "runs", "wide")
-    result = fkp("cv", "--data", small, "--config", "wide", "--runs-dir", tmp_path / "runs",
-                 "--folds-dir", tmp_path / "folds")
+    result = fkp(
+        "cv", "--data", small, "--config", "wide", "--runs-dir", tmp_path / "runs", "--folds-dir", tmp_path / "folds"
+    )
     assert "config " not in result.stdout.split("\n")[0] and "runs/wide/run.json" in result.stderr
-    _stop_before_training(tmp_path / "runs", "sample")
-    result = fkp("cv", "--runs-dir", tmp_path / "runs", "--folds-dir", tmp_path / "folds")
-    assert "config smoke: the bundled sample" in result.stdout
 
 
 def test_stderr_silenced_hides_what_cpp_libraries_write_to_fd_2(tmp_path):
-    script = ("import os\nfrom competition.machine import stderr_silenced\n"
-              "with stderr_silenced():\n    os.write(2, b'absl chatter\\n')\nos.write(2, b'fkp line\\n')\n")
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    script = (
+        "import os\nfrom competition.machine import stderr_silenced\n"
+        "with stderr_silenced():\n    os.write(2, b'absl chatter\\n')\nos.write(2, b'fkp line\\n')\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+    )
     assert result.stderr == "fkp line\n"
-
 
 
 _PAGE_FAULTS = """

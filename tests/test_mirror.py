@@ -31,8 +31,12 @@ def _blob_faces(count: int, first_pixel_centre: float, rng) -> TrainingSet:
     from the centre than the right one, so a model that ignored the pixels would miss the axis by ~2 px."""
     keypoints = np.full((count, 30), np.nan, np.float32)
     centre = (95 + 2 * first_pixel_centre) / 2
-    spots = {"left_eye_center": (centre + 20, 38), "right_eye_center": (centre - 16, 38),
-             "nose_tip": (centre, 58), "mouth_center_bottom_lip": (centre, 78)}
+    spots = {
+        "left_eye_center": (centre + 20, 38),
+        "right_eye_center": (centre - 16, 38),
+        "nose_tip": (centre, 58),
+        "mouth_center_bottom_lip": (centre, 78),
+    }
     rows, columns = np.mgrid[0:96, 0:96]
     images = np.zeros((count, 96, 96), np.float32)
     for name, (x, y) in spots.items():

@@ -1,6 +1,15 @@
 import numpy as np
 
-from competition.schema import COORDINATES, FLIP_PAIRS, KEYPOINTS, MIRROR_AXIS, SPECIALISTS, STYLES, specialist_for, style_of
+from competition.schema import (
+    COORDINATES,
+    FLIP_PAIRS,
+    KEYPOINTS,
+    MIRROR_AXIS,
+    SPECIALISTS,
+    STYLES,
+    specialist_for,
+    style_of,
+)
 
 
 def test_fifteen_keypoints_thirty_coordinates_in_kaggle_order():
@@ -19,8 +28,14 @@ def test_flip_pairs_join_left_to_right_names():
 def test_specialists():
     assert SPECIALISTS["full"].coordinates == COORDINATES
     assert SPECIALISTS["partial"].coordinates == (
-        "left_eye_center_x", "left_eye_center_y", "right_eye_center_x", "right_eye_center_y",
-        "nose_tip_x", "nose_tip_y", "mouth_center_bottom_lip_x", "mouth_center_bottom_lip_y",
+        "left_eye_center_x",
+        "left_eye_center_y",
+        "right_eye_center_x",
+        "right_eye_center_y",
+        "nose_tip_x",
+        "nose_tip_y",
+        "mouth_center_bottom_lip_x",
+        "mouth_center_bottom_lip_y",
     )
     assert list(SPECIALISTS["partial"].columns) == [0, 1, 2, 3, 20, 21, 28, 29]
     assert specialist_for("nose_tip_y") == "partial"

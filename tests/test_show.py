@@ -11,10 +11,10 @@ from typer.testing import CliRunner
 
 from competition import data
 from competition.cli import app
+from competition.evaluate import face_errors
 from competition.folds import make_folds
 from competition.plots import SIDE_COLOURS, FacePanel, face_grid, save_png
-from competition.evaluate import face_errors
-from competition.runs import Run
+from competition.run import Run
 from competition.schema import COORDINATES
 from competition.show import worst_and_median
 
@@ -26,8 +26,15 @@ def shown(tmp_path_factory, sample_dir):
     """`fkp show` on a synthetic run of the sample (OOF = truth + noise)."""
     training = data.load_training(sample_dir)
     runs_dir = tmp_path_factory.mktemp("runs")
-    write_run(runs_dir / "a", training, data.load_test(sample_dir), make_folds(training, 3, seed=42),
-              noise=2.0, tta_noise=1.5, seed=0)
+    write_run(
+        runs_dir / "a",
+        training,
+        data.load_test(sample_dir),
+        make_folds(training, 3, seed=42),
+        noise=2.0,
+        tta_noise=1.5,
+        seed=0,
+    )
     result = CliRunner().invoke(app, ["show", "--run", "a", "--runs-dir", str(runs_dir), "--data", str(sample_dir)])
     assert result.exit_code == 0, result.output
     return runs_dir, result.stdout
@@ -48,7 +55,9 @@ def test_show_writes_the_figures_and_a_report_that_links_them(shown):
     report = run.report_path.read_text()
     assert re.findall(r"\]\((plots/[a-z_]+\.png)\)", report)[::2] == [f"plots/{n}" for n in FIGURES]
     assert re.search(r"no TTA \d\.\d{4}, TTA \d\.\d{4}", report)
-    assert re.search(r"By annotation style .*all faces \d\.\d{4}, full-style \d\.\d{4}, partial-style \d\.\d{4}", report)
+    assert re.search(
+        r"By annotation style .*all faces \d\.\d{4}, full-style \d\.\d{4}, partial-style \d\.\d{4}", report
+    )
     assert not list(runs_dir.rglob("*.tmp"))
 
 
@@ -96,8 +105,9 @@ def test_a_left_right_mix_up_shows_in_the_colours(tmp_path, training):
 
 def test_face_grid_draws_each_face_and_its_points(training):
     rows = np.flatnonzero(training.style == "full")[:3]
-    panels = [FacePanel(training.images[r], training.keypoints[r] + 1.5, training.keypoints[r], f"row {r}")
-              for r in rows]
+    panels = [
+        FacePanel(training.images[r], training.keypoints[r] + 1.5, training.keypoints[r], f"row {r}") for r in rows
+    ]
     figure = face_grid(panels, "faces", columns=2)
     drawn = [ax for ax in figure.axes if ax.get_images()]
     assert len(drawn) == 3

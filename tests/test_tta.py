@@ -7,8 +7,8 @@ from keras import ops
 
 from competition.models import build_model
 from competition.models.regression import Config as RegressionConfig
-from competition.predict import predict_pixels, predict_with_tta, shift_grid, shifted_faces, tta_views
 from competition.schema import FIRST_PIXEL_CENTRE, FLIP_PAIRS, IMAGE_SIZE, MIRROR_AXIS, SPECIALISTS
+from competition.tta import predict_pixels, predict_with_tta, shift_grid, tta_faces, view_points
 
 
 class MirrorEquivariantCentroids(keras.Model):
@@ -106,11 +106,13 @@ class BrightestDot(keras.Model):
 
 
 def test_shifted_faces_move_their_content_and_replicate_the_edges():
-    faces = np.zeros((1, IMAGE_SIZE, IMAGE_SIZE), np.uint8)
+    from competition.models.layers import ShiftFaces
+
+    faces = np.zeros((1, IMAGE_SIZE, IMAGE_SIZE, 1), np.float32)
     faces[0, 50, 40] = 200
     faces[0, :, 0] = 7  # the left column
-    moved = shifted_faces(faces, 3, -2)
-    assert moved.shape == faces.shape and moved[0, 48, 43] == 200 and moved[0, 50, 40] == 0
+    moved = ops.convert_to_numpy(ShiftFaces(3, -2)(faces))[..., 0]
+    assert moved.shape == faces.shape[:3] and moved[0, 48, 43] == 200 and moved[0, 50, 40] == 0
     assert (moved[0, :, :4] == 7).all() and (moved[0, :, 4:] != 7).all()  # the left column spread over 4
 
 
@@ -123,7 +125,9 @@ def test_every_tta_view_maps_a_dots_points_back_onto_the_dot(shift):
     for face, (row, column) in zip(faces, spots):
         face[row, column] = 255
     expected = np.array([[column + FIRST_PIXEL_CENTRE, row + FIRST_PIXEL_CENTRE] * 15 for row, column in spots])
-    views = tta_views(BrightestDot(), faces, SPECIALISTS["full"], shift=shift)
+    inputs = keras.Input((IMAGE_SIZE, IMAGE_SIZE, 1))
+    graph = keras.Model(inputs, view_points(BrightestDot(), tta_faces(inputs, shift), SPECIALISTS["full"], MIRROR_AXIS))
+    views = predict_pixels(graph, faces)
     assert len(views) == 2 * len(shift_grid(shift)) == (18 if shift else 2)
     for view in views:
         np.testing.assert_allclose(view, expected, atol=1e-3)
@@ -132,27 +136,13 @@ def test_every_tta_view_maps_a_dots_points_back_onto_the_dot(shift):
     np.testing.assert_allclose(with_tta, expected, atol=1e-3)
 
 
-def test_the_graphs_tta_views_give_what_predict_with_tta_gives(faces):
-    """`fkp export`'s TTA inside the graph (shift and mirror layers) against the NumPy views, on a small
-    untrained network whose answers depend on every pixel."""
-    from competition.export import tta_faces, tta_points
-
-    specialist = SPECIALISTS["partial"]
-    small = RegressionConfig(filters=[4], convs_per_block=1, dense_units=4, dropout=0.0)
-    keras.utils.set_random_seed(3)
-    model = build_model(small, np.full(8, 48.0), np.full(8, 5.0), 1e-3)
-    model.layers[-2].set_weights([w + 0.3 for w in model.layers[-2].get_weights()])  # not the mean face alone
-    for shift in (0, 2):
-        inputs = keras.Input((IMAGE_SIZE, IMAGE_SIZE, 1))
-        graph = keras.Model(inputs, tta_points(model, tta_faces(inputs, shift), specialist, 97.0))
-        _, expected = predict_with_tta(model, faces, specialist, shift=shift, mirror_axis=97.0)
-        got = graph.predict(faces[..., None].astype("float32"), verbose=0)
-        np.testing.assert_allclose(got, expected, atol=1e-3)
-        assert np.abs(expected - predict_pixels(model, faces)).max() > 0.01  # the views do differ
-
-
-BOUNDS = {"eyes": [0, 1], "eye_distance": [30.0, 36.0], "angle": [-0.05, 0.05],
-          "midpoint_x": [45.0, 52.0], "midpoint_y": [36.0, 40.0]}
+BOUNDS = {
+    "eyes": [0, 1],
+    "eye_distance": [30.0, 36.0],
+    "angle": [-0.05, 0.05],
+    "midpoint_x": [45.0, 52.0],
+    "midpoint_y": [36.0, 40.0],
+}
 
 
 def moved_points(transforms: np.ndarray, points: np.ndarray) -> np.ndarray:
@@ -221,8 +211,12 @@ class EyeDots(keras.Model):
         centres = []
         for mask in (half, 1 - half):
             mass = ops.sum(weights * mask, axis=(1, 2))
-            centres.append(ops.stack([ops.sum(weights * mask * x, axis=(1, 2)) / mass,
-                                      ops.sum(weights * mask * y, axis=(1, 2)) / mass], axis=-1))
+            centres.append(
+                ops.stack(
+                    [ops.sum(weights * mask * x, axis=(1, 2)) / mass, ops.sum(weights * mask * y, axis=(1, 2)) / mass],
+                    axis=-1,
+                )
+            )
         middle = (centres[0] + centres[1]) / 2
         return ops.concatenate([centres[0], centres[1], *[middle] * 13], axis=-1)
 
@@ -230,8 +224,8 @@ class EyeDots(keras.Model):
 def test_reframe_tta_maps_the_reframed_faces_points_back_onto_the_dots():
     """Two dots as eyes: a small face in a corner and one framed within the bounds. Re-framed (weight 1) and
     predicted again with flips and shifts, both faces' eyes come back onto their dots."""
-    from competition.models.layers import Reframing
-    from competition.predict import Reframe, reframed_faces
+    from competition.models.layers import ReframedFaces, Reframing
+    from competition.tta import Reframe
 
     eyes = [[(28.0, 22.0), (20.0, 21.0)], [(66.0, 38.0), (32.0, 38.0)]]  # (left, right) eye per face
     faces = np.stack([blurred_dots(spots) for spots in eyes])
@@ -240,27 +234,5 @@ def test_reframe_tta_maps_the_reframed_faces_points_back_onto_the_dots():
     np.testing.assert_allclose(plain[:, :4], expected, atol=0.05)
     np.testing.assert_allclose(with_tta[:, :4], expected, atol=0.1)
     transforms = ops.convert_to_numpy(Reframing(**BOUNDS)(plain))
-    reframed = EyeDots()(reframed_faces(faces, transforms)[..., None])
+    reframed = EyeDots()(ReframedFaces()([faces[..., None], transforms]))
     assert np.abs(ops.convert_to_numpy(reframed)[0, :4] - expected[0]).max() > 10  # the corner face did move
-
-
-def test_the_graphs_reframed_tta_gives_what_predict_with_tta_gives(faces):
-    """`fkp export`'s re-framing inside the graph against the eager one, on a small untrained network whose
-    answers depend on every pixel and put the eyes apart."""
-    from competition.export import reframed_tta_points, tta_faces, tta_points
-    from competition.predict import Reframe
-
-    specialist = SPECIALISTS["partial"]
-    small = RegressionConfig(filters=[4], convs_per_block=1, dense_units=4, dropout=0.0)
-    keras.utils.set_random_seed(3)
-    model = build_model(small, np.array([66.0, 37.0, 30.0, 39.0, 48.0, 60.0, 49.0, 80.0]), np.full(8, 5.0), 1e-3)
-    model.layers[-2].set_weights([w + 0.3 for w in model.layers[-2].get_weights()])
-    tight = {**BOUNDS, "eye_distance": [40.0, 41.0], "midpoint_y": [30.0, 31.0]}  # every face moves
-    inputs = keras.Input((IMAGE_SIZE, IMAGE_SIZE, 1))
-    points = tta_points(model, tta_faces(inputs, 2), specialist, 97.0)
-    graph = keras.Model(inputs, reframed_tta_points(model, inputs, points, Reframe(tight, 0.75), 2, specialist, 97.0))
-    _, expected = predict_with_tta(model, faces, specialist, shift=2, mirror_axis=97.0, reframe=Reframe(tight, 0.75))
-    _, unframed = predict_with_tta(model, faces, specialist, shift=2, mirror_axis=97.0)
-    got = graph.predict(faces[..., None].astype("float32"), verbose=0)
-    np.testing.assert_allclose(got, expected, atol=1e-3)
-    assert np.abs(expected - unframed).max() > 0.01  # re-framing does change the answer

@@ -84,7 +84,9 @@ def test_shipped_search_spaces_load():
     for path in (PROJECT_CONFIGS / "search").glob("*.toml"):
         space = load_search_space(str(path), SpecialistConfig())
         assert "train.learning_rate" in space.params and "model.blocks" in space.params
-    assert load_search_space("default", SpecialistConfig()).path.resolve() == PROJECT_CONFIGS / "search" / "default.toml"
+    assert (
+        load_search_space("default", SpecialistConfig()).path.resolve() == PROJECT_CONFIGS / "search" / "default.toml"
+    )
 
 
 @pytest.mark.parametrize(
@@ -103,8 +105,10 @@ def test_shipped_search_spaces_load():
         ("[model]\ndropout = 0.1\n", "expected only a [search] table"),
         ("[search]\n", "names no hyperparameter"),
         ("[search.model\n", "not valid TOML"),
-        ("[search.model]\nfamily = { values = ['regression', 'heatmap'] }\ndense_units = { values = [64] }\n",
-         "unknown hyperparameter 'model.dense_units' of the heatmap family"),
+        (
+            "[search.model]\nfamily = { values = ['regression', 'heatmap'] }\ndense_units = { values = [64] }\n",
+            "unknown hyperparameter 'model.dense_units' of the heatmap family",
+        ),
         ("[search.model]\nfamily = { values = ['regression', 'unet'] }\n", "unknown family 'unet'"),
         ("[search.model]\nfamily = { min = 0, max = 1 }\n", "model.family must be a table with values"),
     ],
@@ -127,8 +131,16 @@ def test_unknown_search_space_name_lists_the_known_ones():
 
 def test_tuned_section_maps_derived_and_direct_keys_onto_the_base():
     base = SpecialistConfig()  # filters [32, 64, 128, 256], rotate 12, scale 0.08, flip 0.5
-    section = tuned_section(base, {"model.blocks": 3, "model.base_filters": 16, "augment.strength": 0.5,
-                                   "model.dropout": 0.1, "train.batch_size": 128})
+    section = tuned_section(
+        base,
+        {
+            "model.blocks": 3,
+            "model.base_filters": 16,
+            "augment.strength": 0.5,
+            "model.dropout": 0.1,
+            "train.batch_size": 128,
+        },
+    )
     assert section["model"]["filters"] == [16, 32, 64]
     assert section["augment"]["rotate"] == 6.0 and section["augment"]["scale"] == 0.04
     assert section["augment"]["flip"] == 0.5  # strength leaves flips alone
@@ -155,14 +167,22 @@ def test_a_searched_family_starts_from_its_defaults_and_keeps_the_base_values_of
 def test_the_cpu_space_searches_both_families_on_the_cpu_config():
     space = load_search_space("cpu", load_config("cpu").specialist("full"))
     assert space.families == ("regression", "heatmap")
-    assert {"model.family", "model.blocks", "model.base_filters", "model.input_downsample", "model.dropout",
-            "augment.strength", "train.learning_rate"} == set(space.params)
+    assert {
+        "model.family",
+        "model.blocks",
+        "model.base_filters",
+        "model.input_downsample",
+        "model.dropout",
+        "augment.strength",
+        "train.learning_rate",
+    } == set(space.params)
 
 
 def test_the_hypermodel_builds_the_cv_model_with_the_trials_values(training, tiny_space):
     folds = make_folds(training, 3, 0)
-    hypermodel = SpecialistHyperModel("partial", load_config("smoke"),
-                                      load_search_space(str(tiny_space), SpecialistConfig()), training, folds, 0)
+    hypermodel = SpecialistHyperModel(
+        "partial", load_config("smoke"), load_search_space(str(tiny_space), SpecialistConfig()), training, folds, 0
+    )
     hp = kt.HyperParameters()
     hp.Fixed("model.base_filters", 8)
     hp.Fixed("model.batch_norm", False)
@@ -207,15 +227,6 @@ def test_a_new_tuned_config_trains_what_its_base_trained(tmp_path):
     assert config.specialist("full").model.input_downsample == base.specialist("full").model.input_downsample
 
 
-def test_a_tuned_config_written_in_the_old_shape_is_updated_in_todays(tmp_path):
-    path = tmp_path / "tuned.toml"
-    path.write_text("seed = 3\n[full.model]\ndense_units = 64\n[full.train]\ntta = false\n")
-    write_tuned_config(path, "partial", tuned_section(SpecialistConfig(), {"model.dropout": 0.1}), Config(seed=7))
-    config = load_config(str(path))
-    assert config.specialist("full").model.dense_units == 64 and config.specialist("partial").model.dropout == 0.1
-    assert config.inference.tta is False and "[specialists.full.model]" in path.read_text()
-
-
 @pytest.mark.slow
 def test_a_trial_with_the_base_settings_trains_exactly_like_a_cv_fold(training, tmp_path):
     """The tuner builds its trials from `fkp cv`'s own fold stages: same model, batches and weights."""
@@ -227,8 +238,9 @@ def test_a_trial_with_the_base_settings_trains_exactly_like_a_cv_fold(training, 
     folds = make_folds(training.head(80), 2, 0)
     space = tmp_path / "space.toml"
     space.write_text("[search.model]\ndropout = { values = [0.2] }\n")  # the smoke config's own value
-    hypermodel = SpecialistHyperModel("partial", config, load_search_space(str(space), SpecialistConfig()),
-                                      training.head(80), folds, 1)
+    hypermodel = SpecialistHyperModel(
+        "partial", config, load_search_space(str(space), SpecialistConfig()), training.head(80), folds, 1
+    )
     hp = kt.HyperParameters()
     model = hypermodel.build(hp)
     trial = hypermodel.fit(hp, model, epochs=2)
@@ -257,10 +269,16 @@ def test_a_search_refuses_to_continue_with_other_settings(tmp_path):
     "chief, worker, expected",
     [
         (None, None, {}),
-        ("10.0.0.2:8000", None, {"KERASTUNER_TUNER_ID": "chief", "KERASTUNER_ORACLE_IP": "10.0.0.2",
-                                 "KERASTUNER_ORACLE_PORT": "8000"}),
-        ("head:8000", "3", {"KERASTUNER_TUNER_ID": "worker-3", "KERASTUNER_ORACLE_IP": "head",
-                            "KERASTUNER_ORACLE_PORT": "8000"}),
+        (
+            "10.0.0.2:8000",
+            None,
+            {"KERASTUNER_TUNER_ID": "chief", "KERASTUNER_ORACLE_IP": "10.0.0.2", "KERASTUNER_ORACLE_PORT": "8000"},
+        ),
+        (
+            "head:8000",
+            "3",
+            {"KERASTUNER_TUNER_ID": "worker-3", "KERASTUNER_ORACLE_IP": "head", "KERASTUNER_ORACLE_PORT": "8000"},
+        ),
     ],
 )
 def test_chief_and_worker_flags_set_keras_tuners_variables(chief, worker, expected):
@@ -269,24 +287,39 @@ def test_chief_and_worker_flags_set_keras_tuners_variables(chief, worker, expect
 
 @pytest.mark.parametrize(
     "chief, worker, message",
-    [(None, "1", "needs --chief"), ("head", None, "HOST:PORT"), ("head:99999", None, "HOST:PORT"),
-     ("head:8000", "chief2", "not contain 'chief'")],
+    [
+        (None, "1", "needs --chief"),
+        ("head", None, "HOST:PORT"),
+        ("head:99999", None, "HOST:PORT"),
+        ("head:8000", "chief2", "not contain 'chief'"),
+    ],
 )
 def test_bad_distribution_flags_are_refused(chief, worker, message):
     with pytest.raises(InputError, match=message):
         distribution_env(chief, worker)
 
 
-def test_a_search_on_a_project_another_live_search_holds_is_refused_naming_it(tmp_path, training, tiny_space,
-                                                                             live_pid):
+def test_a_search_on_a_project_another_live_search_holds_is_refused_naming_it(tmp_path, training, tiny_space, live_pid):
     directory = project_dir(tmp_path / "runs", "p", "partial")
     write_claim(directory.with_name("partial.claim.0"), live_pid)
     config = load_config("smoke")
-    with pytest.raises(InputError, match=rf"being searched by {socket.gethostname()}:{live_pid} since .*: wait "
-                                         r"for it to end or pick another --project"):
-        run_search("partial", config, load_search_space(str(tiny_space), config.specialist("partial")),
-                   training.head(60), make_folds(training.head(60), 2, 42), fold=0, tuner="random", max_trials=1,
-                   epochs=1, directory=directory)
+    with pytest.raises(
+        InputError,
+        match=rf"being searched by {socket.gethostname()}:{live_pid} since .*: wait "
+        r"for it to end or pick another --project",
+    ):
+        run_search(
+            "partial",
+            config,
+            load_search_space(str(tiny_space), config.specialist("partial")),
+            training.head(60),
+            make_folds(training.head(60), 2, 42),
+            fold=0,
+            tuner="random",
+            max_trials=1,
+            epochs=1,
+            directory=directory,
+        )
     assert not directory.exists()  # nothing of the search was touched
 
 
@@ -297,13 +330,17 @@ def test_the_chiefs_oracle_holds_the_data_and_folds_a_worker_checks(tmp_path, tr
     space = load_search_space(str(tiny_space), config.specialist("partial"))
     folds = make_folds(training.head(60), 2, 42)
     chief = SpecialistHyperModel("partial", config, space, training.head(60), folds, 0)
-    searcher = LOGGED_TUNERS["random"](chief, objective=kt.Objective(OBJECTIVE, "min"), max_trials=1,
-                                       directory=str(tmp_path), project_name="p")
+    searcher = LOGGED_TUNERS["random"](
+        chief, objective=kt.Objective(OBJECTIVE, "min"), max_trials=1, directory=str(tmp_path), project_name="p"
+    )
     chief_space = searcher.oracle.get_space()
     check_chief_shares(chief_space, chief.identity)  # the same search
     other = SpecialistHyperModel("partial", config, space, training.head(50), folds.head(50), 1)
-    with pytest.raises(InputError, match=rf"faces 60 \(this worker: 50\); fold 0 \(this worker: 1\): give every "
-                                         "worker the chief's --data, --folds, --fold and --limit"):
+    with pytest.raises(
+        InputError,
+        match=r"faces 60 \(this worker: 50\); fold 0 \(this worker: 1\): give every "
+        "worker the chief's --data, --folds, --fold and --limit",
+    ):
         check_chief_shares(chief_space, other.identity)
 
 
@@ -317,12 +354,30 @@ def tuned_work(tmp_path_factory, run_data):
     (work / "tiny.toml").write_text(TINY_SPACE)
     outputs = {}
     for name in ("partial", "full"):
-        result = run_fkp(*tune_args(run_data, work / "tiny.toml", "--specialist", name, "--limit", 100,
-                                    "--folds", 2, "--epochs", 1, "--max-trials", 2, "--project", "t"), cwd=work)
+        result = run_fkp(
+            *tune_args(
+                run_data,
+                work / "tiny.toml",
+                "--specialist",
+                name,
+                "--limit",
+                100,
+                "--folds",
+                2,
+                "--epochs",
+                1,
+                "--max-trials",
+                2,
+                "--project",
+                "t",
+            ),
+            cwd=work,
+        )
         assert result.returncode == 0, result.stdout + result.stderr
         outputs[name] = result.stdout
-    cv = run_fkp("cv", "--data", str(run_data), "--config", "tuned", "--folds", "2", "--epochs", "1",
-                 "--limit", "100", cwd=work)
+    cv = run_fkp(
+        "cv", "--data", str(run_data), "--config", "tuned", "--folds", "2", "--epochs", "1", "--limit", "100", cwd=work
+    )
     assert cv.returncode == 0, cv.stdout + cv.stderr
     return work, outputs, cv.stdout
 
@@ -363,11 +418,34 @@ def test_a_search_over_families_trains_a_heatmap_trial_within_its_wall_clock_bud
     """The family is a hyperparameter: a regression base config's trial builds a heatmap network, and
     `train.max_minutes` is each trial's budget (this one is spent by the first of 3 epochs)."""
     space = tmp_path / "families.toml"
-    space.write_text("[search.model]\nfamily = { values = ['heatmap'] }\nblocks = { values = [2] }\n"
-                     "base_filters = { values = [4] }\n")
-    result = run_fkp("tune", "--data", str(data_dir), "--space", str(space), "--config", "cpu", "--specialist",
-                     "full", "--limit", "60", "--folds", "2", "--epochs", "3", "--max-trials", "1", "--set",
-                     "train.max_minutes=1e-9", "--project", "families", cwd=tmp_path)
+    space.write_text(
+        "[search.model]\nfamily = { values = ['heatmap'] }\nblocks = { values = [2] }\n"
+        "base_filters = { values = [4] }\n"
+    )
+    result = run_fkp(
+        "tune",
+        "--data",
+        str(data_dir),
+        "--space",
+        str(space),
+        "--config",
+        "cpu",
+        "--specialist",
+        "full",
+        "--limit",
+        "60",
+        "--folds",
+        "2",
+        "--epochs",
+        "3",
+        "--max-trials",
+        "1",
+        "--set",
+        "train.max_minutes=1e-9",
+        "--project",
+        "families",
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert re.search(r"\[full trial 0 on tuner0\] best val_rmse [\d.]+ after 1 epochs", result.stdout)
     tuned = load_config(str(tmp_path / "configs" / "tuned.toml")).specialist("full")
@@ -377,8 +455,23 @@ def test_a_search_over_families_trains_a_heatmap_trial_within_its_wall_clock_bud
 
 @pytest.mark.slow
 def test_a_killed_search_resumes_without_redoing_finished_trials(tmp_path, data_dir, tiny_space):
-    args = [*FKP, *tune_args(data_dir, tiny_space, "--specialist", "partial", "--limit", 60, "--epochs", 2,
-                             "--max-trials", 3, "--project", "killed")]
+    args = [
+        *FKP,
+        *tune_args(
+            data_dir,
+            tiny_space,
+            "--specialist",
+            "partial",
+            "--limit",
+            60,
+            "--epochs",
+            2,
+            "--max-trials",
+            3,
+            "--project",
+            "killed",
+        ),
+    ]
     project = tmp_path / "runs" / "tune" / "killed" / "partial"
     with open(tmp_path / "first.log", "w") as log:
         first = subprocess.Popen(args, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT, env=os.environ.copy())
@@ -408,8 +501,22 @@ def test_a_killed_search_resumes_without_redoing_finished_trials(tmp_path, data_
 
 @pytest.mark.slow
 def test_a_chief_and_two_workers_share_one_search(tmp_path, data_dir, tiny_space):
-    args = tune_args(data_dir, tiny_space, "--specialist", "partial", "--limit", 60, "--epochs", 1,
-                     "--max-trials", 4, "--project", "shared", "--chief", free_local_address())
+    args = tune_args(
+        data_dir,
+        tiny_space,
+        "--specialist",
+        "partial",
+        "--limit",
+        60,
+        "--epochs",
+        1,
+        "--max-trials",
+        4,
+        "--project",
+        "shared",
+        "--chief",
+        free_local_address(),
+    )
     roles = {"chief": [], "w1": ["--worker", "1"], "w2": ["--worker", "2"]}
     processes, logs, outputs = {}, {}, []
     try:
@@ -417,8 +524,13 @@ def test_a_chief_and_two_workers_share_one_search(tmp_path, data_dir, tiny_space
             (tmp_path / role).mkdir()
             logs[role] = tmp_path / role / "out.log"
             outputs.append(open(logs[role], "w"))
-            processes[role] = subprocess.Popen([*FKP, *args, *extra], cwd=tmp_path / role, env=os.environ.copy(),
-                                               stdout=outputs[-1], stderr=subprocess.STDOUT)
+            processes[role] = subprocess.Popen(
+                [*FKP, *args, *extra],
+                cwd=tmp_path / role,
+                env=os.environ.copy(),
+                stdout=outputs[-1],
+                stderr=subprocess.STDOUT,
+            )
             if role == "chief":  # workers start once the chief serves its oracle
                 deadline = time.monotonic() + 120
                 while "serving the oracle" not in logs[role].read_text() and time.monotonic() < deadline:
@@ -436,8 +548,10 @@ def test_a_chief_and_two_workers_share_one_search(tmp_path, data_dir, tiny_space
     chief_trials = trial_statuses(tmp_path / "chief" / "runs" / "tune" / "shared" / "partial")
     assert chief_trials == {trial: "COMPLETED" for trial in "0123"}
     ran = {
-        worker: {p.parent.name.removeprefix("trial_")
-                 for p in (tmp_path / worker / "runs" / "tune" / "shared" / "partial").glob("trial_*/checkpoint*")}
+        worker: {
+            p.parent.name.removeprefix("trial_")
+            for p in (tmp_path / worker / "runs" / "tune" / "shared" / "partial").glob("trial_*/checkpoint*")
+        }
         for worker in ("w1", "w2")
     }
     assert ran["w1"] and ran["w2"] and not ran["w1"] & ran["w2"]
@@ -449,20 +563,45 @@ def test_a_chief_and_two_workers_share_one_search(tmp_path, data_dir, tiny_space
 
 @pytest.mark.slow
 def test_a_worker_on_other_data_than_the_chiefs_is_refused_before_any_trial(tmp_path, data_dir, tiny_space):
-    args = tune_args(data_dir, tiny_space, "--specialist", "partial", "--epochs", 1, "--max-trials", 2,
-                     "--project", "shared", "--chief", free_local_address())
+    args = tune_args(
+        data_dir,
+        tiny_space,
+        "--specialist",
+        "partial",
+        "--epochs",
+        1,
+        "--max-trials",
+        2,
+        "--project",
+        "shared",
+        "--chief",
+        free_local_address(),
+    )
     (tmp_path / "chief").mkdir()
     with open(tmp_path / "chief" / "out.log", "w") as out:
-        chief = subprocess.Popen([*FKP, *args, "--limit", "60"], cwd=tmp_path / "chief", stdout=out,
-                                 stderr=subprocess.STDOUT, env=os.environ.copy())
+        chief = subprocess.Popen(
+            [*FKP, *args, "--limit", "60"],
+            cwd=tmp_path / "chief",
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=os.environ.copy(),
+        )
     try:
         (tmp_path / "worker").mkdir()
-        worker = subprocess.run([*FKP, *args, "--limit", "80", "--worker", "1"], cwd=tmp_path / "worker",
-                                capture_output=True, text=True, env=os.environ.copy(), timeout=300)
+        worker = subprocess.run(
+            [*FKP, *args, "--limit", "80", "--worker", "1"],
+            cwd=tmp_path / "worker",
+            capture_output=True,
+            text=True,
+            env=os.environ.copy(),
+            timeout=300,
+        )
     finally:
         chief.kill()
         chief.wait()
     assert worker.returncode == 2, worker.stdout + worker.stderr
-    assert worker.stderr.strip() == ("fkp: --chief: the chief searches other data or folds: faces 60 (this worker: "
-                                     "80): give every worker the chief's --data, --folds, --fold and --limit")
+    assert worker.stderr.strip() == (
+        "fkp: --chief: the chief searches other data or folds: faces 60 (this worker: "
+        "80): give every worker the chief's --data, --folds, --fold and --limit"
+    )
     assert not list((tmp_path / "worker").rglob("trial_*"))

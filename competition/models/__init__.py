@@ -43,8 +43,14 @@ def optimizer(learning_rate, weight_decay: float = 0.0):
     return adam
 
 
-def build_model(config: ModelConfig, target_mean: np.ndarray, target_spread: np.ndarray, learning_rate,
-                name: str = "specialist", weight_decay: float = 0.0):
+def build_model(
+    config: ModelConfig,
+    target_mean: np.ndarray,
+    target_spread: np.ndarray,
+    learning_rate,
+    name: str = "specialist",
+    weight_decay: float = 0.0,
+):
     """A compiled model of ``config.family``: raw 96x96 faces in, pixel coordinates out; ``optimizer``, the
     family's loss and the pixel RMSE metric over labelled coordinates."""
     from .losses import PixelRMSE
@@ -53,23 +59,3 @@ def build_model(config: ModelConfig, target_mean: np.ndarray, target_spread: np.
     model = family.build(config, target_mean, target_spread, name=name)
     model.compile(optimizer=optimizer(learning_rate, weight_decay), loss=family.loss(), metrics=[PixelRMSE()])
     return model
-
-
-def mean_of(members: list, name: str):
-    """One model answering the mean of ``members``' outputs: a fold's networks saved, loaded, predicted and
-    exported as one."""
-    import keras
-
-    networks = [keras.Model(member.inputs[0], member.outputs[0], name=member.name) for member in members]  # uncompiled
-    faces = keras.Input(members[0].inputs[0].shape[1:], name="face")
-    return keras.Model(faces, keras.layers.Average(name="member_mean")([network(faces) for network in networks]),
-                       name=name)
-
-
-def compile_for_weighted_labels(model, learning_rate, weight_decay: float = 0.0) -> None:
-    """Recompile ``model`` for batches that weigh each coordinate (labels completed by a first model):
-    a fresh optimizer, the per-coordinate masked loss and the same pixel RMSE metric."""
-    from .losses import CoordinateMaskedMeanSquaredError, PixelRMSE
-
-    model.compile(optimizer=optimizer(learning_rate, weight_decay), loss=CoordinateMaskedMeanSquaredError(),
-                  metrics=[PixelRMSE()])

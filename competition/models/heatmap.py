@@ -42,12 +42,18 @@ class Config(ModelConfig):
         side = IMAGE_SIZE // self.input_downsample
         levels = len(self.filters)
         if side % 2 ** (levels - 1):
-            raise InputError(source, f"keys '{key}.filters' ({levels} levels) and '{key}.input_downsample' "
-                                     f"(a {side}x{side} face) do not fit: each level but the first halves the "
-                                     f"face exactly, and {side} cannot be halved {levels - 1} times")
+            raise InputError(
+                source,
+                f"keys '{key}.filters' ({levels} levels) and '{key}.input_downsample' "
+                f"(a {side}x{side} face) do not fit: each level but the first halves the "
+                f"face exactly, and {side} cannot be halved {levels - 1} times",
+            )
         if self.output_level >= levels:
-            raise InputError(source, f"key '{key}.output_level' must be below the {levels} levels of "
-                                     f"'{key}.filters', got {self.output_level}")
+            raise InputError(
+                source,
+                f"key '{key}.output_level' must be below the {levels} levels of "
+                f"'{key}.filters', got {self.output_level}",
+            )
 
 
 def loss():

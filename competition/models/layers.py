@@ -9,12 +9,10 @@ from keras import layers, ops
 from ..schema import FIRST_PIXEL_CENTRE, IMAGE_SIZE
 
 
-def conv_block(x, filters: int, convs: int, kernel_size: int, batch_norm: bool, prefix: str, first_stride: int = 1):
-    """``convs`` times conv-BN-ReLU (layers ``<prefix>_conv<i>``, ``<prefix>_bn<i>``), the first conv strided by
-    ``first_stride``."""
+def conv_block(x, filters: int, convs: int, kernel_size: int, batch_norm: bool, prefix: str):
+    """``convs`` times conv-BN-ReLU (layers ``<prefix>_conv<i>``, ``<prefix>_bn<i>``)."""
     for conv in range(convs):
-        x = layers.Conv2D(filters, kernel_size, strides=first_stride if conv == 0 else 1, padding="same",
-                          use_bias=not batch_norm, name=f"{prefix}_conv{conv}")(x)
+        x = layers.Conv2D(filters, kernel_size, padding="same", use_bias=not batch_norm, name=f"{prefix}_conv{conv}")(x)
         if batch_norm:
             x = layers.BatchNormalization(momentum=0.9, name=f"{prefix}_bn{conv}")(x)
         x = layers.Activation("relu")(x)
@@ -72,7 +70,7 @@ class MirroredPointsBack(layers.Layer):
 @keras.saving.register_keras_serializable(package="fkp")
 class ShiftFaces(layers.Layer):
     """Faces (N, H, W, C) with their content moved ``dx`` pixels right and ``dy`` down, the edges replicated:
-    shift test-time augmentation inside a graph (``predict.shifted_faces``)."""
+    shift test-time augmentation inside a graph (``tta.tta_faces``)."""
 
     def __init__(self, dx, dy, **kwargs):
         super().__init__(**kwargs)
@@ -145,15 +143,21 @@ class MeanFacePrior(layers.Layer):
         x = cell_centres(width, self.image_size, self.first_pixel_centre)[None, :, None]
         y = cell_centres(height, self.image_size, self.first_pixel_centre)[:, None, None]
         prior = -((x - mean[:, 0]) ** 2 / (2 * spread[:, 0] ** 2) + (y - mean[:, 1]) ** 2 / (2 * spread[:, 1] ** 2))
-        self.logits = self.add_weight(shape=prior.shape, name="logits",
-                                      initializer=lambda shape, dtype=None: ops.convert_to_tensor(prior, dtype))
+        self.logits = self.add_weight(
+            shape=prior.shape, name="logits", initializer=lambda shape, dtype=None: ops.convert_to_tensor(prior, dtype)
+        )
 
     def call(self, heatmaps):
         return heatmaps + ops.cast(self.logits, heatmaps.dtype)
 
     def get_config(self):
-        return {**super().get_config(), "mean": self.mean, "spread": self.spread, "image_size": self.image_size,
-                "first_pixel_centre": self.first_pixel_centre}
+        return {
+            **super().get_config(),
+            "mean": self.mean,
+            "spread": self.spread,
+            "image_size": self.image_size,
+            "first_pixel_centre": self.first_pixel_centre,
+        }
 
 
 @keras.saving.register_keras_serializable(package="fkp")
@@ -180,8 +184,12 @@ class SoftArgmax(layers.Layer):
         return (input_shape[0], 2 * input_shape[-1])
 
     def get_config(self):
-        return {**super().get_config(), "beta": self.beta, "image_size": self.image_size,
-                "first_pixel_centre": self.first_pixel_centre}
+        return {
+            **super().get_config(),
+            "beta": self.beta,
+            "image_size": self.image_size,
+            "first_pixel_centre": self.first_pixel_centre,
+        }
 
 
 @keras.saving.register_keras_serializable(package="fkp")
@@ -215,8 +223,14 @@ class Reframing(layers.Layer):
         return (input_shape[0], 4)
 
     def get_config(self):
-        return {**super().get_config(), "eyes": self.eyes, "eye_distance": self.eye_distance, "angle": self.angle,
-                "midpoint_x": self.midpoint_x, "midpoint_y": self.midpoint_y}
+        return {
+            **super().get_config(),
+            "eyes": self.eyes,
+            "eye_distance": self.eye_distance,
+            "angle": self.angle,
+            "midpoint_x": self.midpoint_x,
+            "midpoint_y": self.midpoint_y,
+        }
 
 
 def _inverse(transform):
@@ -239,7 +253,9 @@ class ReframedFaces(layers.Layer):
     def call(self, inputs):
         faces, transform = inputs
         height, width, channels = faces.shape[1:]
-        grid_y, grid_x = np.meshgrid(np.arange(height, dtype="float32"), np.arange(width, dtype="float32"), indexing="ij")
+        grid_y, grid_x = np.meshgrid(
+            np.arange(height, dtype="float32"), np.arange(width, dtype="float32"), indexing="ij"
+        )
         c, s, bx, by = (ops.reshape(part, (-1, 1)) for part in _inverse(transform))
         dx = ops.convert_to_tensor(grid_x.reshape(1, -1) + self.first_pixel_centre, faces.dtype) - bx
         dy = ops.convert_to_tensor(grid_y.reshape(1, -1) + self.first_pixel_centre, faces.dtype) - by
@@ -298,3 +314,26 @@ class MixPoints(layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "weight": self.weight}
+
+
+@keras.saving.register_keras_serializable(package="fkp")
+class WeightedSum(layers.Layer):
+    """K answers (N, C) combined per coordinate: sum_k answer_k * coef[:, k] + intercept (a blend's weights)."""
+
+    def __init__(self, coef, intercept, **kwargs):
+        super().__init__(**kwargs)
+        self.coef = [[float(w) for w in row] for row in coef]  # (C, K)
+        self.intercept = [float(b) for b in intercept]  # (C,)
+
+    def call(self, inputs):
+        coef = ops.convert_to_tensor(self.coef, dtype=inputs[0].dtype)
+        total = ops.convert_to_tensor(self.intercept, dtype=inputs[0].dtype)
+        for k, answer in enumerate(inputs):
+            total = total + answer * coef[:, k]
+        return total
+
+    def compute_output_shape(self, input_shape):
+        return input_shape[0]
+
+    def get_config(self):
+        return {**super().get_config(), "coef": self.coef, "intercept": self.intercept}

@@ -31,21 +31,6 @@ class MaskedMeanSquaredError(keras.losses.Loss):
 
 
 @keras.saving.register_keras_serializable(package="fkp")
-class CoordinateMaskedMeanSquaredError(keras.losses.Loss):
-    """``MaskedMeanSquaredError`` kept per coordinate, so a (batch, 2K) sample weight weighs each one
-    (filled labels less than true ones): sum(weight * error^2) / (labelled count)."""
-
-    def __init__(self, name="coordinate_masked_mse", **kwargs):
-        super().__init__(name=name, **kwargs)
-
-    def call(self, y_true, y_pred):
-        labelled, error = _mask_and_error(y_true, y_pred)
-        # Keras divides the weighted sum by the element count (batch x 2K); scale that back to the labelled one.
-        elements = ops.cast(ops.size(y_true), y_pred.dtype)
-        return ops.square(error) * elements / ops.maximum(ops.sum(labelled), 1.0)
-
-
-@keras.saving.register_keras_serializable(package="fkp")
 class PixelRMSE(keras.metrics.Metric):
     """RMSE in pixels over every labelled coordinate seen, pooled like the leaderboard's."""
 

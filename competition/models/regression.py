@@ -28,20 +28,17 @@ class Config(ModelConfig):
     dense_units: int = setting(512, low=1, high=65_536)
     # average-pool the 96x96 face by this factor first (2: 48x48, a quarter of the FLOPs)
     input_downsample: int = setting(1, divides=IMAGE_SIZE)
-    # the first N blocks halve the face with a stride-2 first convolution instead of max-pooling after it: a
-    # quarter of that convolution's outputs and no pooling pass; less CPU per face, and less accuracy (README)
-    strided_blocks: int = setting(0, low=0, high=64)
 
     def check(self, source: str, key: str) -> None:
         """Each block halves the face: the blocks must leave at least one pixel."""
         side = IMAGE_SIZE // self.input_downsample
         if side >> len(self.filters) < 1:
-            raise InputError(source, f"keys '{key}.filters' ({len(self.filters)} blocks) and "
-                                     f"'{key}.input_downsample' (a {side}x{side} face) do not fit: the face allows "
-                                     f"at most {side.bit_length() - 1} blocks, each halving it")
-        if self.strided_blocks > len(self.filters):
-            raise InputError(source, f"key '{key}.strided_blocks' ({self.strided_blocks}) is more than the "
-                                     f"{len(self.filters)} blocks of '{key}.filters'")
+            raise InputError(
+                source,
+                f"keys '{key}.filters' ({len(self.filters)} blocks) and "
+                f"'{key}.input_downsample' (a {side}x{side} face) do not fit: the face allows "
+                f"at most {side.bit_length() - 1} blocks, each halving it",
+            )
 
 
 def loss():
@@ -52,7 +49,7 @@ def loss():
 
 
 def build(config: Config, target_mean: np.ndarray, target_spread: np.ndarray, name: str = "specialist"):
-    """Conv blocks (conv-BN-ReLU x n, each halving the face: max-pooled, or its first conv strided), a dense head,
+    """Conv blocks (conv-BN-ReLU x n, each halving the face by max-pooling), a dense head,
     standardised coordinates decoded to pixels."""
     import keras
     from keras import layers
@@ -64,11 +61,8 @@ def build(config: Config, target_mean: np.ndarray, target_spread: np.ndarray, na
     if config.input_downsample > 1:
         x = layers.AveragePooling2D(config.input_downsample, name="downsample")(x)
     for block, filters in enumerate(config.filters):
-        strided = block < config.strided_blocks
-        x = conv_block(x, filters, config.convs_per_block, config.kernel_size, config.batch_norm, f"block{block}",
-                       first_stride=2 if strided else 1)
-        if not strided:
-            x = layers.MaxPooling2D(name=f"block{block}_pool")(x)
+        x = conv_block(x, filters, config.convs_per_block, config.kernel_size, config.batch_norm, f"block{block}")
+        x = layers.MaxPooling2D(name=f"block{block}_pool")(x)
     x = layers.Flatten()(x)
     x = layers.Dropout(config.dropout)(x)
     x = layers.Dense(config.dense_units, activation="relu", name="head")(x)

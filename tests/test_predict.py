@@ -9,8 +9,7 @@ from PIL import Image
 from skimage import data as skimage_data
 
 from competition import data
-from competition.photos import (ANCHORS, crop_face, frame_matrix, load_framing, measure_framing, photo_paths,
-                                to_photo)
+from competition.predict import ANCHORS, crop_face, frame_matrix, load_framing, measure_framing, photo_paths, to_photo
 from competition.schema import COORDINATES, FIRST_PIXEL_CENTRE, IMAGE_SIZE, KEYPOINTS
 
 
@@ -68,8 +67,9 @@ def test_a_folder_stands_for_its_files(tmp_path):
 def test_predict_with_a_missing_run_is_one_line_and_exit_2(tmp_path):
     result = fkp("predict", tmp_path, "--run", "nope", "--runs-dir", tmp_path)
     assert result.exit_code == 2
-    assert result.stderr.strip().splitlines() == [f"fkp: {tmp_path / 'nope'}: not a run folder (no run.json): "
-                                                  "run `fkp cv` first"]
+    assert result.stderr.strip().splitlines() == [
+        f"fkp: {tmp_path / 'nope'}: not a run folder (no run.json): run `fkp cv` first"
+    ]
 
 
 @pytest.mark.slow
@@ -83,8 +83,9 @@ class TestOnARealPortrait:
         Image.fromarray(skimage_data.astronaut()).save(photos / "astronaut.jpg", quality=92)
         Image.fromarray(np.full((200, 300), 128, np.uint8)).save(photos / "wall.png")  # no face
         (photos / "notes.txt").write_text("not a photo\n")
-        result = fkp("predict", photos, "--run", "learned", "--runs-dir", learned_run / "runs", "--out",
-                     learned_run / "out", "--data", run_data)
+        result = fkp(
+            "predict", photos, "--run", "learned", "--runs-dir", learned_run / "runs", "--out", learned_run / "out"
+        )
         return result, learned_run / "out"
 
     def test_one_face_with_both_eyes_in_the_upper_half_of_its_box_on_the_correct_sides(self, predicted):
@@ -119,21 +120,29 @@ class TestOnARealPortrait:
 @pytest.mark.slow
 def test_no_detect_on_test_faces_gives_the_numbers_blend_averages(learned_run, run_data, tmp_path):
     """96x96 crops taken as they are: the same numbers as `fkp blend`'s fold average of the run's test files."""
-    from competition.blend import leaderboard_test
-    from competition.runs import Run
+    from competition.blend import test_answers
+    from competition.run import Run
 
     test = data.load_test(run_data)
     shown = test.image_ids[:64]  # 64 faces, or all the bundled sample's 60
     for image_id, face in zip(shown, test.images[:64]):
         Image.fromarray(face).save(tmp_path / f"{image_id:05d}.png")
-    result = fkp("predict", tmp_path, "--run", "learned", "--runs-dir", learned_run / "runs", "--no-detect", "--out",
-                 tmp_path / "out", "--data", run_data)
+    result = fkp(
+        "predict",
+        tmp_path,
+        "--run",
+        "learned",
+        "--runs-dir",
+        learned_run / "runs",
+        "--no-detect",
+        "--out",
+        tmp_path / "out",
+    )
     assert result.exit_code == 0, result.output
     table = pd.read_csv(tmp_path / "out" / "predictions.csv")
     run = Run(learned_run / "runs" / "learned")
     full_style = pd.Series("full", index=test.image_ids)  # a photo's face is asked for all 30 coordinates
-    expected = leaderboard_test(run, run.spec.resolved.inference.tta, False, data.load_training(run_data),
-                                full_style).loc[shown]
+    expected = test_answers(run, run.spec.resolved.inference.tta, False, full_style).loc[shown]
     assert table["face"].eq(1).all() and len(table) == len(shown)
     np.testing.assert_allclose(table[list(COORDINATES)].to_numpy(), expected.to_numpy(), atol=1e-3)
 
@@ -142,7 +151,6 @@ def test_no_detect_on_test_faces_gives_the_numbers_blend_averages(learned_run, r
 def test_an_unreadable_image_is_one_line_naming_it(learned_run, run_data, tmp_path):
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(b"\xff\xd8\xff\xe0 truncated")
-    result = fkp("predict", broken, "--run", "learned", "--runs-dir", learned_run / "runs", "--out", tmp_path / "out",
-                 "--data", run_data)
+    result = fkp("predict", broken, "--run", "learned", "--runs-dir", learned_run / "runs", "--out", tmp_path / "out")
     assert result.exit_code == 2
     assert fkp_lines(result) == [f"fkp: {broken}: not a readable JPEG or PNG image"]

@@ -14,8 +14,8 @@ from competition.cli import app
 from competition.data import TrainingSet
 from competition.evaluate import ALL_FACES, STYLE_COLUMNS, run_scores
 from competition.folds import make_folds
-from competition.runs import Run
-from competition.runs_table import run_rows
+from competition.run import Run
+from competition.runs import run_rows
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +33,7 @@ def runs_dir(tmp_path_factory, sample_dir):
     (folder / "bad-json").mkdir()
     (folder / "bad-json" / "run.json").write_text("{")
     damaged = write_run(folder / "bad-csv", training, test, folds, noise=1, tta_noise=1, seed=3)
-    damaged.predictions_path("oof", "flip", "full", 0).write_text("row,left_eye_center_x\n0,oops\n")
+    damaged.predictions_path("oof", "tta", "full", 0).write_text("row,left_eye_center_x\n0,oops\n")
     (folder / "tune" / "t" / "full").mkdir(parents=True)  # `fkp tune`'s projects are not runs
     return folder
 
@@ -43,7 +43,7 @@ def test_runs_are_listed_best_first_with_the_scores_fkp_cv_prints(runs_dir, trai
     assert [row.name for row in rows] == ["unfinished", "good", "worse", "elsewhere", "bad-csv", "bad-json"]
     for row in rows[1:3]:
         _, overall, _ = run_scores(Run(runs_dir / row.name), training)
-        assert row.scores == {column: overall["flip"][column] for column in (ALL_FACES, *STYLE_COLUMNS.values())}
+        assert row.scores == {column: overall["tta"][column] for column in (ALL_FACES, *STYLE_COLUMNS.values())}
         assert row.finished and row.folds == "full 2/2, partial 2/2" and row.seconds == 4 * 30.0
         assert row.config == "default" and row.fingerprint == training.fingerprint[:8]
     assert rows[1].cv < rows[2].cv
@@ -69,12 +69,15 @@ def test_a_folder_that_cannot_be_read_is_one_row_saying_why(runs_dir, training):
 
 
 def test_fkp_runs_prints_one_table_of_every_run(runs_dir, sample_dir):
-    result = CliRunner().invoke(app, ["runs", "--runs-dir", str(runs_dir), "--data", str(sample_dir)],
-                                env={"COLUMNS": "400"})
+    result = CliRunner().invoke(
+        app, ["runs", "--runs-dir", str(runs_dir), "--data", str(sample_dir)], env={"COLUMNS": "400"}
+    )
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
-    order = [next(i for i, line in enumerate(lines) if line.startswith(f"│ {name} "))
-             for name in ("unfinished", "good", "worse", "elsewhere", "bad-csv", "bad-json")]
+    order = [
+        next(i for i, line in enumerate(lines) if line.startswith(f"│ {name} "))
+        for name in ("unfinished", "good", "worse", "elsewhere", "bad-csv", "bad-json")
+    ]
     assert order == sorted(order)
     unfinished = lines[order[0]]
     assert "partial 1/2*" in unfinished and unfinished.split("│")[5].strip().endswith("*")
@@ -85,4 +88,7 @@ def test_fkp_runs_prints_one_table_of_every_run(runs_dir, sample_dir):
 def test_fkp_runs_refuses_a_missing_runs_folder(tmp_path, sample_dir):
     result = CliRunner().invoke(app, ["runs", "--runs-dir", str(tmp_path / "nowhere"), "--data", str(sample_dir)])
     assert result.exit_code == 2
-    assert result.stderr.strip() == f"fkp: {tmp_path / 'nowhere'}: no such runs folder: run `fkp cv` first or pass --runs-dir"
+    assert (
+        result.stderr.strip()
+        == f"fkp: {tmp_path / 'nowhere'}: no such runs folder: run `fkp cv` first or pass --runs-dir"
+    )
