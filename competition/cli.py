@@ -109,19 +109,28 @@ def _data(data: Path | None) -> tuple[Path, bool]:
     return folder, is_sample
 
 
-def _machine_config() -> str:
-    """The config a command uses without --config: default where the backend sees a GPU, cpu where it does not;
-    one line says which and why."""
+def _machine_config_name() -> tuple[str, str]:
+    """The config a command uses without --config, and why: default where the backend sees a GPU, cpu where it
+    does not."""
     gpu, reason = gpu_for_backend()
-    name = "default" if gpu else "cpu"
+    return ("default" if gpu else "cpu"), reason
+
+
+def _machine_config() -> str:
+    """``_machine_config_name``, said in one line."""
+    name, reason = _machine_config_name()
     console.print(f"config {name}: {reason} (pass --config to choose)")
     return name
 
 
 def _run_name(run: str | None) -> str:
     """The run a command reads: ``--run``, or the one `fkp cv` writes without --run and --config on this machine
-    (named after the machine's config), whatever the data."""
-    return run or _machine_config()
+    (named after the machine's config), whatever the data; one line says which."""
+    if run:
+        return run
+    name, reason = _machine_config_name()
+    console.print(f"run {name}: the run `fkp cv` writes on this machine ({reason}; pass --run to choose)")
+    return name
 
 
 def _cluster_options(address: str | None, cpus: float, gpus: float | None, retries: int, task: str):

@@ -145,6 +145,9 @@ class RayFolds:
         finally:
             ray.shutdown()
 
+    def close(self) -> None:
+        """Nothing held between batches: each ``train`` connects and shuts Ray down."""
+
 
 def _train(ray, jobs: list[FoldJob], run: Run, options: ClusterOptions, log) -> list[FoldResult]:
     from ray.util.queue import Empty, Queue

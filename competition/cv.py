@@ -29,6 +29,8 @@ class FoldExecutor(Protocol):
 
     def train(self, jobs: list[FoldJob], run: Run, log) -> list[FoldResult]: ...
 
+    def close(self) -> None: ...
+
 
 def train_job(job: FoldJob, verbose: bool = False) -> FoldResult:
     """``train.train_fold(job)``, in a fold process (``fold_process``)."""
@@ -125,6 +127,5 @@ def run_cv(
                 if todo:
                     results += executor.train(todo, run, log)
     finally:
-        if hasattr(executor, "close"):
-            executor.close()
+        executor.close()
     return results

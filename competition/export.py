@@ -30,17 +30,8 @@ EXTRA = "pip install 'fkp[export]'"
 
 def fold_models(run: Run, specialist: str, allow_partial: bool) -> dict[int, keras.Model]:
     """A specialist's saved fold models by fold; a run with unfinished folds is refused unless ``allow_partial``."""
-    paths = run.models(specialist)
-    missing = run.missing_folds(specialist)
-    if missing and not allow_partial:
-        raise InputError(
-            run.path / specialist,
-            f"folds {missing} of {run.spec.folds} are missing: finish them "
-            "with `fkp cv --fold K` or pass --allow-partial",
-        )
-    if not paths:
-        raise InputError(run.path / specialist, "no finished fold: run `fkp cv` first")
-    return {fold: keras.saving.load_model(path, compile=False) for fold, path in sorted(paths.items())}
+    run.usable_folds(specialist, allow_partial)
+    return {fold: keras.saving.load_model(path, compile=False) for fold, path in sorted(run.models(specialist).items())}
 
 
 def run_model(run: Run, tta: bool, allow_partial: bool = False) -> keras.Model:

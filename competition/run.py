@@ -317,10 +317,9 @@ class Run:
         """Whether the run's TTA predictions are used: ``tta`` if given, else its config's inference.tta."""
         return self.spec.resolved.inference.tta if tta is None else tta
 
-    def fold_average(self, specialist: str, variant: str, allow_partial: bool) -> pd.DataFrame:
-        """One specialist's test predictions averaged over its finished folds, indexed by ImageId; a run with
-        unfinished folds is refused unless ``allow_partial``."""
-        predictions = self.test(variant, [specialist])[specialist]
+    def usable_folds(self, specialist: str, allow_partial: bool) -> list[int]:
+        """A specialist's finished folds, refused in one line when some are missing (unless ``allow_partial``)
+        or none is."""
         missing = self.missing_folds(specialist)
         if missing and not allow_partial:
             raise InputError(
@@ -330,6 +329,13 @@ class Run:
             )
         if len(missing) == self.spec.folds:
             raise InputError(self.path / specialist, "no finished fold: run `fkp cv` first")
+        return self.finished_folds(specialist)
+
+    def fold_average(self, specialist: str, variant: str, allow_partial: bool) -> pd.DataFrame:
+        """One specialist's test predictions averaged over its finished folds, indexed by ImageId; a run with
+        unfinished folds is refused unless ``allow_partial``."""
+        self.usable_folds(specialist, allow_partial)
+        predictions = self.test(variant, [specialist])[specialist]
         finished = predictions["fold"].unique()
         per_face = predictions.groupby(level=0)["fold"].nunique()
         if (per_face < len(finished)).any():
