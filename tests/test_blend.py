@@ -407,6 +407,29 @@ def test_a_run_without_its_head_is_refused_with_one_line(runs, sample_dir, tmp_p
     assert len(lines) == 1 and "head.json" in lines[0] and "fkp cv" in lines[0]
 
 
+def test_a_head_fitted_before_a_folds_change_is_refused_with_one_line(runs, sample_dir, tmp_path):
+    """A fold deleted after `fkp cv` fitted the head: the head saw faces the run no longer has, so even with
+    --allow-partial the run is refused until `fkp cv` fits it again."""
+    shutil.copytree(runs / "good", tmp_path / "runs" / "good")
+    shutil.rmtree(tmp_path / "runs" / "good" / "full" / "fold1")
+    result = fkp(
+        "blend",
+        "--run",
+        "good",
+        "--runs-dir",
+        tmp_path / "runs",
+        "--data",
+        sample_dir,
+        "--out",
+        tmp_path / "s.csv",
+        "--allow-partial",
+    )
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "head.json: fitted on the folds" in lines[0] and "fkp cv" in lines[0]
+    assert not (tmp_path / "s.csv").exists()
+
+
 @pytest.mark.parametrize("refine", ["offsets", "linear"])
 def test_a_refined_run_scores_and_predicts_its_test_faces_through_its_second_stage(sample, tmp_path, refine):
     """One network whose out-of-fold predictions are all 0.7 px too high (and noisy): refined, each fold's faces
