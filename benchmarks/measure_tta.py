@@ -19,14 +19,12 @@ import argparse
 import time
 from pathlib import Path
 
-import numpy as np
 from common import default_data_dir
 
 from competition import data
-from competition.evaluate import score, unfitted_head
-from competition.head import cross_fit_predict
-from competition.run import checked_run
-from competition.schema import COORDINATES, SPECIALISTS
+from competition.evaluate import OutOfFold, score, unfitted_head
+from competition.run import checked_run, stack_predictions
+from competition.schema import SPECIALISTS
 
 
 def main() -> None:
@@ -77,16 +75,11 @@ def main() -> None:
                 )
                 frame.loc[rows, list(SPECIALISTS[name].coordinates)] = tta
             predicted[name] = frame
-        rows = frames[run.spec.specialists[0]].index
-        for frame in predicted.values():
-            rows = rows.intersection(frame.index)
-        stack = np.full((len(predicted), len(rows), len(COORDINATES)), np.nan)
-        for s, (name, frame) in enumerate(predicted.items()):
-            stack[s][:, SPECIALISTS[name].columns] = frame.loc[rows, list(SPECIALISTS[name].coordinates)].to_numpy()
+        rows, stack = stack_predictions(predicted)
         rows = rows.to_numpy()
-        truth, style = training.keypoints[rows], training.style[rows]
         fold = frames[run.spec.specialists[0]].loc[rows, "fold"].to_numpy()
-        scores = score(truth, cross_fit_predict(unfitted_head(run), stack, truth, style, fold), style)
+        oof = OutOfFold(rows, stack, fold, training.keypoints[rows], training.style[rows])
+        scores = score(oof.truth, oof.cross_fitted(unfitted_head(run)), oof.style)
         reframed = f", reframe {reframe:g} weight {weight:g}" if reframe else ""
         print(
             f"tta_shift {shift} ({2 * len(shift_grid(shift))} views){reframed}: "

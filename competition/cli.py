@@ -304,7 +304,7 @@ def cv(
 
     from .cluster import RayFolds
     from .cv import LocalFolds, run_cv  # Keras loads in the fold process, never in this one
-    from .evaluate import ALL_FACES, fit_run_head, run_scores
+    from .evaluate import ALL_FACES, fit_run_head, out_of_fold_by_variant, run_scores
     from .jobs import FoldsFailed
     from .run import VARIANT_LABELS, Run
 
@@ -329,9 +329,10 @@ def cv(
         print(f"fkp: {error}", file=sys.stderr)
         raise typer.Exit(1) from None
     console.print(f"trained in {time.perf_counter() - started:.0f}s")
-    fit_run_head(run, training)
+    oof = out_of_fold_by_variant(run, training)  # each prediction file read once for both
+    fit_run_head(run, oof)
     console.print(f"{run.head_path}: the inference head, fitted on every out-of-fold face")
-    tables, overall, faces = run_scores(run, training)
+    tables, overall, faces = run_scores(run, oof)
     use_tta = config.inference.tta if tta is None else tta
     used = "tta" if use_tta else "plain"
     refined = "" if config.inference.refine == "none" else f" (second stage: {config.inference.refine})"

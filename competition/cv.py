@@ -112,7 +112,7 @@ def run_cv(
         for fold in (range(folds.k) if only_fold is None else [only_fold])
     ]
     executor = executor or LocalFolds()
-    size = executor.batch or len(jobs)
+    size = executor.batch or max(len(jobs), 1)
     results = []
     try:
         for start in range(0, len(jobs), size):

@@ -10,11 +10,13 @@ function every report uses.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 
 from .head import RunHead, cross_fit_predict
-from .run import VARIANT_LABELS, VARIANTS, Run
+from .run import VARIANTS, Run
 from .schema import COORDINATES, KEYPOINTS, STYLES
 
 ALL_FACES = "all faces"
@@ -86,37 +88,55 @@ def unfitted_head(run: Run) -> RunHead:
     return RunHead.from_config(run.spec.resolved.inference, run.spec.specialists)
 
 
-def oof_answers(run: Run, variant: str, training) -> pd.DataFrame:
-    """A run's out-of-fold answers of all 30 coordinates (row x coordinates, and each row's fold) on the rows
-    every trained specialist has predicted, each fold's from the head fitted on the other folds' rows;
-    ``training``: the run's labelled faces."""
+@dataclass(frozen=True)
+class OutOfFold:
+    """A run's out-of-fold input to its head, on the rows every trained specialist predicted: the specialists'
+    predictions (S, N, 30), each row's fold, and its labels and style."""
+
+    rows: np.ndarray
+    predictions: np.ndarray
+    fold: np.ndarray
+    truth: np.ndarray
+    style: np.ndarray
+
+    def cross_fitted(self, head: RunHead) -> np.ndarray:
+        """(N, 30) answers, each fold's rows by ``head`` fitted on the other folds' rows."""
+        return cross_fit_predict(head, self.predictions, self.truth, self.style, self.fold)
+
+
+def out_of_fold(run: Run, variant: str, training) -> OutOfFold:
+    """``OutOfFold`` of a run's ``variant`` (plain, tta); ``training``: the data it was trained on."""
     labelled = training.head(run.spec.limit)
     rows, predictions, fold = run.oof_stack(variant)
-    answers = cross_fit_predict(unfitted_head(run), predictions, labelled.keypoints[rows], labelled.style[rows], fold)
-    return pd.DataFrame(answers, index=pd.Index(rows, name="row"), columns=list(COORDINATES)).assign(fold=fold)
+    return OutOfFold(rows, predictions, fold, labelled.keypoints[rows], labelled.style[rows])
 
 
-def fit_run_head(run: Run, training) -> dict[str, RunHead]:
+def out_of_fold_by_variant(run: Run, training) -> dict[str, OutOfFold]:
+    """``out_of_fold`` of each variant, as `fkp cv` fits the head and scores the run on them."""
+    return {variant: out_of_fold(run, variant, training) for variant in VARIANTS}
+
+
+def oof_answers(run: Run, variant: str, training) -> pd.DataFrame:
+    """A run's cross-fitted out-of-fold answers of all 30 coordinates (row x coordinates, and each row's fold)."""
+    oof = out_of_fold(run, variant, training)
+    answers = oof.cross_fitted(unfitted_head(run))
+    return pd.DataFrame(answers, index=pd.Index(oof.rows, name="row"), columns=list(COORDINATES)).assign(fold=oof.fold)
+
+
+def fit_run_head(run: Run, oof: dict[str, OutOfFold]) -> None:
     """The head of each variant fitted on all the run's out-of-fold faces (what its test faces take), written
     into the run."""
-    labelled = training.head(run.spec.limit)
-    heads = {}
-    for variant in VARIANTS:
-        rows, predictions, fold = run.oof_stack(variant)
-        heads[variant] = unfitted_head(run).fit(predictions, labelled.keypoints[rows], labelled.style[rows], fold)
-    run.write_head(heads)
-    return heads
+    run.write_head(
+        {variant: unfitted_head(run).fit(o.predictions, o.truth, o.style, o.fold) for variant, o in oof.items()}
+    )
 
 
-def run_scores(run: Run, training) -> tuple[dict[str, pd.DataFrame], dict[str, pd.Series], int]:
-    """`fkp cv`'s report of a run, per variant (plain, flip): the ``cv_table``, the overall ``score``, and
+def run_scores(run: Run, oof: dict[str, OutOfFold]) -> tuple[dict[str, pd.DataFrame], dict[str, pd.Series], int]:
+    """`fkp cv`'s report of a run, per variant (plain, tta): the ``cv_table``, the overall ``score``, and
     how many faces have out-of-fold predictions from every trained specialist."""
     tables, overall = {}, {}
-    training = training.head(run.spec.limit)
-    for variant in VARIANT_LABELS:
-        rows, predictions, fold = run.oof_stack(variant)
-        truth, style = training.keypoints[rows], training.style[rows]
-        answers = cross_fit_predict(unfitted_head(run), predictions, truth, style, fold)
-        tables[variant] = cv_table(truth, answers, style, run.spec.specialists, predictions)
-        overall[variant] = score(truth, answers, style)
-    return tables, overall, len(rows)
+    for variant, o in oof.items():
+        answers = o.cross_fitted(unfitted_head(run))
+        tables[variant] = cv_table(o.truth, answers, o.style, run.spec.specialists, o.predictions)
+        overall[variant] = score(o.truth, answers, o.style)
+    return tables, overall, len(next(iter(oof.values())).rows)

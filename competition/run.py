@@ -353,18 +353,14 @@ class Run:
         """The head's input out of fold: the training rows every trained specialist has predicted, the
         specialists' predictions on them (S, N, 30), NaN outside each one's coordinates, and each row's fold."""
         frames = self.oof(variant)
-        rows = next(iter(frames.values())).index
-        for frame in frames.values():
-            rows = rows.intersection(frame.index)
-        return rows.to_numpy(), _stack(frames, rows), next(iter(frames.values())).loc[rows, "fold"].to_numpy()
+        rows, stack = stack_predictions(frames)
+        return rows.to_numpy(), stack, next(iter(frames.values())).loc[rows, "fold"].to_numpy()
 
     def test_stack(self, variant: str, allow_partial: bool) -> tuple[pd.Index, np.ndarray]:
         """The head's input on the test faces: their ImageIds and each specialist's fold average (S, N, 30)."""
-        frames = {name: self.fold_average(name, variant, allow_partial) for name in self.spec.specialists}
-        image_ids = next(iter(frames.values())).index
-        for frame in frames.values():
-            image_ids = image_ids.intersection(frame.index)
-        return image_ids, _stack(frames, image_ids)
+        return stack_predictions(
+            {name: self.fold_average(name, variant, allow_partial) for name in self.spec.specialists}
+        )
 
     @property
     def head_path(self) -> Path:
@@ -406,13 +402,16 @@ class Run:
         return head
 
 
-def _stack(frames: dict[str, pd.DataFrame], keys: pd.Index) -> np.ndarray:
-    """Each specialist's predictions on ``keys`` as (S, N, 30), NaN outside its coordinates."""
+def stack_predictions(frames: dict[str, pd.DataFrame]) -> tuple[pd.Index, np.ndarray]:
+    """Specialists' predictions (name -> keys x its coordinates) as the head's input: the keys every one of them
+    predicted, and their predictions on those keys (S, N, 30), NaN outside each one's coordinates."""
+    keys = next(iter(frames.values())).index
+    for frame in frames.values():
+        keys = keys.intersection(frame.index)
     stack = np.full((len(frames), len(keys), len(COORDINATES)), np.nan)
     for s, (name, frame) in enumerate(frames.items()):
-        columns = list(SPECIALISTS[name].coordinates)
-        stack[s][:, [COORDINATES.index(c) for c in columns]] = frame.loc[keys, columns].to_numpy()
-    return stack
+        stack[s][:, SPECIALISTS[name].columns] = frame.loc[keys, list(SPECIALISTS[name].coordinates)].to_numpy()
+    return keys, stack
 
 
 def variant(tta: bool) -> str:

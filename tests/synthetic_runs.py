@@ -14,7 +14,7 @@ import pandas as pd
 
 from competition.config import Config
 from competition.data import TestSet, TrainingSet
-from competition.evaluate import fit_run_head
+from competition.evaluate import fit_run_head, out_of_fold_by_variant
 from competition.folds import Folds
 from competition.run import FoldArtifacts, Run, RunSpec
 from competition.schema import MIRROR_AXIS, SPECIALISTS
@@ -97,5 +97,5 @@ def write_run(
                     {"specialist": name, "fold": fold, **({"seconds": fold_seconds} if fold_seconds else {})},
                 ),
             )
-    fit_run_head(run, training)  # as `fkp cv` does once its folds are trained
+    fit_run_head(run, out_of_fold_by_variant(run, training))  # as `fkp cv` does once its folds are trained
     return run

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from competition import data
 from competition.cli import app
 from competition.data import TrainingSet
-from competition.evaluate import ALL_FACES, STYLE_COLUMNS, run_scores
+from competition.evaluate import ALL_FACES, STYLE_COLUMNS, out_of_fold_by_variant, run_scores
 from competition.folds import make_folds
 from competition.run import Run
 from competition.runs import run_rows
@@ -42,7 +42,8 @@ def test_runs_are_listed_best_first_with_the_scores_fkp_cv_prints(runs_dir, trai
     rows = run_rows(runs_dir, training)
     assert [row.name for row in rows] == ["unfinished", "good", "worse", "elsewhere", "bad-csv", "bad-json"]
     for row in rows[1:3]:
-        _, overall, _ = run_scores(Run(runs_dir / row.name), training)
+        run = Run(runs_dir / row.name)
+        _, overall, _ = run_scores(run, out_of_fold_by_variant(run, training))
         assert row.scores == {column: overall["tta"][column] for column in (ALL_FACES, *STYLE_COLUMNS.values())}
         assert row.finished and row.folds == "full 2/2, partial 2/2" and row.seconds == 4 * 30.0
         assert row.config == "default" and row.fingerprint == training.fingerprint[:8]
