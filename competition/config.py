@@ -123,6 +123,9 @@ class InferenceConfig:
 class Config:
     name: str = "default"
     seed: int = setting(42, low=0, high=2**31 - 1)
+    # wall-clock minutes of a whole `fkp cv`, shared by its fold jobs (0: none; cv.Budget); a fold's
+    # cosine is planned to end within its share, so `train.epochs` is then a ceiling
+    budget_minutes: float = setting(0.0, low=0, high=60 * 24 * 7)
     # One table per specialist named in keypoints.toml.
     specialists: dict[str, SpecialistConfig] = field(
         default_factory=lambda: {name: SpecialistConfig() for name in SPECIALISTS}

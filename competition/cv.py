@@ -9,7 +9,9 @@ how many jobs it takes at once (``batch``); those are claimed together and held 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import multiprocessing
+import time
 from concurrent.futures import ProcessPoolExecutor
 from typing import Protocol
 
@@ -77,6 +79,45 @@ class LocalFolds:
             self.process.shutdown()
 
 
+class Budget:
+    """A run's wall-clock budget (``budget_minutes``) shared by its fold jobs, so that `fkp cv` fills its time,
+    no more, on a fast machine and a slow one alike: each fold's cosine is planned within the job's training
+    minutes (``train.CosineSchedule``).
+
+    Each of the run's jobs is owed an equal share of the budget, less ``RESERVE`` for fitting the run's
+    inference head at the end. A job trains for what this process has left of the shares of the jobs it still
+    has to train, split evenly among them, less the time a job spends outside training (the fold's set-up,
+    its predictions, writing it): measured on the job before, guessed as ``FIRST_OVERHEAD`` for the first.
+    Time saved or overspent by one job moves to the next. A resumed run owes each remaining job its share."""
+
+    RESERVE = 30.0  # seconds: the head's fit and the report after the last job
+    FIRST_OVERHEAD = 45.0  # seconds: the first job's time outside training (a fold process starting, its TTA)
+
+    def __init__(self, minutes: float, jobs: int, clock=time.monotonic):
+        self.share = max(minutes * 60 - self.RESERVE, 0.0) / jobs
+        self.clock, self.started = clock, clock()
+        self.trained, self.overhead = 0, self.FIRST_OVERHEAD
+
+    def job_minutes(self, left: int) -> float:
+        """Training minutes for each job of the next batch, with ``left`` jobs (the batch's included) still
+        to train here; at least a second's worth, so a late job still trains its one epoch."""
+        available = self.share * (self.trained + left) - (self.clock() - self.started)
+        return max(available / left - self.overhead, 1.0) / 60
+
+    def spent(self, results: list[FoldResult], seconds: float) -> None:
+        """A batch of ``results`` came back after ``seconds``: one job's time outside training is the next's
+        guess (a batch of several trained side by side says nothing of one job's)."""
+        self.trained += len(results)
+        if len(results) == 1:
+            self.overhead = max(seconds - results[0].seconds, 0.0)
+
+
+def job_minutes(config: Config, k: int) -> float:
+    """A fold job's training minutes from ``config.budget_minutes`` before any job ran (0: no budget): what
+    each of `fkp tune`'s trials trains, as the fold it stands for would in `fkp cv`."""
+    return Budget(config.budget_minutes, len(config.trained) * k).job_minutes(1) if config.budget_minutes else 0.0
+
+
 def skip_reason(run: Run, job: FoldJob, claim) -> str | None:
     """Why ``job`` is not trained here, given its fold's ``claim``: finished, or another live process's."""
     if run.is_finished(job.specialist, job.fold):
@@ -111,6 +152,7 @@ def run_cv(
         for name in config.trained
         for fold in (range(folds.k) if only_fold is None else [only_fold])
     ]
+    budget = Budget(config.budget_minutes, len(config.trained) * folds.k) if config.budget_minutes else None
     executor = executor or LocalFolds()
     size = executor.batch or max(len(jobs), 1)
     results = []
@@ -124,8 +166,18 @@ def run_cv(
                         log(skipped)
                     else:
                         todo.append(job)
+                if todo and budget:
+                    left = sum(not run.is_finished(job.specialist, job.fold) for job in jobs[start:])
+                    minutes = budget.job_minutes(left)
+                    who = todo[0].label if len(todo) == 1 else f"{len(todo)} fold jobs, each"
+                    log(f"{who}: {minutes:.1f} minutes of training, from budget_minutes = {config.budget_minutes:g}")
+                    todo = [dataclasses.replace(job, minutes=minutes) for job in todo]
                 if todo:
-                    results += executor.train(todo, run, log)
+                    began = time.monotonic()
+                    trained = executor.train(todo, run, log)
+                    if budget:
+                        budget.spent(trained, time.monotonic() - began)
+                    results += trained
     finally:
         executor.close()
     return results

@@ -20,6 +20,7 @@ class FoldJob:
     training: TrainingSet
     test: TestSet
     folds: Folds
+    minutes: float = 0.0  # this job's training minutes from the run's budget (0: none; cv.Budget)
 
     @property
     def label(self) -> str:

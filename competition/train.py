@@ -332,10 +332,19 @@ def fold_reframe(inference: InferenceConfig, train_keypoints: np.ndarray, specia
     return Reframe(framing.bounds(), inference.reframe_weight) if framing else None
 
 
+def budgeted(settings: SpecialistConfig, minutes: float) -> SpecialistConfig:
+    """A specialist's settings for a fold job given ``minutes`` of training from the run's budget (0: none):
+    its ``train.max_minutes`` becomes them, or stays where the config's own guard is tighter."""
+    if not minutes:
+        return settings
+    guard = min(settings.train.max_minutes or minutes, minutes)
+    return dataclasses.replace(settings, train=dataclasses.replace(settings.train, max_minutes=guard))
+
+
 def fit_fold(job: FoldJob, logs_dir: Path, callbacks=()) -> tuple[FoldResult, FoldArtifacts]:
     """One fold job, start to finish. Its TensorBoard logs go in ``logs_dir`` and its artifacts are returned
     rather than written: the fold process writes them into the run, a cluster's worker hands them to the driver."""
-    settings = job.config.specialist(job.specialist)
+    settings = budgeted(job.config.specialist(job.specialist), job.minutes)
     prepared = prepare_fold(job.specialist, job.fold, settings, job.training, job.folds, job.seed)
     model = build_fold_model(prepared, settings)
     started = time.perf_counter()
@@ -368,6 +377,7 @@ def fit_fold(job: FoldJob, logs_dir: Path, callbacks=()) -> tuple[FoldResult, Fo
         "train_faces": len(prepared.train_rows),
         "val_faces": len(prepared.val_rows),
         "backend": keras.backend.backend(),
+        "max_minutes": settings.train.max_minutes,
         **({"reframe": dataclasses.asdict(reframe)} if reframe else {}),
     }
     return result, FoldArtifacts(model, predictions, history, job.config.to_dict(), report)

@@ -25,6 +25,7 @@ import pandas as pd
 
 from .claims import Claim, claimed
 from .config import SHARED_TABLES, Config, SpecialistConfig, find_config, read_toml, resolve, resolve_specialist
+from .cv import job_minutes
 from .data import TrainingSet
 from .errors import InputError
 from .folds import Folds
@@ -32,7 +33,7 @@ from .io import claim_record, write_toml
 from .jobs import fold_seed
 from .models import FAMILIES, family_config
 from .schema import SPECIALISTS
-from .train import PreparedFold, build_fold_model, prepare_fold, train_stage
+from .train import PreparedFold, budgeted, build_fold_model, prepare_fold, train_stage
 
 OBJECTIVE = "val_rmse"  # PixelRMSE on the validation faces, in pixels
 TUNERS = {"bayesian": kt.BayesianOptimization, "random": kt.RandomSearch, "hyperband": kt.Hyperband}
@@ -205,6 +206,7 @@ class SpecialistHyperModel(kt.HyperModel):
         self.specialist, self.base, self.space = name, base.specialist(name), space
         self.training, self.folds, self.fold = training, folds, fold
         self.seed = fold_seed(base, fold)
+        self.minutes = job_minutes(base, folds.k)  # a trial trains as long as its fold would in `fkp cv`
         prepared = self.prepare(self.base)  # refuses a fold without faces before any trial
         self.train_faces, self.val_faces = len(prepared.train_rows), len(prepared.val_rows)
 
@@ -233,7 +235,7 @@ class SpecialistHyperModel(kt.HyperModel):
         return build_fold_model(self.prepare(settings), settings)
 
     def fit(self, hp, model, *, epochs: int, callbacks=(), initial_epoch: int = 0, log_prefix: str = ""):
-        settings = self.settings(hp)
+        settings = budgeted(self.settings(hp), self.minutes)
         started = time.perf_counter()
         # the oracle and Keras Tuner's callbacks read the objective after every epoch
         train = dataclasses.replace(settings.train, validate_every=1)

@@ -8,15 +8,23 @@ import keras
 import numpy as np
 import pytest
 
-from competition.config import Config, SpecialistConfig, TrainConfig
-from competition.cv import in_fresh_process, train_job
-from competition.data import TestSet, TrainingSet
+from competition.config import Config, SpecialistConfig, TrainConfig, load_config
+from competition.cv import Budget, in_fresh_process, job_minutes, run_cv, train_job
+from competition.data import TestSet, TrainingSet, load_test
 from competition.dataset import FaceBatches
 from competition.errors import InputError
 from competition.folds import Folds, make_folds
-from competition.jobs import FoldJob
+from competition.jobs import FoldJob, FoldResult
 from competition.models.regression import Config as RegressionConfig
-from competition.train import CosineSchedule, build_fold_model, prepare_fold, tensorboard_logs, train_stage
+from competition.run import Run
+from competition.train import (
+    CosineSchedule,
+    budgeted,
+    build_fold_model,
+    prepare_fold,
+    tensorboard_logs,
+    train_stage,
+)
 
 TINY = RegressionConfig(filters=[4], convs_per_block=1, dense_units=4, dropout=0.0)
 
@@ -277,3 +285,85 @@ def test_a_fold_flips_about_the_axis_stored_with_its_folds(training):
     # An untrained model predicts the mean face on every face, mirrored or not: TTA averages it with its mirror.
     mean_left_x, mean_right_x = plain["left_eye_center_x"].iloc[0], plain["right_eye_center_x"].iloc[0]
     assert flipped["left_eye_center_x"].iloc[0] == pytest.approx((mean_left_x + 99.0 - mean_right_x) / 2, abs=1e-3)
+
+
+def test_a_run_budget_gives_each_job_its_share_less_the_time_outside_training():
+    """60 minutes for 5 jobs: 30 s are kept for the head, so each job is owed (3600 - 30) / 5 = 714 s, of which
+    the first trains 714 - 45 (the first job's guessed set-up and predictions) = 669 s."""
+    clock = _Clock()
+    budget = Budget(60, 5, clock=clock)
+    assert budget.job_minutes(5) == pytest.approx(669 / 60)
+    clock.now = 700.0  # the first job came back after 700 s, 650 of them training: 50 s outside training
+    budget.spent([FoldResult("full", 0, 1.6, 100, 650.0, 900.0)], 700.0)
+    # four jobs share 4 * 714 + 14 (the first job's unspent seconds) = 2870 s, less 50 each outside training
+    assert budget.job_minutes(4) == pytest.approx((2870 / 4 - 50) / 60)
+    clock.now = 3600.0  # overspent: a late job still trains its epoch
+    assert budget.job_minutes(3) == pytest.approx(1 / 60)
+
+
+def test_a_resumed_run_owes_each_remaining_job_its_share():
+    budget = Budget(60, 5, clock=_Clock())
+    assert budget.job_minutes(2) == pytest.approx((714 - 45) / 60)
+
+
+class _BudgetRecorder:
+    """A fold executor that trains nothing: it records each job's minutes and reports it trained for 0 s."""
+
+    batch = 1
+
+    def __init__(self):
+        self.minutes = []
+
+    def train(self, jobs, run, log):
+        self.minutes += [job.minutes for job in jobs]
+        return [FoldResult(job.specialist, job.fold, 1.0, 1, 0.0, 1.0) for job in jobs]
+
+    def close(self):
+        pass
+
+
+def test_fkp_cv_hands_each_fold_job_its_minutes_from_budget_minutes(training, sample_dir, tmp_path):
+    recorder, lines = _BudgetRecorder(), []
+    config = load_config("smoke", ["specialists.partial.enabled=false", "budget_minutes=10"])
+    folds = make_folds(training.head(40), 2, 42)
+    run_cv(
+        config,
+        training.head(40),
+        load_test(sample_dir),
+        folds,
+        Run(tmp_path / "run"),
+        executor=recorder,
+        log=lines.append,
+    )
+    # 2 jobs owed (600 - 30) / 2 = 285 s each; the first trains 285 - 45 s, the second what the first left
+    assert recorder.minutes[0] == pytest.approx(240 / 60, abs=1e-3)
+    assert recorder.minutes[1] == pytest.approx(570 / 60, abs=0.05)
+    assert lines[0] == "[full fold 0]: 4.0 minutes of training, from budget_minutes = 10"
+
+
+def test_without_a_budget_fold_jobs_keep_their_configs_minutes(training, sample_dir, tmp_path):
+    recorder = _BudgetRecorder()
+    config = load_config("smoke", ["specialists.partial.enabled=false"])
+    run_cv(
+        config,
+        training.head(40),
+        load_test(sample_dir),
+        make_folds(training.head(40), 2, 42),
+        Run(tmp_path / "run"),
+        executor=recorder,
+        log=print,
+    )
+    assert recorder.minutes == [0.0, 0.0]
+
+
+@pytest.mark.parametrize("guard, minutes, planned", [(0, 3, 3), (2, 3, 2), (2, 1.5, 1.5), (2, 0, 2)])
+def test_a_jobs_budget_bounds_its_training_within_the_configs_own_guard(guard, minutes, planned):
+    settings = tiny_settings(max_minutes=guard)
+    assert budgeted(settings, minutes).train.max_minutes == planned
+    assert settings.train.max_minutes == guard  # the config itself is left as it was
+
+
+def test_a_tuning_trial_trains_as_long_as_its_fold_would_in_fkp_cv():
+    cpu = load_config("cpu")  # 60 minutes, one specialist, 5 folds: (3600 - 30) / 5 - 45 s each
+    assert cpu.budget_minutes == 60 and job_minutes(cpu, 5) == pytest.approx(669 / 60)
+    assert job_minutes(load_config("smoke"), 5) == 0.0  # no budget: the config's own guard
