@@ -16,7 +16,10 @@ labelled keypoints only:
   (the whole face's labels moved by one vector: the z-weighted mean miss removed from every keypoint, on faces
   with at least ``SHIFT_MIN_KEYPOINTS`` labels). The face's finding is the explanation with the largest gain;
   its ``score`` is the square root of that gain, in z units (a swap or a misplaced keypoint scores its own
-  z-score; a shift scores its z-scores' coherent part).
+  z-score; a shift scores its z-scores' coherent part), discounted on a face whose other keypoints are missed
+  too: divided by the square root of the mean z² the explanation leaves, where that exceeds ``NOISE_FLOOR``.
+  A wrong label leaves the face's other keypoints answered as usual; a hard face (turned, blurred, framed
+  unusually) is missed everywhere, and its misses say less about its labels.
 - **near-duplicates** (``near_duplicates``): faces whose 16x16 thumbnails correlate above
   ``DUPLICATE_CORRELATION`` (candidates from a 64-bit average hash, in bands, so never all pairs), identical
   pixels included; a pair whose shared keypoints differ by more than ``DUPLICATE_Z`` typical misses is a
@@ -48,6 +51,7 @@ KINDS = ("swap", "misplaced", "shift", "duplicate-conflict")
 FIXABLE = ("swap", "misplaced")  # kinds with a mechanical fix: swapped back, dropped
 SHIFT_MIN_KEYPOINTS = 3  # a shift needs more labels than a misplaced keypoint has: at least 3
 SHIFT_PENALTY = 2.0  # z² a shift must gain beyond a misplaced keypoint: it fits one vector to many points
+NOISE_FLOOR = 1.5  # mean z² of the keypoints a face's explanation leaves, beyond which its score is discounted
 DUPLICATE_CORRELATION = 0.98  # thumbnails this alike are the same photograph
 DUPLICATE_Z = 4.0  # labels of duplicates this many typical misses apart conflict
 FACES_PER_SHEET = 20  # 4 x 5 faces per page
@@ -115,8 +119,8 @@ def explain(labels: np.ndarray, answers: np.ndarray, scales: np.ndarray) -> pd.D
     swap_pair = np.zeros(n, int)
     for p, (a, b) in enumerate(_PAIRS):
         both = labelled[:, a] & labelled[:, b]
-        crossed = (((labels[:, a] - answers[:, b]) ** 2).sum(axis=1) / scales[a] ** 2) + (
-            ((labels[:, b] - answers[:, a]) ** 2).sum(axis=1) / scales[b] ** 2
+        crossed = (((labels[:, a] - answers[:, b]) ** 2).sum(axis=1) / scales[..., a] ** 2) + (
+            ((labels[:, b] - answers[:, a]) ** 2).sum(axis=1) / scales[..., b] ** 2
         )
         gain = np.where(both, z2[:, a] + z2[:, b] - np.nan_to_num(crossed, nan=np.inf), -np.inf)
         better = gain > gain_swap
@@ -139,7 +143,13 @@ def explain(labels: np.ndarray, answers: np.ndarray, scales: np.ndarray) -> pd.D
     partner = np.where(best == 0, np.where(keypoint == a, b, a), -1)
     delta = residual[np.arange(n), keypoint]
     delta = np.where((best == 2)[:, None], shift, delta)
-    score = np.sqrt(np.maximum(gains[np.arange(n), best], 0.0))
+    gain = np.maximum(gains[np.arange(n), best], 0.0)
+    # the misses the explanation leaves, per keypoint it leaves: a badly answered face (a hard face, not a wrong
+    # label) keeps large misses on every keypoint, and its finding is discounted by them
+    explained_keypoints = np.array([2, 1, 1])[best]
+    left = np.maximum(labelled.sum(axis=1) - explained_keypoints, 1)
+    unexplained = np.maximum(z2.sum(axis=1) - gain - np.where(best == 2, SHIFT_PENALTY, 0.0), 0.0) / left
+    score = np.sqrt(gain / np.maximum(unexplained / NOISE_FLOOR, 1.0)) if NOISE_FLOOR else np.sqrt(gain)
     score[~labelled.any(axis=1)] = 0.0
     return pd.DataFrame(
         {"kind": kind, "keypoint": keypoint, "partner": partner, "score": score, "dx": delta[:, 0], "dy": delta[:, 1]}
