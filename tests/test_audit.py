@@ -214,6 +214,7 @@ def audited(tmp_path_factory, sample_dir, clean):
         noise=1.0,
         tta_noise=0.8,
         seed=0,
+        model=b"never loaded",  # the audit reads predictions only: no Keras in this test
     )
     result = fkp(
         "audit", "--data", folder, "--run", "r", "--runs-dir", runs_dir, "--limit", 25, "--propose-corrections"
