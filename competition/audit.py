@@ -384,7 +384,7 @@ def _sheet_face(finding, training: TrainingSet, answers: pd.DataFrame):
     if finding.kind == "shift":
         suspect = [int(k) for k in np.flatnonzero(~np.isnan(labels).any(axis=1))]
     detail = {
-        "swap": f"{finding.keypoint} <> {finding.partner}",
+        "swap": "_".join(w for w in finding.keypoint.split("_") if w not in ("left", "right")) + " left<>right",
         "misplaced": finding.keypoint,
         "shift": f"shift ({finding.dx:+.1f}, {finding.dy:+.1f}) px",
         "duplicate-conflict": f"{finding.keypoint} vs row {finding.partner}",
