@@ -168,6 +168,11 @@ def check(data: DataOption = None):
         f"{folder}: {len(training)} training faces ({styles}), {len(test)} test faces ({test_styles}), "
         f"{len(lookup)} lookup rows; loaded in {time.perf_counter() - started:.2f}s"
     )
+    if training.corrections:
+        console.print(
+            f"{data_module.corrections_path(folder)}: {training.corrections} corrections applied to the training "
+            f"labels (fingerprint {training.fingerprint}; Kaggle's files as they are: {training.source_fingerprint})"
+        )
     repeated = data_module.repeated_rows(training)
     if repeated:
         console.print(
@@ -557,6 +562,69 @@ def show(
     folder, _ = _data(data)
     run_dir = runs_dir / _run_name(run)
     for path in show_run(run_dir, data_module.load_training(folder), tta=tta):
+        console.print(str(path))
+
+
+@app.command(context_settings={"allow_extra_args": True})
+@one_line_errors
+def audit(
+    context: typer.Context,
+    data: DataOption = None,
+    run: Annotated[
+        Optional[str],
+        typer.Option(
+            help="The run whose out-of-fold answers judge the labels [default: the run `fkp cv` writes on this "
+            "machine: cpu, or default with a GPU]."
+        ),
+    ] = None,
+    runs: Annotated[
+        Optional[list[str]],
+        typer.Option("--runs", help="Judge by several runs' blend: --runs A B C (nnls weights fitted out of fold)."),
+    ] = None,
+    runs_dir: RunsDirOption = Path("runs"),
+    limit: Annotated[int, typer.Option(help="How many findings to list, draw and propose fixes for.")] = 100,
+    out: Annotated[
+        Optional[Path],
+        typer.Option(help="Folder for findings.csv, the contact sheets and index.md [default: runs/<run>/audit/]."),
+    ] = None,
+    propose_corrections: Annotated[
+        bool,
+        typer.Option(
+            "--propose-corrections",
+            help="Also write corrections.proposed.csv: swaps swapped back and misplaced keypoints dropped, from the "
+            "listed findings; review it and copy it to DIR/corrections.csv to train on it.",
+        ),
+    ] = False,
+    tta: TTAOption = None,
+):
+    """Find the training labels most likely wrong: rank faces by how far their labels lie from out-of-fold answers."""
+    if context.args and not runs:
+        raise InputError("audit", f"unexpected argument {context.args[0]!r}: name runs after --runs")
+    if runs and run:
+        raise InputError("--run", "give either --run NAME or --runs A B ..., not both")
+    if limit < 1:
+        raise InputError("--limit", f"must be at least 1, got {limit}")
+    from .audit import audit as audit_runs
+    from .audit import write_audit
+    from .run import checked_run
+
+    folder, _ = _data(data)
+    names = [*runs, *context.args] if runs else [_run_name(run)]
+    if len(set(names)) < len(names):
+        raise InputError("--runs", f"a run is named twice: {' '.join(names)}")
+    training = data_module.load_training(folder)
+    found = [checked_run(runs_dir / name, training) for name in names]
+    result = audit_runs(found, training, tta)
+    target = out or found[0].path / ("audit" if len(found) == 1 else "audit-" + "+".join(names))
+    paths = write_audit(
+        result, training.head(found[0].spec.limit), target, limit=limit, propose=propose_corrections, data_dir=folder
+    )
+    top = result.findings.head(limit)
+    console.print(
+        f"{paths[0]}: {len(top)} of {result.faces} faces listed, judged by {result.source}: "
+        + ", ".join(f"{count} {kind}" for kind, count in top["kind"].value_counts().items())
+    )
+    for path in paths[1:]:
         console.print(str(path))
 
 

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 from isal import isal_zlib
 
+from .corrections import apply_corrections, corrections_path, read_corrections
 from .errors import InputError
 from .io import atomic_path, write_csv
 from .schema import COORDINATES, IMAGE_SIZE, KEYPOINTS, style_of
@@ -35,9 +36,22 @@ class TrainingSet:
     images: np.ndarray  # (N, 96, 96) uint8
     keypoints: np.ndarray  # (N, 30) float32 in COORDINATES order, NaN where missing
     fingerprint: str  # content hash of the parsed arrays: identifies the data, not the file format
+    # where DIR/corrections.csv was applied: Kaggle's labels as the file has them, their fingerprint, and how many
+    # fixes there were (None, None, 0 without corrections)
+    uncorrected: np.ndarray | None = None
+    source_fingerprint: str | None = None
+    corrections: int = 0
 
     def __len__(self) -> int:
         return len(self.images)
+
+    @property
+    def source(self) -> TrainingSet:
+        """The training set as Kaggle's files hold it, before corrections: the folds split its faces, which
+        corrections never change, so runs with and without corrections share them."""
+        if self.uncorrected is None:
+            return self
+        return TrainingSet(self.images, self.uncorrected, self.source_fingerprint)
 
     @property
     def style(self) -> np.ndarray:
@@ -45,7 +59,17 @@ class TrainingSet:
         return style_of(~np.isnan(self.keypoints))
 
     def head(self, n: int | None) -> TrainingSet:
-        return self if n is None else TrainingSet(self.images[:n], self.keypoints[:n], self.fingerprint)
+        if n is None:
+            return self
+        uncorrected = None if self.uncorrected is None else self.uncorrected[:n]
+        return TrainingSet(
+            self.images[:n],
+            self.keypoints[:n],
+            self.fingerprint,
+            uncorrected,
+            self.source_fingerprint,
+            self.corrections,
+        )
 
 
 @dataclass(frozen=True)
@@ -320,13 +344,30 @@ def load_training(data_dir: Path) -> TrainingSet:
             )
         images = parse_pixels(frame["Image"].to_numpy(), label)
         keypoints = keypoints.astype(np.float32)
-        digest = hashlib.sha256(images)  # then keypoints: the hash of both arrays' bytes, without copying them
-        digest.update(keypoints)
-        fingerprint = digest.hexdigest()[:16]
-        return {"images": images, "keypoints": keypoints, "fingerprint": np.array(fingerprint)}
+        return {"images": images, "keypoints": keypoints, "fingerprint": np.array(_fingerprint(images, keypoints))}
 
     arrays = _cached(path, TRAINING, parse)
-    return TrainingSet(arrays["images"], arrays["keypoints"], str(arrays["fingerprint"]))
+    training = TrainingSet(arrays["images"], arrays["keypoints"], str(arrays["fingerprint"]))
+    fixes = corrections_path(data_dir)
+    if not fixes.is_file():
+        return training
+    corrections = read_corrections(fixes, len(training))
+    keypoints = apply_corrections(training.keypoints, corrections)
+    return TrainingSet(
+        training.images,
+        keypoints,
+        _fingerprint(training.images, keypoints),
+        training.keypoints,
+        training.fingerprint,
+        len(corrections),
+    )
+
+
+def _fingerprint(images: np.ndarray, keypoints: np.ndarray) -> str:
+    """The hash of both arrays' bytes (images, then keypoints), without copying them."""
+    digest = hashlib.sha256(images)
+    digest.update(np.ascontiguousarray(keypoints, np.float32))
+    return digest.hexdigest()[:16]
 
 
 def load_test(data_dir: Path) -> TestSet:

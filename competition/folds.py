@@ -51,6 +51,9 @@ class Folds:
 
 
 def make_folds(training: TrainingSet, k: int, seed: int) -> Folds:
+    """Folds of the training set's faces as Kaggle's files hold them (``TrainingSet.source``): the user's
+    corrections change labels, not faces, and a run with them is split as one without them."""
+    training = training.source
     from sklearn.model_selection import StratifiedGroupKFold  # imported once folds are built, not by every command
 
     _, groups = np.unique(training.images.reshape(len(training), -1), axis=0, return_inverse=True)
@@ -90,7 +93,9 @@ def save_folds(folds: Folds, path: Path) -> None:
 
 
 def load_folds(path: Path, training: TrainingSet) -> Folds:
-    """Stored folds, refused with the reason when they were built for other data."""
+    """Stored folds, refused with the reason when they were built for other data (other than Kaggle's files: the
+    user's corrections do not change the folds, ``make_folds``)."""
+    training = training.source
     meta_path = path.with_suffix(".json")
     if not path.exists() or not meta_path.exists():
         raise InputError(path, "no stored folds: run `fkp folds`")

@@ -94,6 +94,60 @@ def face_grid(panels: list[FacePanel], title: str, columns: int = 4) -> Figure:
     return figure
 
 
+@dataclass(frozen=True)
+class AuditFace:
+    """A face of `fkp audit`'s contact sheets."""
+
+    image: np.ndarray  # (96, 96) uint8
+    labels: np.ndarray  # (15, 2) the training label, NaN where unlabelled
+    answers: np.ndarray  # (15, 2) the out-of-fold answer
+    suspect: list[int]  # keypoints to circle
+    caption: str
+
+
+AUDIT_LABEL, AUDIT_ANSWER, AUDIT_SUSPECT = "#00e040", "#ff2020", "#ffd700"
+
+
+def audit_sheet(faces: list[AuditFace], title: str, columns: int = 4, rows: int = 5) -> Figure:
+    """A page of suspect faces: the label as green dots, the out-of-fold answer as red crosses (only where the
+    face is labelled), each label joined to its answer, the suspect keypoints circled in yellow, and a caption."""
+    figure = Figure(figsize=(2.3 * columns, 2.5 * rows + 0.7), dpi=90, layout="constrained")
+    axes = figure.subplots(rows, columns, squeeze=False)
+    for ax in axes.flat:
+        ax.set_axis_off()
+    for ax, face in zip(axes.flat, faces):
+        ax.imshow(face.image, cmap="gray", vmin=0, vmax=255, interpolation="nearest")
+        shown = ~np.isnan(face.labels).any(axis=1)
+        labels, answers = (
+            face.labels - FIRST_PIXEL_CENTRE,
+            face.answers - FIRST_PIXEL_CENTRE,
+        )  # imshow centres pixel i at i
+        for (lx, ly), (px, py) in zip(labels[shown], answers[shown]):
+            ax.plot([lx, px], [ly, py], color="white", lw=0.6, alpha=0.8)
+        ax.scatter(answers[shown, 0], answers[shown, 1], s=22, marker="x", c=AUDIT_ANSWER, linewidths=1.2)
+        ax.scatter(labels[shown, 0], labels[shown, 1], s=14, c=AUDIT_LABEL, edgecolors="black", linewidths=0.4)
+        suspect = [k for k in face.suspect if shown[k]]
+        ax.scatter(
+            labels[suspect, 0], labels[suspect, 1], s=110, facecolors="none", edgecolors=AUDIT_SUSPECT, linewidths=1.4
+        )
+        ax.set_xlim(-0.5, IMAGE_SIZE - 0.5)
+        ax.set_ylim(IMAGE_SIZE - 0.5, -0.5)
+        ax.set_title(face.caption, fontsize=7.5)
+    figure.suptitle(title, fontsize=10)
+    figure.legend(
+        handles=[
+            Line2D([], [], ls="", marker="o", ms=5, color=AUDIT_LABEL, mec="black", mew=0.4, label="label"),
+            Line2D([], [], ls="", marker="x", ms=6, color=AUDIT_ANSWER, mew=1.2, label="out-of-fold answer"),
+            Line2D([], [], ls="", marker="o", ms=10, mfc="none", mec=AUDIT_SUSPECT, mew=1.4, label="suspect"),
+        ],
+        loc="outside lower center",
+        ncol=3,
+        fontsize=8,
+        frameon=False,
+    )
+    return figure
+
+
 def photo_figure(photo: np.ndarray, boxes: np.ndarray, keypoints: np.ndarray, title: str) -> Figure:
     """A photo (H, W, 3) with each face's detector box (x, y, w, h in array pixels) and keypoints ((F, 30) in
     the photo's label pixels) as dots coloured by side, at about the photo's own resolution (at most 1000 px)."""

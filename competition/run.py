@@ -427,6 +427,12 @@ def checked_run(run_dir: Path, training) -> Run:
     """A run, refused when it was trained on other data than ``training``."""
     run = Run(run_dir)
     if run.spec.fingerprint != training.fingerprint:
+        if run.spec.fingerprint == training.source_fingerprint:
+            raise InputError(
+                run.spec_path,
+                f"trained on Kaggle's labels without the {training.corrections} corrections --data applies "
+                "(corrections.csv): train a run on the corrected labels with `fkp cv --run NAME`",
+            )
         raise InputError(
             run.spec_path,
             f"trained on other data (fingerprint {run.spec.fingerprint}) than --data holds ({training.fingerprint})",

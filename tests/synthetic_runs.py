@@ -49,11 +49,13 @@ def write_run(
     fold_seconds: float | None = None,
     noise_scale: dict[str, float] | None = None,
     bias: float = 0.0,
+    model: object | None = None,
 ) -> Run:
     """OOF predictions = truth (the mean face where unlabelled) + N(0, noise) (``tta_noise`` for the flip-TTA
     variant); test predictions = the mean face + N(0, 1); a made-up three-epoch history; each fold's
     report gives ``fold_seconds`` of training, if any; ``noise_scale`` multiplies a specialist's OOF noise;
-    ``bias`` px are added to every OOF prediction."""
+    ``bias`` px are added to every OOF prediction; ``model``: what each fold saves as its model (default
+    ``tiny_model()``; bytes are written as they are, for tests that never load a model and skip Keras)."""
     config = config or Config()
     config.inference.tta = tta
     run = Run(run_dir)
@@ -90,7 +92,7 @@ def write_run(
                 name,
                 fold,
                 FoldArtifacts(
-                    tiny_model(),
+                    tiny_model() if model is None else model,
                     predictions,
                     history,
                     config.to_dict(),
