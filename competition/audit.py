@@ -89,13 +89,8 @@ def keypoint_scales(labels: np.ndarray, answers: np.ndarray) -> np.ndarray:
     """(15,) each keypoint's typical out-of-fold miss: the median distance (px) from label to answer over the
     faces labelled with it (``labels``, ``answers``: (N, 15, 2), NaN where unlabelled); 1 px where none is."""
     miss = np.linalg.norm(labels - answers, axis=2)
-    with np.errstate(all="ignore"):
-        import warnings
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # a keypoint no face is labelled with
-            scales = np.nanmedian(miss, axis=0)
-    return np.where(np.isfinite(scales) & (scales > 0), scales, 1.0)
+    scales = np.array([np.median(column[~np.isnan(column)]) if (~np.isnan(column)).any() else 1.0 for column in miss.T])
+    return np.where(scales > 0, scales, 1.0)
 
 
 def _points(frame: np.ndarray) -> np.ndarray:
