@@ -51,9 +51,34 @@ console = Console(soft_wrap=True)
 log = functools.partial(console.print, markup=False)  # progress lines start with "[name ...]", not markup
 
 
+_GLOBAL = {"verbose": False}  # `fkp --verbose COMMAND`
+
+
 @app.callback()
-def _before_every_command() -> None:
+def _before_every_command(
+    verbose: Annotated[
+        bool,
+        typer.Option(
+            "--verbose", help="Every command: show the backend's own start-up and log lines (TensorFlow's C++ logging)."
+        ),
+    ] = False,
+) -> None:
     keep_freed_memory()  # in this process; `fkp cv`'s fold processes call it themselves
+    _GLOBAL["verbose"] = verbose
+    quiet_backend_env(verbose)  # before any command imports the backend: its C++ log level is read at import
+
+
+def _verbose(flag: bool = False) -> bool:
+    """Whether the backend's own lines are shown: a command's --verbose or the global one."""
+    return flag or _GLOBAL["verbose"]
+
+
+def _load_backend(verbose: bool = False) -> None:
+    """Import Keras (and its backend) with the backend's C++ start-up lines kept out of the terminal unless
+    --verbose: they are written to file descriptor 2 before any log level applies."""
+    quiet_backend_env(_verbose(verbose))
+    with stderr_silenced(not _verbose(verbose)):
+        import keras  # noqa: F401
 
 
 DataOption = Annotated[
@@ -290,6 +315,7 @@ def cv(
         raise InputError("--limit", f"need at least 2 faces, got {limit}")
     if epochs is not None:
         check_option(epochs, TrainConfig, "train.epochs", "--epochs")
+    verbose = _verbose(verbose)
     quiet_backend_env(verbose)
     folder, is_sample = _data(data)
     settings = list(overrides or []) + ([f"train.epochs={epochs}"] if epochs is not None else [])
@@ -415,7 +441,8 @@ def tune(
     folder, is_sample = _data(data)
     config = load_config(config_name or _machine_config(), overrides or [])
 
-    quiet_backend_env(verbose)
+    verbose = _verbose(verbose)
+    _load_backend(verbose)
     with stderr_silenced(not verbose):  # the backend's C++ start-up lines
         from . import tune as tune_module  # imports Keras and Keras Tuner: only when tuning
 
@@ -613,6 +640,10 @@ def predict(
 
     A path that is not a readable photo gets one line and exit status 2; the other photos are still done."""
     found = _existing_run(runs_dir, run)
+    from .predict import check_out_folder
+
+    check_out_folder(out)
+    _load_backend()
     from .export import run_model
     from .predict import predict_photos
     from .tta import predict_pixels
@@ -665,12 +696,14 @@ def export(
     if format not in EXPORT_FORMATS:
         raise InputError("--format", f"unknown format {format!r}: one of {', '.join(EXPORT_FORMATS)}")
     found = _existing_run(runs_dir, run)
-    from .export import check_format, export_model, run_model  # loads Keras
+    _load_backend()
+    from .export import check_format, check_target, export_model, run_model  # loads Keras
 
     check_format(format)
+    target = out or found.export_path(format)
+    check_target(format, target)
     used = found.tta_used(tta)
     model = run_model(found, used, allow_partial)
-    target = out or found.export_path(format)
     export_model(model, format, target)
     console.print(
         f"{target}: run {found.name} as one {format} model ({'TTA' if used else 'no TTA'}), "
