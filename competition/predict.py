@@ -115,7 +115,7 @@ class Photo:
 
     def in_photo(self, found: PhotoFaces) -> PhotoFaces:
         """``found`` (boxes and keypoints in these pixels) in the photo's own pixels."""
-        if self.scale == (1.0, 1.0):
+        if self.scale == (1.0, 1.0) or not len(found.boxes):
             return found
         scale = np.array(self.scale)
         boxes = found.boxes / np.tile(scale, 2)  # edges: the box's corner and sides
