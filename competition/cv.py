@@ -18,7 +18,7 @@ from .data import TestSet, TrainingSet
 from .errors import InputError
 from .folds import Folds
 from .jobs import FoldJob, FoldResult
-from .machine import keep_freed_memory, stderr_silenced
+from .machine import fresh_backend_session, keep_freed_memory, stderr_silenced
 from .run import Run, RunSpec
 
 
@@ -36,9 +36,8 @@ def train_job(job: FoldJob, verbose: bool = False) -> FoldResult:
     """``train.train_fold(job)``, in a fold process (``fold_process``)."""
     with stderr_silenced(not verbose):  # the backend's C++ start-up lines, printed before any log level applies
         from .train import train_fold  # Keras loads in the fold processes only
-    import keras
 
-    keras.utils.clear_session()  # a job after another in the same process names its layers as a first one does
+    fresh_backend_session()  # a job after another in the same process names its layers, and traces, as a first one
     return train_fold(job)
 
 

@@ -30,6 +30,7 @@ from .errors import InputError
 from .folds import Folds
 from .io import claim_record, write_toml
 from .jobs import fold_seed
+from .machine import fresh_backend_session
 from .models import FAMILIES, family_config
 from .schema import SPECIALISTS
 from .train import PreparedFold, build_fold_model, prepare_fold, train_stage
@@ -227,6 +228,7 @@ class SpecialistHyperModel(kt.HyperModel):
         }
 
     def build(self, hp):
+        fresh_backend_session(clear=False)  # Keras Tuner clears the session; each trial's model traces anew
         settings = self.settings(hp)
         for name, value in self.identity.items():
             hp.Fixed(name, value)
