@@ -644,16 +644,15 @@ def predict(
 
     check_out_folder(out)
     _load_backend()
-    from .export import run_model
+    from .export import face_predictor, run_model
     from .predict import predict_photos
-    from .tta import predict_pixels
 
     started = time.perf_counter()
-    model = run_model(found, found.tta_used(tta), allow_partial)
+    predict = face_predictor(run_model(found, found.tta_used(tta), allow_partial))
     loaded = time.perf_counter()
     table, errors = predict_photos(
         photos,
-        lambda faces: predict_pixels(model, faces),
+        predict,
         out,
         detect=detect,
         log=log,
@@ -662,7 +661,7 @@ def predict(
     photos_done = table["photo"].nunique()
     console.print(
         f"{out / 'predictions.csv'}: {int((table['face'] > 0).sum())} faces in {photos_done} photos; "
-        f"models loaded in {loaded - started:.1f}s, "
+        f"models loaded and traced in {loaded - started:.1f}s, "
         f"{(time.perf_counter() - loaded) / max(photos_done, 1):.2f}s per photo"
     )
     if errors:

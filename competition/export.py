@@ -23,7 +23,7 @@ from .io import atomic_path
 from .models import layers as fkp_layers
 from .run import Run, variant
 from .schema import IMAGE_SIZE, SPECIALISTS
-from .tta import Reframe, fold_tta, tta_faces
+from .tta import Reframe, fold_tta, predict_pixels, tta_faces
 
 # What each format needs beyond Keras, by importable module, and the extra that installs it.
 FORMAT_MODULES = {"keras": (), "saved_model": ("tensorflow",), "onnx": ("tensorflow", "tf2onnx", "onnx")}
@@ -129,6 +129,21 @@ def check_target(format: str, target: Path) -> None:
         raise InputError(target, f"is a folder: name the {format} file to write, ending {suffix}")
     if target.suffix != suffix:
         raise InputError(target, f"a {format} model's file name ends {suffix}: choose another --out")
+
+
+# Faces per forward pass of `fkp predict`: every pass holds exactly this many (``predict_pixels``'s ``pad``), so
+# the run's model is traced once, when it is built, not again on the first photo or on each new number of faces.
+PHOTO_BATCH = 1
+
+
+def face_predictor(model: keras.Model, batch_size: int = PHOTO_BATCH):
+    """``faces (F, 96, 96) uint8 -> (F, 30)`` through ``model``, in fixed batches, its function traced here."""
+
+    def predict(faces: np.ndarray) -> np.ndarray:
+        return predict_pixels(model, faces, batch_size, pad=True)
+
+    predict(np.zeros((1, IMAGE_SIZE, IMAGE_SIZE), np.uint8))
+    return predict
 
 
 def check_format(format: str) -> None:

@@ -22,17 +22,25 @@ from .schema import IMAGE_SIZE, MIRROR_AXIS, Specialist
 PREDICT_BATCH = 64
 
 
-def predict_pixels(model: keras.Model, images: np.ndarray, batch_size: int = PREDICT_BATCH):
+def predict_pixels(model: keras.Model, images: np.ndarray, batch_size: int = PREDICT_BATCH, pad: bool = False):
     """(N, 96, 96) uint8 faces -> the model's (N, ...) outputs in pixels (N may be 0; a list for a model of
     several outputs), batch by batch with ``predict_on_batch``: ``model.predict`` builds a data pipeline per
-    call."""
-    batches = [
-        model.predict_on_batch(images[start : start + batch_size, ..., None].astype(np.float32))
-        for start in range(0, max(len(images), 1), batch_size)
-    ]
-    if isinstance(batches[0], (list, tuple)):
-        return [np.concatenate([np.asarray(batch[i]) for batch in batches]) for i in range(len(batches[0]))]
-    return np.concatenate([np.asarray(batch) for batch in batches])
+    call. With ``pad``, every batch holds exactly ``batch_size`` faces (the last filled with blank ones, whose
+    answers are dropped), so the model's function is traced for one shape only, whatever N."""
+    batches = []
+    for start in range(0, max(len(images), 1), batch_size):
+        batch = images[start : start + batch_size, ..., None].astype(np.float32)
+        faces = len(batch)
+        if pad and faces < batch_size:
+            batch = np.concatenate([batch, np.zeros((batch_size - faces, *batch.shape[1:]), np.float32)])
+        answer = model.predict_on_batch(batch)
+        if isinstance(answer, (list, tuple)):
+            batches.append([np.asarray(output)[:faces] for output in answer])
+        else:
+            batches.append(np.asarray(answer)[:faces])
+    if isinstance(batches[0], list):
+        return [np.concatenate([batch[i] for batch in batches]) for i in range(len(batches[0]))]
+    return np.concatenate(batches)
 
 
 def shift_grid(shift: int) -> list[tuple[int, int]]:
