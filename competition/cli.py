@@ -107,13 +107,28 @@ ClusterOption = Annotated[
 RetriesOption = Annotated[int, typer.Option(help="With --cluster: how many times a task whose worker died runs again.")]
 
 
+_INTERRUPTED = {"kept": "nothing was written"}  # what a command has kept so far, and how to go on
+
+
+def on_interrupt(kept: str) -> None:
+    """What the command keeps if Ctrl-C stops it from here on, and how to resume: its one line then."""
+    _INTERRUPTED["kept"] = kept
+
+
 def one_line_errors(command):
-    """Bad input ends the command with its one-line message and exit status 2, no traceback."""
+    """Bad input ends the command with its one-line message and exit status 2, no traceback; Ctrl-C ends it with
+    one line saying what was kept and how to resume, and exit status 130 (a temporary file being written is
+    removed as the interruption unwinds, and claims are released)."""
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
+        on_interrupt("nothing was written: run the same command again")
         try:
             return command(*args, **kwargs)
+        except KeyboardInterrupt:
+            console.file.flush()
+            print(f"fkp: interrupted: {_INTERRUPTED['kept']}", file=sys.stderr)
+            raise typer.Exit(130) from None
         except InputError as error:
             print(f"fkp: {error}", file=sys.stderr)
             raise typer.Exit(2) from None
@@ -339,6 +354,10 @@ def cv(
     )
     started = time.perf_counter()
     run = Run(run_dir)
+    on_interrupt(
+        f"the folds finished so far are kept in {run_dir} (none half-written, no claim left): run the same command "
+        "again to train the rest"
+    )
     try:
         run_cv(
             config,
@@ -355,6 +374,7 @@ def cv(
         print(f"fkp: {error}", file=sys.stderr)
         raise typer.Exit(1) from None
     console.print(f"trained in {time.perf_counter() - started:.0f}s")
+    on_interrupt(f"every fold is kept in {run_dir}: run the same command again to fit its head and score it")
     oof = out_of_fold_by_variant(run, training)  # each prediction file read once for both
     fit_run_head(run, oof)
     console.print(f"{run.head_path}: the inference head, fitted on every out-of-fold face")
@@ -466,6 +486,10 @@ def tune(
         "limit": limit,
     }
     started = time.perf_counter()
+    on_interrupt(
+        f"the search's finished trials are kept in {directory} (no claim left): run the same command again to "
+        "continue it"
+    )
     if on_cluster is None:
         searcher = tune_module.run_search(
             **search, directory=directory, overwrite=overwrite, distribution=distribution, log=log
@@ -540,6 +564,7 @@ def blend(
         allow_partial=allow_partial,
         test_styles=data_module.lookup_styles(lookup),
     )
+    on_interrupt(f"{out} and the files beside it are each whole, old or new: run the same command again")
     _, clipped = write_blend(result, lookup, test, out)
 
     shown = Table(title=f"Out-of-fold RMSE, leaderboard-style ({result.faces} faces)")
@@ -702,6 +727,7 @@ def export(
     target = out or found.export_path(format)
     check_target(format, target)
     used = found.tta_used(tta)
+    on_interrupt(f"nothing was written ({target} is as it was): run the same command again")
     model = run_model(found, used, allow_partial)
     export_model(model, format, target)
     console.print(
