@@ -368,7 +368,11 @@ def cv(
             only_fold=fold,
             limit=limit,
             log=log,
-            executor=LocalFolds(verbose) if on_cluster is None else RayFolds(on_cluster, quiet=not verbose),
+            executor=(
+                LocalFolds(verbose, console if console.is_terminal else None)
+                if on_cluster is None
+                else RayFolds(on_cluster, quiet=not verbose)
+            ),
         )
     except FoldsFailed as error:  # each named in its line; the others are in the run
         print(f"fkp: {error}", file=sys.stderr)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing
+import queue
 import signal
 from concurrent.futures import ProcessPoolExecutor
 from typing import Protocol
@@ -33,26 +34,39 @@ class FoldExecutor(Protocol):
     def close(self) -> None: ...
 
 
+_EVENTS = None  # in a fold process whose parent shows the run's progress: where its epochs go
+
+
 def train_job(job: FoldJob, verbose: bool = False) -> FoldResult:
     """``train.train_fold(job)``, in a fold process (``fold_process``)."""
     with stderr_silenced(not verbose):  # the backend's C++ start-up lines, printed before any log level applies
+        from . import train
         from .train import train_fold  # Keras loads in the fold processes only
 
+    if _EVENTS is not None:
+        events = _EVENTS
+        train.epoch_listener = lambda *epoch: events.put(("epoch", *epoch))
+        events.put(("job", job.label))
     fresh_backend_session()  # a job after another in the same process names its layers, and traces, as a first one
     return train_fold(job)
 
 
-def _fold_process_start() -> None:
+def _fold_process_start(events=None) -> None:
+    global _EVENTS
     keep_freed_memory()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group: the parent ends this one
+    _EVENTS = events
 
 
-def fold_process() -> ProcessPoolExecutor:
+def fold_process(events=None) -> ProcessPoolExecutor:
     """A spawned process of its own for a run's fold jobs, one after another: each job in a new process would
     import Keras again (about 8 s on 2 cores), and this process, which holds the data, never loads Keras
     (about 570 MB). It ignores Ctrl-C: the process that started it ends it (``stop``) and tidies the run."""
     return ProcessPoolExecutor(
-        max_workers=1, mp_context=multiprocessing.get_context("spawn"), initializer=_fold_process_start
+        max_workers=1,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=_fold_process_start,
+        initargs=(events,),
     )
 
 
@@ -73,21 +87,65 @@ def in_fresh_process(function, *args):
 
 
 class LocalFolds:
-    """Fold jobs one after another in one ``fold_process``, started on first use and ended with ``close``."""
+    """Fold jobs one after another in one ``fold_process``, started on first use and ended with ``close``. With
+    a ``console`` (a terminal's), the run's progress shows under the epoch lines (``progress.RunProgress``)."""
 
     batch = 1  # one claimed at a time: another process sharing the run takes the next
 
-    def __init__(self, verbose: bool = False):
-        self.verbose, self.process = verbose, None
+    def __init__(self, verbose: bool = False, console=None):
+        self.verbose, self.process, self.console = verbose, None, console
+        self.events = self.progress = None
+
+    def plan(self, jobs: list[FoldJob]) -> None:
+        """The jobs the run has left, for its progress line."""
+        if self.console is None or not jobs:
+            return
+        from .progress import RunProgress
+
+        trains = [job.config.specialist(job.specialist).train for job in jobs]
+        minutes = max(train.max_minutes for train in trains)
+        self.events = multiprocessing.get_context("spawn").Queue()
+        self.progress = RunProgress(self.console, len(jobs), max(train.epochs for train in trains), minutes)
+
+    def _drain(self) -> None:
+        while True:
+            try:
+                kind, *event = self.events.get_nowait()
+            except queue.Empty:
+                return
+            if kind == "job":
+                self.progress.job(*event)
+            else:
+                self.progress.epoch(*event)
+
+    def _result(self, future) -> FoldResult:
+        """The job's result, the run's progress redrawn while it trains."""
+        if self.progress is None:
+            return future.result()
+        while True:
+            try:
+                result = future.result(timeout=0.25)
+                break
+            except TimeoutError:
+                self._drain()
+        self._drain()
+        return result
 
     def train(self, jobs: list[FoldJob], run: Run, log) -> list[FoldResult]:
-        self.process = self.process or fold_process()
-        results = [self.process.submit(train_job, job, self.verbose).result() for job in jobs]
-        for result in results:
-            log(result.summary)
+        self.process = self.process or fold_process(self.events)
+        results = []
+        for job in jobs:
+            results.append(self._result(self.process.submit(train_job, job, self.verbose)))
+            if self.progress is not None:
+                self.progress.finished(job.label)
+                self.progress.console.print(results[-1].summary, markup=False, highlight=False)
+            else:
+                log(results[-1].summary)
         return results
 
     def close(self) -> None:
+        if self.progress is not None:
+            self.progress.close()
         if self.process is not None:
             self.process.shutdown()
 
@@ -133,6 +191,7 @@ def run_cv(
         for fold in (range(folds.k) if only_fold is None else [only_fold])
     ]
     executor = executor or LocalFolds()
+    getattr(executor, "plan", lambda jobs: None)([job for job in jobs if not run.is_finished(job.specialist, job.fold)])
     size = executor.batch or max(len(jobs), 1)
     results = []
     try:
