@@ -499,9 +499,13 @@ def tune(
             **search, directory=directory, overwrite=overwrite, distribution=distribution, log=log
         )
     else:
-        from .cluster import search_on_cluster
+        from .cluster import WorkersFailed, search_on_cluster
 
-        searcher = search_on_cluster(search, directory, on_cluster, overwrite=overwrite, quiet=not verbose, log=log)
+        try:
+            searcher = search_on_cluster(search, directory, on_cluster, overwrite=overwrite, quiet=not verbose, log=log)
+        except WorkersFailed as error:  # each named in its line; the search is in its project
+            print(f"fkp: {error}", file=sys.stderr)
+            raise typer.Exit(1) from None
     console.print(f"searched in {time.perf_counter() - started:.0f}s")
     if worker is not None:
         console.print(f"worker {worker} done: the chief at {chief} writes the config")
