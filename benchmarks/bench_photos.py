@@ -41,12 +41,13 @@ def main() -> None:
     parser.add_argument("--tilt", type=float, default=15.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--pictures", action="store_true", help="also time predict_photos with its pictures and CSV")
+    parser.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None, help="default: the run's")
     args = parser.parse_args()
     run = Run(args.run)
     training = data.load_training(args.data)
     rows = np.arange(run.spec.limit or 0, len(training))[: args.faces]
     began = time.perf_counter()
-    model = run_model(run, run.tta_used(None))
+    model = run_model(run, run.tta_used(args.tta))
     loaded = time.perf_counter()
     predict = face_predictor(model)
     traced = time.perf_counter()
@@ -79,7 +80,8 @@ def main() -> None:
             found[key].append(keypoints if key == "as given" else to_photo(keypoints, into))  # photo -> face
             truth[key].append(points)
     print(
-        f"{len(rows)} photos from run {run.name}'s unseen faces, tilt up to {args.tilt} deg: "
+        f"{len(rows)} photos from run {run.name}'s unseen faces ({'TTA' if run.tta_used(args.tta) else 'no TTA'}), "
+        f"tilt up to {args.tilt} deg: "
         f"exactly one face found in {single}"
     )
     for key in found:

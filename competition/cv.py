@@ -13,13 +13,14 @@ import multiprocessing
 import queue
 import signal
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from typing import Protocol
 
 from .config import Config
 from .data import TestSet, TrainingSet
 from .errors import InputError
 from .folds import Folds
-from .jobs import FoldJob, FoldResult
+from .jobs import FoldJob, FoldResult, FoldsFailed
 from .machine import fresh_backend_session, keep_freed_memory, stderr_silenced
 from .run import Run, RunSpec
 
@@ -135,7 +136,15 @@ class LocalFolds:
         self.process = self.process or fold_process(self.events)
         results = []
         for job in jobs:
-            results.append(self._result(self.process.submit(train_job, job, self.verbose)))
+            try:
+                results.append(self._result(self.process.submit(train_job, job, self.verbose)))
+            except BrokenProcessPool:  # killed (out of memory?): no wait goes on for it
+                self.process = None
+                run.discard_unfinished(job.specialist, job.fold)
+                raise FoldsFailed(
+                    f"{job.label}: the fold process ended without a word (killed, or out of memory?); the finished "
+                    "folds are in the run: rerun the same command to train the rest"
+                ) from None
             if self.progress is not None:
                 self.progress.finished(job.label)
                 self.progress.console.print(results[-1].summary, markup=False, highlight=False)
