@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import shutil
 import struct
 import subprocess
@@ -182,3 +183,27 @@ def test_export_of_the_tiny_run_writes_the_model(runs, tmp_path):
     result = fkp("export", "--run", "good", "--runs-dir", runs, "--out", tmp_path / "m.keras", "--no-tta")
     assert result.exit_code == 0, result.output
     assert (tmp_path / "m.keras").stat().st_size > 1000
+
+
+@pytest.mark.slow
+def test_predict_and_export_print_only_their_own_lines(runs, tmp_path):
+    """TensorFlow's start-up lines (absl, oneDNN, printed twice by `fkp predict`) stay out of the terminal, as in
+    `fkp cv`; `fkp --verbose` shows them. Both commands in one process of their own, as the entry point runs them."""
+    (tmp_path / "face.png").write_bytes(odd_image("one pixel")[1])
+    script = (
+        "import sys\nfrom competition.cli import app\n"
+        "for arguments in sys.argv[1:]:\n"
+        "    app(arguments.split('|'), prog_name='fkp', standalone_mode=False)\n"
+    )
+    commands = [
+        f"predict|{tmp_path / 'face.png'}|--run|good|--runs-dir|{runs}|--out|{tmp_path / 'out'}",
+        f"export|--run|good|--runs-dir|{runs}|--out|{tmp_path / 'm.keras'}|--no-tta",
+    ]
+    environment = {k: v for k, v in os.environ.items() if not k.startswith(("TF_CPP", "ABSL", "GRPC"))}
+    environment["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])
+    done = subprocess.run(
+        [sys.executable, "-c", script, *commands], capture_output=True, text=True, env=environment, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == "", done.stderr
+    assert "face.png: no face found" in done.stdout and "m.keras: run good as one keras model" in done.stdout
