@@ -255,12 +255,12 @@ def _serve_chief(ray, search: dict, directory: Path, overwrite: bool, chief: dic
 
     from .tune import run_search
 
-    served: dict = {}
+    served, serving = {}, threading.Event()
 
     def serve():
         try:
             served["searcher"] = run_search(
-                **search, directory=directory, overwrite=overwrite, distribution=chief, log=log
+                **search, directory=directory, overwrite=overwrite, distribution=chief, log=log, serving=serving
             )
         except BaseException as error:  # noqa: BLE001  (handed to the main thread, which raises it)
             served["error"] = error
@@ -287,6 +287,10 @@ def _serve_chief(ray, search: dict, directory: Path, overwrite: bool, chief: dic
     if "error" in served:
         raise served["error"]
     if failed or thread.is_alive():
+        while thread.is_alive() and not serving.wait(timeout=1):  # the project claimed and recorded first
+            pass
+        if "error" in served:
+            raise served["error"]
         _release_own_claims(directory)  # the chief's thread, still waiting, will not unwind its claim
         named = ", ".join(failed) or "none (the oracle still counts a trial as running)"
         raise WorkersFailed(

@@ -384,8 +384,10 @@ def run_search(
     overwrite: bool = False,
     distribution: dict[str, str] | None = None,
     log=print,
+    serving=None,
 ):
-    """Run (or continue) one specialist's search; the Keras Tuner tuner, its trials done.
+    """Run (or continue) one specialist's search; the Keras Tuner tuner, its trials done. ``serving`` (a
+    ``threading.Event``) is set once the project is claimed and recorded, as the search starts.
 
     ``epochs`` per trial (Hyperband: the most) defaults to the base config's ``train.epochs``.
     """
@@ -441,6 +443,8 @@ def run_search(
             done = len(searcher.oracle.trials)
             if done:
                 log(f"[{name}] continuing the search in {directory}: {done} trials recorded")
+        if serving is not None:
+            serving.set()
         if role == CHIEF:
             log(f"[{name}] chief: serving the oracle on {address} until the workers finish the trials")
         elif role is not None:

@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 import zipfile
 
 import psutil
@@ -243,7 +244,7 @@ def test_tune_on_a_local_cluster_runs_two_workers_that_share_one_search(tmp_path
 
 @pytest.mark.slow
 def test_tune_on_a_cluster_whose_workers_all_fail_ends_in_one_line_and_keeps_the_search(tmp_path, sample_dir):
-    """Every tuning worker killed in its first trial, no retries: Keras Tuner's chief would wait forever for
+    """Every tuning worker killed as it starts, no retries: Keras Tuner's chief would wait forever for
     them; `fkp tune --cluster` ends with one line naming them, exit status 1, the search kept for a resume and
     no claim left."""
     (tmp_path / "tiny.toml").write_text(TINY_SPACE)
@@ -259,14 +260,20 @@ def test_tune_on_a_cluster_whose_workers_all_fail_ends_in_one_line_and_keeps_the
         text=True,
     )
     killed = set()
-    for line in tune.stdout:
-        if " epoch 1/" in line:
+    for line in tune.stdout:  # once the workers are asked for, each is killed as it starts its task
+        if "workers on the cluster" not in line:
+            continue
+        deadline = time.monotonic() + 240
+        while len(killed) < 2 and time.monotonic() < deadline:
             for process in psutil.Process(tune.pid).children(recursive=True):
-                if process.cmdline()[:1] == ["ray::_tune_worker"] and process.pid not in killed:
-                    process.kill()
-                    killed.add(process.pid)
-        if len(killed) == 2:
-            break
+                try:
+                    if process.cmdline()[:1] == ["ray::_tune_worker"] and process.pid not in killed:
+                        process.kill()
+                        killed.add(process.pid)
+                except psutil.Error:
+                    continue
+            time.sleep(0.2)
+        break
     out, err = tune.communicate(timeout=300)
     assert len(killed) == 2 and tune.returncode == 1, (out, err)
     last = err.strip().splitlines()[-1]
