@@ -75,7 +75,9 @@ def run_model(run: Run, tta: bool, allow_partial: bool = False) -> keras.Model:
         for fold, model in fold_models(run, name, allow_partial).items():
             reframe = fold_reframe(run, name, fold, reports[fold])
             specialist, axis = SPECIALISTS[name], run.spec.mirror_axis
-            folds.append(fold_tta(model, faces, specialist, axis, shift, reframe, views) if tta else model(faces))
+            folds.append(
+                fold_tta(model, faces, specialist, axis, shift, reframe, views, stacked=True) if tta else model(faces)
+            )
         answers[name] = folds[0] if len(folds) == 1 else keras.layers.Average(name=f"{name}_fold_average")(folds)
     try:
         keypoints = head.to_keras(answers, style="full")

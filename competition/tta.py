@@ -75,13 +75,21 @@ def tta_faces(faces, shift: int, prefix: str = "") -> dict[tuple[int, int, bool]
     return views
 
 
-def view_points(model: keras.Model, views: dict, specialist: Specialist, mirror_axis: float, prefix: str = "") -> list:
+def view_points(
+    model: keras.Model, views: dict, specialist: Specialist, mirror_axis: float, prefix: str = "", stacked: bool = False
+) -> list:
     """The model's points on each view, mapped back to the face's own pixels: a mirror's points mirrored back
-    (left/right partners swapped), a shifted face's moved back."""
+    (left/right partners swapped), a shifted face's moved back. ``stacked``: every view in one pass of the
+    network (a batch V times as large: one call instead of V, for a few faces at a time, as `fkp predict` asks)."""
     answers = []
-    for (dx, dy, mirrored), view in views.items():
+    if stacked and len(views) > 1:
+        name = f"{prefix}{model.name}"
+        batch = fkp_layers.StackViews(name=f"{name}_views")(list(views.values()))
+        each = fkp_layers.UnstackViews(len(views), name=f"{name}_per_view")(model(batch))
+    else:
+        each = [model(view) for view in views.values()]
+    for (dx, dy, mirrored), points in zip(views, each):
         label = f"{prefix}{model.name}_{dx}_{dy}{'_mirrored' if mirrored else ''}"
-        points = model(view)
         if mirrored:
             points = fkp_layers.MirroredPointsBack(
                 specialist.flip_permutation, mirror_axis, name=f"{label}_mirror_back"
@@ -92,23 +100,33 @@ def view_points(model: keras.Model, views: dict, specialist: Specialist, mirror_
     return answers
 
 
-def tta_points(model: keras.Model, views: dict, specialist: Specialist, mirror_axis: float, prefix: str = ""):
+def tta_points(
+    model: keras.Model, views: dict, specialist: Specialist, mirror_axis: float, prefix: str = "", stacked: bool = False
+):
     """The mean of ``view_points``: a network trained on mirrored and shifted faces answers each view a little
     differently, so their mean cancels part of its error."""
     return keras.layers.Average(name=f"{prefix}{model.name}_tta")(
-        view_points(model, views, specialist, mirror_axis, prefix)
+        view_points(model, views, specialist, mirror_axis, prefix, stacked)
     )
 
 
 def reframed_tta_points(
-    model: keras.Model, faces, points, reframe: Reframe, shift: int, specialist: Specialist, mirror_axis: float
+    model: keras.Model,
+    faces,
+    points,
+    reframe: Reframe,
+    shift: int,
+    specialist: Specialist,
+    mirror_axis: float,
+    stacked: bool = False,
 ):
     """``points`` (a fold model's TTA answer) mixed with its TTA answer on the faces re-framed by ``reframe``,
     mapped back."""
     name = model.name
     transforms = fkp_layers.Reframing(**reframe.bounds, name=f"{name}_reframing")(points)
     moved = fkp_layers.ReframedFaces(name=f"{name}_reframed_faces")([faces, transforms])
-    again = tta_points(model, tta_faces(moved, shift, f"{name}_reframed_"), specialist, mirror_axis, "reframed_")
+    views = tta_faces(moved, shift, f"{name}_reframed_")
+    again = tta_points(model, views, specialist, mirror_axis, "reframed_", stacked)
     back = fkp_layers.ReframedPointsBack(name=f"{name}_reframed_back")([again, transforms])
     return fkp_layers.MixPoints(reframe.weight, name=f"{name}_reframed_mix")([points, back])
 
@@ -121,13 +139,15 @@ def fold_tta(
     shift: int = 0,
     reframe: Reframe | None = None,
     views: dict | None = None,
+    stacked: bool = False,
 ):
     """A fold model's TTA answer on the graph's ``faces``: every view of ``tta_faces`` (``views``, where the
-    graph's folds share them), then with ``reframe`` the re-framed faces' views mixed in."""
-    points = tta_points(model, views or tta_faces(faces, shift), specialist, mirror_axis)
+    graph's folds share them), then with ``reframe`` the re-framed faces' views mixed in; ``stacked``: each set
+    of views in one pass of the network (``view_points``)."""
+    points = tta_points(model, views or tta_faces(faces, shift), specialist, mirror_axis, stacked=stacked)
     if reframe is None or not reframe.weight:
         return points
-    return reframed_tta_points(model, faces, points, reframe, shift, specialist, mirror_axis)
+    return reframed_tta_points(model, faces, points, reframe, shift, specialist, mirror_axis, stacked)
 
 
 def tta_model(
