@@ -51,9 +51,34 @@ console = Console(soft_wrap=True)
 log = functools.partial(console.print, markup=False)  # progress lines start with "[name ...]", not markup
 
 
+_GLOBAL = {"verbose": False}  # `fkp --verbose COMMAND`
+
+
 @app.callback()
-def _before_every_command() -> None:
+def _before_every_command(
+    verbose: Annotated[
+        bool,
+        typer.Option(
+            "--verbose", help="Every command: show the backend's own start-up and log lines (TensorFlow's C++ logging)."
+        ),
+    ] = False,
+) -> None:
     keep_freed_memory()  # in this process; `fkp cv`'s fold processes call it themselves
+    _GLOBAL["verbose"] = verbose
+    quiet_backend_env(verbose)  # before any command imports the backend: its C++ log level is read at import
+
+
+def _verbose(flag: bool = False) -> bool:
+    """Whether the backend's own lines are shown: a command's --verbose or the global one."""
+    return flag or _GLOBAL["verbose"]
+
+
+def _load_backend(verbose: bool = False) -> None:
+    """Import Keras (and its backend) with the backend's C++ start-up lines kept out of the terminal unless
+    --verbose: they are written to file descriptor 2 before any log level applies."""
+    quiet_backend_env(_verbose(verbose))
+    with stderr_silenced(not _verbose(verbose)):
+        import keras  # noqa: F401
 
 
 DataOption = Annotated[
@@ -82,13 +107,28 @@ ClusterOption = Annotated[
 RetriesOption = Annotated[int, typer.Option(help="With --cluster: how many times a task whose worker died runs again.")]
 
 
+_INTERRUPTED = {"kept": "nothing was written"}  # what a command has kept so far, and how to go on
+
+
+def on_interrupt(kept: str) -> None:
+    """What the command keeps if Ctrl-C stops it from here on, and how to resume: its one line then."""
+    _INTERRUPTED["kept"] = kept
+
+
 def one_line_errors(command):
-    """Bad input ends the command with its one-line message and exit status 2, no traceback."""
+    """Bad input ends the command with its one-line message and exit status 2, no traceback; Ctrl-C ends it with
+    one line saying what was kept and how to resume, and exit status 130 (a temporary file being written is
+    removed as the interruption unwinds, and claims are released)."""
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
+        on_interrupt("nothing was written: run the same command again")
         try:
             return command(*args, **kwargs)
+        except KeyboardInterrupt:
+            console.file.flush()
+            print(f"fkp: interrupted: {_INTERRUPTED['kept']}", file=sys.stderr)
+            raise typer.Exit(130) from None
         except InputError as error:
             print(f"fkp: {error}", file=sys.stderr)
             raise typer.Exit(2) from None
@@ -295,6 +335,7 @@ def cv(
         raise InputError("--limit", f"need at least 2 faces, got {limit}")
     if epochs is not None:
         check_option(epochs, TrainConfig, "train.epochs", "--epochs")
+    verbose = _verbose(verbose)
     quiet_backend_env(verbose)
     folder, is_sample = _data(data)
     settings = list(overrides or []) + ([f"train.epochs={epochs}"] if epochs is not None else [])
@@ -318,6 +359,10 @@ def cv(
     )
     started = time.perf_counter()
     run = Run(run_dir)
+    on_interrupt(
+        f"the folds finished so far are kept in {run_dir} (none half-written, no claim left): run the same command "
+        "again to train the rest"
+    )
     try:
         run_cv(
             config,
@@ -328,12 +373,17 @@ def cv(
             only_fold=fold,
             limit=limit,
             log=log,
-            executor=LocalFolds(verbose) if on_cluster is None else RayFolds(on_cluster, quiet=not verbose),
+            executor=(
+                LocalFolds(verbose, console if console.is_terminal else None)
+                if on_cluster is None
+                else RayFolds(on_cluster, quiet=not verbose)
+            ),
         )
     except FoldsFailed as error:  # each named in its line; the others are in the run
         print(f"fkp: {error}", file=sys.stderr)
         raise typer.Exit(1) from None
     console.print(f"trained in {time.perf_counter() - started:.0f}s")
+    on_interrupt(f"every fold is kept in {run_dir}: run the same command again to fit its head and score it")
     oof = out_of_fold_by_variant(run, training)  # each prediction file read once for both
     fit_run_head(run, oof)
     console.print(f"{run.head_path}: the inference head, fitted on every out-of-fold face")
@@ -420,7 +470,8 @@ def tune(
     folder, is_sample = _data(data)
     config = load_config(config_name or _machine_config(), overrides or [])
 
-    quiet_backend_env(verbose)
+    verbose = _verbose(verbose)
+    _load_backend(verbose)
     with stderr_silenced(not verbose):  # the backend's C++ start-up lines
         from . import tune as tune_module  # imports Keras and Keras Tuner: only when tuning
 
@@ -444,14 +495,22 @@ def tune(
         "limit": limit,
     }
     started = time.perf_counter()
+    on_interrupt(
+        f"the search's finished trials are kept in {directory} (no claim left): run the same command again to "
+        "continue it"
+    )
     if on_cluster is None:
         searcher = tune_module.run_search(
             **search, directory=directory, overwrite=overwrite, distribution=distribution, log=log
         )
     else:
-        from .cluster import search_on_cluster
+        from .cluster import WorkersFailed, search_on_cluster
 
-        searcher = search_on_cluster(search, directory, on_cluster, overwrite=overwrite, quiet=not verbose, log=log)
+        try:
+            searcher = search_on_cluster(search, directory, on_cluster, overwrite=overwrite, quiet=not verbose, log=log)
+        except WorkersFailed as error:  # each named in its line; the search is in its project
+            print(f"fkp: {error}", file=sys.stderr)
+            raise typer.Exit(1) from None
     console.print(f"searched in {time.perf_counter() - started:.0f}s")
     if worker is not None:
         console.print(f"worker {worker} done: the chief at {chief} writes the config")
@@ -518,6 +577,7 @@ def blend(
         allow_partial=allow_partial,
         test_styles=data_module.lookup_styles(lookup),
     )
+    on_interrupt(f"{out} and the files beside it are each whole, old or new: run the same command again")
     _, clipped = write_blend(result, lookup, test, out)
 
     shown = Table(title=f"Out-of-fold RMSE, leaderboard-style ({result.faces} faces)")
@@ -681,16 +741,19 @@ def predict(
 
     A path that is not a readable photo gets one line and exit status 2; the other photos are still done."""
     found = _existing_run(runs_dir, run)
-    from .export import run_model
+    from .predict import check_out_folder
+
+    check_out_folder(out)
+    _load_backend()
+    from .export import face_predictor, run_model
     from .predict import predict_photos
-    from .tta import predict_pixels
 
     started = time.perf_counter()
-    model = run_model(found, found.tta_used(tta), allow_partial)
+    predict = face_predictor(run_model(found, found.tta_used(tta), allow_partial))
     loaded = time.perf_counter()
     table, errors = predict_photos(
         photos,
-        lambda faces: predict_pixels(model, faces),
+        predict,
         out,
         detect=detect,
         log=log,
@@ -699,7 +762,7 @@ def predict(
     photos_done = table["photo"].nunique()
     console.print(
         f"{out / 'predictions.csv'}: {int((table['face'] > 0).sum())} faces in {photos_done} photos; "
-        f"models loaded in {loaded - started:.1f}s, "
+        f"models loaded and traced in {loaded - started:.1f}s, "
         f"{(time.perf_counter() - loaded) / max(photos_done, 1):.2f}s per photo"
     )
     if errors:
@@ -733,12 +796,15 @@ def export(
     if format not in EXPORT_FORMATS:
         raise InputError("--format", f"unknown format {format!r}: one of {', '.join(EXPORT_FORMATS)}")
     found = _existing_run(runs_dir, run)
-    from .export import check_format, export_model, run_model  # loads Keras
+    _load_backend()
+    from .export import check_format, check_target, export_model, run_model  # loads Keras
 
     check_format(format)
-    used = found.tta_used(tta)
-    model = run_model(found, used, allow_partial)
     target = out or found.export_path(format)
+    check_target(format, target)
+    used = found.tta_used(tta)
+    on_interrupt(f"nothing was written ({target} is as it was): run the same command again")
+    model = run_model(found, used, allow_partial)
     export_model(model, format, target)
     console.print(
         f"{target}: run {found.name} as one {format} model ({'TTA' if used else 'no TTA'}), "

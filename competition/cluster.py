@@ -225,13 +225,88 @@ def _free_port(host: str) -> int:
         return probe.getsockname()[1]
 
 
+class WorkersFailed(Exception):
+    """Tuning workers that failed for good; the search is kept in its project for a resume."""
+
+
+CHIEF_GRACE = 45  # seconds the chief's oracle may take to see its last worker leave (Keras Tuner looks every 20 s)
+
+
+def _release_own_claims(directory: Path) -> None:
+    """Remove the claims on the search's project that this process holds."""
+    from .claims import Holder, _read
+
+    me = Holder.this_process()
+    for path in directory.parent.glob(f"{directory.name}.claim.*"):
+        try:
+            holder = _read(path)
+        except FileNotFoundError:
+            continue
+        if holder is not None and (holder.host, holder.pid) == (me.host, me.pid):
+            path.unlink(missing_ok=True)
+
+
+def _serve_chief(ray, search: dict, directory: Path, overwrite: bool, chief: dict, workers: dict, retries: int, log):
+    """Run the chief's oracle (``tune.run_search``) in a thread of this process while the workers' tasks run, and
+    end when they have: Keras Tuner's chief waits until every worker has left, and a worker that died (for
+    good, after its retries) never says so, so the chief alone would wait forever. Its tuner once every worker
+    finished; ``WorkersFailed``, naming the failed workers, when any did (or the chief still waits for one)."""
+    import threading
+
+    from .tune import run_search
+
+    served, serving = {}, threading.Event()
+
+    def serve():
+        try:
+            served["searcher"] = run_search(
+                **search, directory=directory, overwrite=overwrite, distribution=chief, log=log, serving=serving
+            )
+        except BaseException as error:  # noqa: BLE001  (handed to the main thread, which raises it)
+            served["error"] = error
+
+    thread = threading.Thread(target=serve, name="fkp-tune-chief", daemon=True)  # never keeps the process alive
+    thread.start()
+    pending = {ref: worker for worker, ref in workers.items()}
+    failed = []
+    while pending and "error" not in served:
+        done, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
+        for ref in done:
+            worker = pending.pop(ref)
+            try:
+                trials = ray.get(ref)
+            except ray.exceptions.RayError as error:
+                cause = error.cause if isinstance(error, ray.exceptions.RayTaskError) else error
+                reason = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
+                log(f"[{search['name']}] {worker} failed for good after {retries + 1} attempt(s): {reason}")
+                failed.append(worker)
+                continue
+            log(f"[{search['name']}] {worker} trained trials {', '.join(trials) or 'none'}")
+    # a worker that failed never told the oracle it left, so the chief waits on: no use waiting for it then
+    thread.join(timeout=0 if failed else CHIEF_GRACE)
+    if "error" in served:
+        raise served["error"]
+    if failed or thread.is_alive():
+        while thread.is_alive() and not serving.wait(timeout=1):  # the project claimed and recorded first
+            pass
+        if "error" in served:
+            raise served["error"]
+        _release_own_claims(directory)  # the chief's thread, still waiting, will not unwind its claim
+        named = ", ".join(failed) or "none (the oracle still counts a trial as running)"
+        raise WorkersFailed(
+            f"{len(failed)} of {len(workers)} tuning workers failed for good ({named}): the search is kept in "
+            f"{directory}; run the same command again to resume it"
+        )
+    return served["searcher"]
+
+
 def search_on_cluster(
     search: dict, directory: Path, options: ClusterOptions, *, overwrite: bool = False, quiet: bool = True, log=print
 ):
     """``tune.run_search(**search)`` with this process as Keras Tuner's chief (the oracle, run here, records
     the search in ``directory`` so it resumes as a local one does) and one worker per task slot of the
     cluster, each a Ray task told the chief's address; the chief's tuner once the workers are done."""
-    from .tune import CHIEF, run_search
+    from .tune import CHIEF
 
     if search["tuner"] == "hyperband":
         raise InputError(
@@ -264,10 +339,6 @@ def search_on_cluster(
             f"[{search['name']}] {len(workers)} workers on the cluster, each {resources['num_cpus']:g} CPUs and "
             f"{resources['num_gpus']:g} GPUs"
         )
-        searcher = run_search(**search, directory=directory, overwrite=overwrite, distribution=chief, log=log)
-        for worker, ref in workers.items():
-            trials = ray.get(ref)
-            log(f"[{search['name']}] {worker} trained trials {', '.join(trials) or 'none'}")
-        return searcher
+        return _serve_chief(ray, search, directory, overwrite, chief, workers, options.retries, log)
     finally:
         ray.shutdown()

@@ -11,16 +11,19 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import multiprocessing
+import queue
+import signal
 import time
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from typing import Protocol
 
 from .config import Config
 from .data import TestSet, TrainingSet
 from .errors import InputError
 from .folds import Folds
-from .jobs import FoldJob, FoldResult
-from .machine import keep_freed_memory, stderr_silenced
+from .jobs import FoldJob, FoldResult, FoldsFailed
+from .machine import fresh_backend_session, keep_freed_memory, stderr_silenced
 from .run import Run, RunSpec
 
 
@@ -34,23 +37,50 @@ class FoldExecutor(Protocol):
     def close(self) -> None: ...
 
 
+_EVENTS = None  # in a fold process whose parent shows the run's progress: where its epochs go
+
+
 def train_job(job: FoldJob, verbose: bool = False) -> FoldResult:
     """``train.train_fold(job)``, in a fold process (``fold_process``)."""
     with stderr_silenced(not verbose):  # the backend's C++ start-up lines, printed before any log level applies
+        from . import train
         from .train import train_fold  # Keras loads in the fold processes only
-    import keras
 
-    keras.utils.clear_session()  # a job after another in the same process names its layers as a first one does
+    if _EVENTS is not None:
+        events = _EVENTS
+        train.epoch_listener = lambda *epoch: events.put(("epoch", *epoch))
+        events.put(("job", job.label))
+    fresh_backend_session()  # a job after another in the same process names its layers, and traces, as a first one
     return train_fold(job)
 
 
-def fold_process() -> ProcessPoolExecutor:
+def _fold_process_start(events=None) -> None:
+    global _EVENTS
+    keep_freed_memory()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group: the parent ends this one
+    _EVENTS = events
+
+
+def fold_process(events=None) -> ProcessPoolExecutor:
     """A spawned process of its own for a run's fold jobs, one after another: each job in a new process would
     import Keras again (about 8 s on 2 cores), and this process, which holds the data, never loads Keras
-    (about 570 MB)."""
+    (about 570 MB). It ignores Ctrl-C: the process that started it ends it (``stop``) and tidies the run."""
     return ProcessPoolExecutor(
-        max_workers=1, mp_context=multiprocessing.get_context("spawn"), initializer=keep_freed_memory
+        max_workers=1,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=_fold_process_start,
+        initargs=(events,),
     )
+
+
+def stop(pool: ProcessPoolExecutor) -> None:
+    """End a fold process now, whatever it is doing (Ctrl-C in the parent), and wait until it has ended."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    for process in processes:
+        process.terminate()
+    for process in processes:
+        process.join()
+    pool.shutdown(wait=True, cancel_futures=True)
 
 
 def in_fresh_process(function, *args):
@@ -60,23 +90,81 @@ def in_fresh_process(function, *args):
 
 
 class LocalFolds:
-    """Fold jobs one after another in one ``fold_process``, started on first use and ended with ``close``."""
+    """Fold jobs one after another in one ``fold_process``, started on first use and ended with ``close``. With
+    a ``console`` (a terminal's), the run's progress shows under the epoch lines (``progress.RunProgress``)."""
 
     batch = 1  # one claimed at a time: another process sharing the run takes the next
 
-    def __init__(self, verbose: bool = False):
-        self.verbose, self.process = verbose, None
+    def __init__(self, verbose: bool = False, console=None):
+        self.verbose, self.process, self.console = verbose, None, console
+        self.events = self.progress = None
+
+    def plan(self, jobs: list[FoldJob]) -> None:
+        """The jobs the run has left, for its progress line."""
+        if self.console is None or not jobs:
+            return
+        from .progress import RunProgress
+
+        trains = [job.config.specialist(job.specialist).train for job in jobs]
+        minutes = max(job_minutes(job.config, job.folds.k) or train.max_minutes for job, train in zip(jobs, trains))
+        self.events = multiprocessing.get_context("spawn").Queue()
+        self.progress = RunProgress(self.console, len(jobs), max(train.epochs for train in trains), minutes)
+
+    def _drain(self) -> None:
+        while True:
+            try:
+                kind, *event = self.events.get_nowait()
+            except queue.Empty:
+                return
+            if kind == "job":
+                self.progress.job(*event)
+            else:
+                self.progress.epoch(*event)
+
+    def _result(self, future) -> FoldResult:
+        """The job's result, the run's progress redrawn while it trains."""
+        if self.progress is None:
+            return future.result()
+        while True:
+            try:
+                result = future.result(timeout=0.25)
+                break
+            except TimeoutError:
+                self._drain()
+        self._drain()
+        return result
 
     def train(self, jobs: list[FoldJob], run: Run, log) -> list[FoldResult]:
-        self.process = self.process or fold_process()
-        results = [self.process.submit(train_job, job, self.verbose).result() for job in jobs]
-        for result in results:
-            log(result.summary)
+        self.process = self.process or fold_process(self.events)
+        results = []
+        for job in jobs:
+            try:
+                results.append(self._result(self.process.submit(train_job, job, self.verbose)))
+            except BrokenProcessPool:  # killed (out of memory?): no wait goes on for it
+                self.process = None
+                run.discard_unfinished(job.specialist, job.fold)
+                raise FoldsFailed(
+                    f"{job.label}: the fold process ended without a word (killed, or out of memory?); the finished "
+                    "folds are in the run: rerun the same command to train the rest"
+                ) from None
+            if self.progress is not None:
+                self.progress.finished(job.label)
+                self.progress.console.print(results[-1].summary, markup=False, highlight=False)
+            else:
+                log(results[-1].summary)
         return results
 
     def close(self) -> None:
+        if self.progress is not None:
+            self.progress.close()
         if self.process is not None:
             self.process.shutdown()
+
+    def interrupt(self) -> None:
+        """Ctrl-C: end the fold process at once (its job's fold is not written)."""
+        if self.process is not None:
+            stop(self.process)
+            self.process = None
 
 
 class Budget:
@@ -154,6 +242,7 @@ def run_cv(
     ]
     budget = Budget(config.budget_minutes, len(config.trained) * folds.k) if config.budget_minutes else None
     executor = executor or LocalFolds()
+    getattr(executor, "plan", lambda jobs: None)([job for job in jobs if not run.is_finished(job.specialist, job.fold)])
     size = executor.batch or max(len(jobs), 1)
     results = []
     try:
@@ -174,7 +263,13 @@ def run_cv(
                     todo = [dataclasses.replace(job, minutes=minutes) for job in todo]
                 if todo:
                     began = time.monotonic()
-                    trained = executor.train(todo, run, log)
+                    try:
+                        trained = executor.train(todo, run, log)
+                    except KeyboardInterrupt:  # the claims are released as the block unwinds
+                        getattr(executor, "interrupt", lambda: None)()
+                        for job in todo:
+                            run.discard_unfinished(job.specialist, job.fold)
+                        raise
                     if budget:
                         budget.spent(trained, time.monotonic() - began)
                     results += trained

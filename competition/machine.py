@@ -96,3 +96,28 @@ def stderr_silenced(silenced: bool = True):
         sys.stderr.flush()
         os.dup2(saved, 2)
         os.close(saved)
+
+
+def fresh_backend_session(clear: bool = True) -> None:
+    """Start a fold job (or a tuning trial) in a process that ran others as a process of its own would: a cleared
+    Keras session (``clear``), and on TensorFlow no record of how often the earlier jobs' functions were traced.
+
+    Every Keras model traces its own train, test and predict functions once, and TensorFlow's retracing
+    detector counts traces by the Python code traced, which is the same for every model: in a run of small
+    jobs sharing a process (``--limit 40 --epochs 1``: each function traced once and called once), the fifth
+    model's first step read as "5 out of the last 5 calls triggered tf.function retracing", though no function
+    had been traced twice. Forgetting the earlier jobs' counts leaves the detector to warn of a job's own
+    retracing, as it would in a process of its own."""
+    import keras
+
+    if clear:
+        keras.utils.clear_session()
+    if keras.backend.backend() != "tensorflow":
+        return
+    try:
+        from tensorflow.python.eager.polymorphic_function import polymorphic_function
+    except ImportError:  # another TensorFlow layout: its detector, if any, keeps counting
+        return
+    manager = getattr(polymorphic_function, "_FrequentTracingDetectorManager", None)
+    if manager is not None and hasattr(polymorphic_function, "_frequent_tracing_detector_manager"):
+        polymorphic_function._frequent_tracing_detector_manager = manager()

@@ -15,6 +15,7 @@ gets exactly the numbers a submission would.
 from __future__ import annotations
 
 import tomllib
+import warnings
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -22,7 +23,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pandas as pd
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps
 from skimage.transform import SimilarityTransform
 
 from .data import TrainingSet
@@ -94,18 +95,94 @@ def measure_framing(training: TrainingSet) -> dict:
     }
 
 
-def read_photo(path: Path) -> np.ndarray:
-    """A JPEG or PNG photo as RGB (H, W, 3) uint8, grey or colour, its EXIF orientation applied. Read with
-    Pillow, which reports a damaged file as an exception rather than on stderr."""
+# A photo is worked on with its longest side at most MAX_SIDE px (larger ones are downscaled as they are decoded, a
+# JPEG by its decoder at 1/2 to 1/8): a face of the smallest size the detector finds (MIN_FACE) in it is still as
+# wide as the model's 96x96 face in a photo of 3 times the side, and memory stays bounded (a 50-megapixel photo
+# takes about what a 2.6-megapixel one does). A header claiming more than MAX_PIXELS is refused before decoding.
+MAX_SIDE = 1600
+MAX_PIXELS = 150_000_000  # under Pillow's own decompression-bomb limit (2 x 89.5 megapixels), so this rule speaks
+_SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N", "I")  # grey 16-bit PNGs: 0..65535
+
+
+@dataclass(frozen=True)
+class Photo:
+    """A photo as fkp predict works on it: RGB (H, W, 3) uint8, downscaled to at most MAX_SIDE; the photo's own
+    size (width, height, upright) and the factors (x, y) from its pixels to these (1 where not downscaled)."""
+
+    rgb: np.ndarray
+    size: tuple[int, int]
+    scale: tuple[float, float] = (1.0, 1.0)
+
+    def in_photo(self, found: PhotoFaces) -> PhotoFaces:
+        """``found`` (boxes and keypoints in these pixels) in the photo's own pixels."""
+        if self.scale == (1.0, 1.0) or not len(found.boxes):
+            return found
+        scale = np.array(self.scale)
+        boxes = found.boxes / np.tile(scale, 2)  # edges: the box's corner and sides
+        centres = found.keypoints.reshape(len(found.keypoints), -1, 2) - FIRST_PIXEL_CENTRE + 0.5  # pixel centres
+        keypoints = (centres / scale - 0.5 + FIRST_PIXEL_CENTRE).reshape(found.keypoints.shape)
+        return PhotoFaces(boxes, keypoints, found.faces)
+
+
+def _eight_bit(image: Image.Image) -> Image.Image:
+    """A 16-bit grey image as 8-bit grey (Pillow would clip it to 255 instead); others as they are."""
+    if image.mode not in _SIXTEEN_BIT:
+        return image
+    return Image.fromarray((np.asarray(image, dtype=np.float64) / 257).clip(0, 255).round().astype(np.uint8))
+
+
+def _decoded(path: Path, image: Image.Image) -> Photo:
+    width, height = image.size
+    if width * height > MAX_PIXELS:
+        raise InputError(
+            path,
+            f"its header claims {width}x{height} pixels: fkp predict reads photos up to "
+            f"{MAX_PIXELS // 10**6} megapixels",
+        )
+    turned = image.getexif().get(0x0112, 1) in (5, 6, 7, 8)  # EXIF orientations that swap width and height
+    upright = (height, width) if turned else (width, height)
+    shrink = min(1.0, MAX_SIDE / max(upright))
+    target = tuple(max(1, round(side * shrink)) for side in upright)
+    if shrink < 1 and image.format == "JPEG":
+        image.draft("RGB", (target[1], target[0]) if turned else target)  # decoded at a reduced scale, not larger
+    image = _eight_bit(ImageOps.exif_transpose(image))
+    factor = int(min(image.size[0] / target[0], image.size[1] / target[1]))
+    if factor >= 2 and image.mode in ("L", "LA", "RGB", "RGBA", "CMYK", "I", "F"):
+        image = image.reduce(factor)  # whole blocks averaged, before the colour conversion
+    image = image.convert("RGB")
+    if image.size != target:
+        image = image.resize(target, Image.Resampling.BOX)
+    return Photo(np.asarray(image), upright, (target[0] / upright[0], target[1] / upright[1]))
+
+
+def read_photo(path: Path) -> Photo:
+    """A JPEG or PNG photo, grey (8 or 16 bits), colour (RGB, CMYK, palette) or with alpha (dropped), its EXIF
+    orientation applied, downscaled to at most MAX_SIDE. Read with Pillow, which reports a damaged file as an
+    exception rather than on stderr; whatever a damaged file makes the decoder raise is one line naming it."""
     if not path.is_file():
         raise InputError(path, "no such file")
     try:
-        with Image.open(path) as image:
-            if image.format not in ("JPEG", "PNG"):
-                raise InputError(path, f"a {image.format} image: fkp predict reads JPEG and PNG")
-            return np.asarray(ImageOps.exif_transpose(image).convert("RGB"))
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # MAX_PIXELS speaks instead
+            with Image.open(path) as image:
+                if image.format not in ("JPEG", "PNG"):
+                    raise InputError(path, f"a {image.format} image: fkp predict reads JPEG and PNG")
+                return _decoded(path, image)
+    except InputError:
+        raise
+    except Image.DecompressionBombError:
+        raise InputError(
+            path, f"its header claims more than {MAX_PIXELS // 10**6} megapixels: fkp predict reads photos up to that"
+        ) from None
+    except Exception:  # noqa: BLE001  (a damaged file may fail anywhere in a decoder: OSError, SyntaxError, ...)
         raise InputError(path, "not a readable JPEG or PNG image") from None
+
+
+def check_out_folder(out: Path) -> None:
+    """Refuse an ``--out`` that is a file, or lies below one, before any model loads."""
+    for folder in (out, *out.parents):
+        if folder.exists() and not folder.is_dir():
+            raise InputError(folder, "is a file, not a folder: --out names the folder for predictions.csv and pictures")
 
 
 def photo_paths(paths: list[Path]) -> list[Path]:
@@ -204,23 +281,23 @@ def predict_photos(
     rows, errors, stems = [], [], {}
     for path in photos:
         try:
-            rgb = read_photo(path)
-            if not detect and rgb.shape[:2] != (IMAGE_SIZE, IMAGE_SIZE):
+            photo = read_photo(path)
+            if not detect and photo.size != (IMAGE_SIZE, IMAGE_SIZE):
                 raise InputError(
-                    path, f"is {rgb.shape[1]}x{rgb.shape[0]}: --no-detect takes {IMAGE_SIZE}x{IMAGE_SIZE} crops"
+                    path, f"is {photo.size[0]}x{photo.size[1]}: --no-detect takes {IMAGE_SIZE}x{IMAGE_SIZE} crops"
                 )
         except InputError as error:
             errors.append(error)
             warn(error)
             continue
-        found = find_keypoints(rgb, predict, framing, cascade, detect=detect)
-        rows.append(prediction_rows(str(path), found))
+        found = find_keypoints(photo.rgb, predict, framing, cascade, detect=detect)
+        rows.append(prediction_rows(str(path), photo.in_photo(found)))
         stems[path.stem] = stems.get(path.stem, 0) + 1
         picture = out / f"{path.stem}{'' if stems[path.stem] == 1 else f'-{stems[path.stem]}'}.png"
         faces = (
             f"{len(found.boxes)} face{'' if len(found.boxes) == 1 else 's'}" if len(found.boxes) else "no face found"
         )
-        save_png(photo_figure(rgb, found.boxes, found.keypoints, f"{path.name}: {faces}"), picture)
+        save_png(photo_figure(photo.rgb, found.boxes, found.keypoints, f"{path.name}: {faces}"), picture)
         log(f"{path}: {faces}; {picture}")
     table = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=list(PREDICTION_COLUMNS))
     write_csv(table, out / "predictions.csv")

@@ -24,6 +24,7 @@ data reads and writes runs without loading a backend.
 from __future__ import annotations
 
 import json
+import shutil
 from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
@@ -219,6 +220,14 @@ class Run:
     def training_logs_dir(self, specialist: str, fold: int) -> Path:
         """Where a fold's TensorBoard logs go while it trains; ``write_fold`` moves them into the fold."""
         return self.path / specialist / f"fold{fold}.logs"
+
+    def discard_unfinished(self, specialist: str, fold: int) -> None:
+        """Remove what an interrupted attempt at a fold left: its training logs and a fold folder half-written
+        under its temporary name (a finished fold, renamed into place, is kept)."""
+        shutil.rmtree(self.training_logs_dir(specialist, fold), ignore_errors=True)
+        folder = self.fold_dir(specialist, fold)
+        for partial in folder.parent.glob(f".{folder.name}.*.tmp"):
+            shutil.rmtree(partial, ignore_errors=True)
 
     def logs_dir(self, specialist: str, fold: int) -> Path:
         """A finished fold's TensorBoard logs."""

@@ -43,8 +43,14 @@ def epoch_scores(logs: dict | None) -> str:
     return f"rmse {rmse:.3f}  val_rmse {'-' if math.isnan(val_rmse) else f'{val_rmse:.3f}'}"
 
 
+# Where a fold job's epochs go besides (instead of) their printed line: ``listener(label, epoch, epochs, line)``,
+# set in the fold process when the run's progress is shown in a terminal (``cv.LocalFolds``).
+epoch_listener = None
+
+
 class _EpochLog(keras.callbacks.Callback):
-    """One line per epoch, prefixed with what is training; out of the epochs ``plan`` now plans, if given."""
+    """One line per epoch, prefixed with what is training; out of the epochs ``plan`` now plans, if given. Handed
+    to ``epoch_listener`` instead of printed where one is set."""
 
     def __init__(self, prefix: str, epochs: int, plan: CosineSchedule | None = None):
         super().__init__()
@@ -54,11 +60,14 @@ class _EpochLog(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         lr = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
         epochs = self.plan.first_epoch + self.plan.planned_epochs if self.plan else self.epochs
-        print(
+        line = (
             f"{self.prefix} epoch {epoch + 1}/{epochs}  {epoch_scores(logs)}  lr {lr:.2g}  "
-            f"{time.perf_counter() - self.started:.0f}s",
-            flush=True,
+            f"{time.perf_counter() - self.started:.0f}s"
         )
+        if epoch_listener is None:
+            print(line, flush=True)
+        else:
+            epoch_listener(self.prefix, epoch + 1, epochs, line)
 
 
 class _TimeBudget(keras.callbacks.Callback):

@@ -22,17 +22,25 @@ from .schema import IMAGE_SIZE, MIRROR_AXIS, Specialist
 PREDICT_BATCH = 64
 
 
-def predict_pixels(model: keras.Model, images: np.ndarray, batch_size: int = PREDICT_BATCH):
+def predict_pixels(model: keras.Model, images: np.ndarray, batch_size: int = PREDICT_BATCH, pad: bool = False):
     """(N, 96, 96) uint8 faces -> the model's (N, ...) outputs in pixels (N may be 0; a list for a model of
     several outputs), batch by batch with ``predict_on_batch``: ``model.predict`` builds a data pipeline per
-    call."""
-    batches = [
-        model.predict_on_batch(images[start : start + batch_size, ..., None].astype(np.float32))
-        for start in range(0, max(len(images), 1), batch_size)
-    ]
-    if isinstance(batches[0], (list, tuple)):
-        return [np.concatenate([np.asarray(batch[i]) for batch in batches]) for i in range(len(batches[0]))]
-    return np.concatenate([np.asarray(batch) for batch in batches])
+    call. With ``pad``, every batch holds exactly ``batch_size`` faces (the last filled with blank ones, whose
+    answers are dropped), so the model's function is traced for one shape only, whatever N."""
+    batches = []
+    for start in range(0, max(len(images), 1), batch_size):
+        batch = images[start : start + batch_size, ..., None].astype(np.float32)
+        faces = len(batch)
+        if pad and faces < batch_size:
+            batch = np.concatenate([batch, np.zeros((batch_size - faces, *batch.shape[1:]), np.float32)])
+        answer = model.predict_on_batch(batch)
+        if isinstance(answer, (list, tuple)):
+            batches.append([np.asarray(output)[:faces] for output in answer])
+        else:
+            batches.append(np.asarray(answer)[:faces])
+    if isinstance(batches[0], list):
+        return [np.concatenate([batch[i] for batch in batches]) for i in range(len(batches[0]))]
+    return np.concatenate(batches)
 
 
 def shift_grid(shift: int) -> list[tuple[int, int]]:
@@ -67,13 +75,21 @@ def tta_faces(faces, shift: int, prefix: str = "") -> dict[tuple[int, int, bool]
     return views
 
 
-def view_points(model: keras.Model, views: dict, specialist: Specialist, mirror_axis: float, prefix: str = "") -> list:
+def view_points(
+    model: keras.Model, views: dict, specialist: Specialist, mirror_axis: float, prefix: str = "", stacked: bool = False
+) -> list:
     """The model's points on each view, mapped back to the face's own pixels: a mirror's points mirrored back
-    (left/right partners swapped), a shifted face's moved back."""
+    (left/right partners swapped), a shifted face's moved back. ``stacked``: every view in one pass of the
+    network (a batch V times as large: one call instead of V, for a few faces at a time, as `fkp predict` asks)."""
     answers = []
-    for (dx, dy, mirrored), view in views.items():
+    if stacked and len(views) > 1:
+        name = f"{prefix}{model.name}"
+        batch = fkp_layers.StackViews(name=f"{name}_views")(list(views.values()))
+        each = fkp_layers.UnstackViews(len(views), name=f"{name}_per_view")(model(batch))
+    else:
+        each = [model(view) for view in views.values()]
+    for (dx, dy, mirrored), points in zip(views, each):
         label = f"{prefix}{model.name}_{dx}_{dy}{'_mirrored' if mirrored else ''}"
-        points = model(view)
         if mirrored:
             points = fkp_layers.MirroredPointsBack(
                 specialist.flip_permutation, mirror_axis, name=f"{label}_mirror_back"
@@ -84,23 +100,33 @@ def view_points(model: keras.Model, views: dict, specialist: Specialist, mirror_
     return answers
 
 
-def tta_points(model: keras.Model, views: dict, specialist: Specialist, mirror_axis: float, prefix: str = ""):
+def tta_points(
+    model: keras.Model, views: dict, specialist: Specialist, mirror_axis: float, prefix: str = "", stacked: bool = False
+):
     """The mean of ``view_points``: a network trained on mirrored and shifted faces answers each view a little
     differently, so their mean cancels part of its error."""
     return keras.layers.Average(name=f"{prefix}{model.name}_tta")(
-        view_points(model, views, specialist, mirror_axis, prefix)
+        view_points(model, views, specialist, mirror_axis, prefix, stacked)
     )
 
 
 def reframed_tta_points(
-    model: keras.Model, faces, points, reframe: Reframe, shift: int, specialist: Specialist, mirror_axis: float
+    model: keras.Model,
+    faces,
+    points,
+    reframe: Reframe,
+    shift: int,
+    specialist: Specialist,
+    mirror_axis: float,
+    stacked: bool = False,
 ):
     """``points`` (a fold model's TTA answer) mixed with its TTA answer on the faces re-framed by ``reframe``,
     mapped back."""
     name = model.name
     transforms = fkp_layers.Reframing(**reframe.bounds, name=f"{name}_reframing")(points)
     moved = fkp_layers.ReframedFaces(name=f"{name}_reframed_faces")([faces, transforms])
-    again = tta_points(model, tta_faces(moved, shift, f"{name}_reframed_"), specialist, mirror_axis, "reframed_")
+    views = tta_faces(moved, shift, f"{name}_reframed_")
+    again = tta_points(model, views, specialist, mirror_axis, "reframed_", stacked)
     back = fkp_layers.ReframedPointsBack(name=f"{name}_reframed_back")([again, transforms])
     return fkp_layers.MixPoints(reframe.weight, name=f"{name}_reframed_mix")([points, back])
 
@@ -113,13 +139,15 @@ def fold_tta(
     shift: int = 0,
     reframe: Reframe | None = None,
     views: dict | None = None,
+    stacked: bool = False,
 ):
     """A fold model's TTA answer on the graph's ``faces``: every view of ``tta_faces`` (``views``, where the
-    graph's folds share them), then with ``reframe`` the re-framed faces' views mixed in."""
-    points = tta_points(model, views or tta_faces(faces, shift), specialist, mirror_axis)
+    graph's folds share them), then with ``reframe`` the re-framed faces' views mixed in; ``stacked``: each set
+    of views in one pass of the network (``view_points``)."""
+    points = tta_points(model, views or tta_faces(faces, shift), specialist, mirror_axis, stacked=stacked)
     if reframe is None or not reframe.weight:
         return points
-    return reframed_tta_points(model, faces, points, reframe, shift, specialist, mirror_axis)
+    return reframed_tta_points(model, faces, points, reframe, shift, specialist, mirror_axis, stacked)
 
 
 def tta_model(

@@ -31,6 +31,7 @@ from .errors import InputError
 from .folds import Folds
 from .io import claim_record, write_toml
 from .jobs import fold_seed
+from .machine import fresh_backend_session
 from .models import FAMILIES, family_config
 from .schema import SPECIALISTS
 from .train import PreparedFold, budgeted, build_fold_model, prepare_fold, train_stage
@@ -229,6 +230,7 @@ class SpecialistHyperModel(kt.HyperModel):
         }
 
     def build(self, hp):
+        fresh_backend_session(clear=False)  # Keras Tuner clears the session; each trial's model traces anew
         settings = self.settings(hp)
         for name, value in self.identity.items():
             hp.Fixed(name, value)
@@ -384,8 +386,10 @@ def run_search(
     overwrite: bool = False,
     distribution: dict[str, str] | None = None,
     log=print,
+    serving=None,
 ):
-    """Run (or continue) one specialist's search; the Keras Tuner tuner, its trials done.
+    """Run (or continue) one specialist's search; the Keras Tuner tuner, its trials done. ``serving`` (a
+    ``threading.Event``) is set once the project is claimed and recorded, as the search starts.
 
     ``epochs`` per trial (Hyperband: the most) defaults to the base config's ``train.epochs``.
     """
@@ -441,6 +445,8 @@ def run_search(
             done = len(searcher.oracle.trials)
             if done:
                 log(f"[{name}] continuing the search in {directory}: {done} trials recorded")
+        if serving is not None:
+            serving.set()
         if role == CHIEF:
             log(f"[{name}] chief: serving the oracle on {address} until the workers finish the trials")
         elif role is not None:

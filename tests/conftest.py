@@ -127,6 +127,22 @@ def learned_run(tmp_path_factory, run_data) -> Path:
     return work
 
 
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory, sample_dir) -> Path:
+    """A runs folder holding run "good": both specialists on 2 folds of the bundled sample, each fold's model a
+    real but tiny network (tests/synthetic_runs.py), so `fkp predict` and `fkp export` load and build it in a
+    second. Copy it before damaging it."""
+    from synthetic_runs import write_run
+
+    from competition.folds import make_folds
+
+    training, test = data.load_training(sample_dir), data.load_test(sample_dir)
+    folder = tmp_path_factory.mktemp("tiny-run") / "runs"
+    folds = make_folds(training, 2, seed=42)
+    write_run(folder / "good", training, test, folds, noise=1.0, tta_noise=0.8, seed=1)
+    return folder
+
+
 def fkp(*args):
     """`fkp ARGS` in this process, as typer's runner invokes it: no process to start, and none of the Keras
     import (about 8 s on 2 cores) a process of its own would pay where the test's process has Keras loaded."""

@@ -21,16 +21,18 @@ from competition.schema import MIRROR_AXIS, SPECIALISTS
 
 
 @functools.cache
-def tiny_model():
-    """A real (untrained) model to save in each fold, as `fkp cv` does."""
+def tiny_model(outputs: int = 2, name: str = "specialist"):
+    """A real (untrained) model of ``outputs`` coordinates to save in each fold, as `fkp cv` does: small enough
+    that `fkp export` and `fkp predict` build and run the whole run in a second."""
     from competition.models import build_model
     from competition.models.regression import Config as RegressionConfig
 
     return build_model(
         RegressionConfig(filters=[2], convs_per_block=1, dense_units=2, input_downsample=4),
-        np.zeros(2),
-        np.ones(2),
+        np.zeros(outputs),
+        np.ones(outputs),
         1e-3,
+        name=name,
     )
 
 
@@ -92,7 +94,7 @@ def write_run(
                 name,
                 fold,
                 FoldArtifacts(
-                    tiny_model() if model is None else model,
+                    tiny_model(len(columns), f"{name}_fold{fold}") if model is None else model,
                     predictions,
                     history,
                     config.to_dict(),

@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 import zipfile
 
 import psutil
@@ -239,3 +240,45 @@ def test_tune_on_a_local_cluster_runs_two_workers_that_share_one_search(tmp_path
     assert statuses == {f"trial_{trial}": "COMPLETED" for trial in "0123"}
     assert (tmp_path / "configs" / "tuned.toml").exists()
     assert tune.stdout.strip().splitlines()[-1].startswith("best_val_rmse=")
+
+
+@pytest.mark.slow
+def test_tune_on_a_cluster_whose_workers_all_fail_ends_in_one_line_and_keeps_the_search(tmp_path, sample_dir):
+    """Every tuning worker killed as it starts, no retries: Keras Tuner's chief would wait forever for
+    them; `fkp tune --cluster` ends with one line naming them, exit status 1, the search kept for a resume and
+    no claim left."""
+    (tmp_path / "tiny.toml").write_text(TINY_SPACE)
+    args = ["tune", "--data", sample_dir, "--space", "tiny.toml", "--config", "smoke", "--specialist", "partial",
+            "--limit", 60, "--epochs", 3, "--max-trials", 4, "--project", "doomed", "--cluster", "local",
+            "--retries", 0]  # fmt: skip
+    tune = subprocess.Popen(
+        [*FKP, *map(str, args)],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    killed = set()
+    for line in tune.stdout:  # once the workers are asked for, each is killed as it starts its task
+        if "workers on the cluster" not in line:
+            continue
+        deadline = time.monotonic() + 240
+        while len(killed) < 2 and time.monotonic() < deadline:
+            for process in psutil.Process(tune.pid).children(recursive=True):
+                try:
+                    if process.cmdline()[:1] == ["ray::_tune_worker"] and process.pid not in killed:
+                        process.kill()
+                        killed.add(process.pid)
+                except psutil.Error:
+                    continue
+            time.sleep(0.2)
+        break
+    out, err = tune.communicate(timeout=300)
+    assert len(killed) == 2 and tune.returncode == 1, (out, err)
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("fkp: 2 of 2 tuning workers failed for good (worker-") and "worker-0" in last, err
+    assert "worker-1" in last and "run the same command again to resume it" in last
+    project = tmp_path / "runs" / "tune" / "doomed"
+    assert (project / "partial" / "search.json").exists()
+    assert not list(project.glob("*.claim.*"))

@@ -32,8 +32,10 @@ def smoke_run(tmp_path_factory, run_data):
         cwd=work,
     )
     assert cv.returncode == 0, cv.stdout + cv.stderr
+    assert cv.stderr == "", cv.stderr  # fkp's own lines only: no backend start-up or retracing lines
     blend = fkp("blend", "--data", run_data, "--run", "smoke", cwd=work)
     assert blend.returncode == 0, blend.stdout + blend.stderr
+    assert blend.stderr == "", blend.stderr
     return work, cv.stdout
 
 

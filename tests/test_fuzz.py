@@ -12,16 +12,22 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import io
+import json
 import os
 import re
 import shutil
+import struct
 import subprocess
 import sys
 import tempfile
 import typing
 import zipfile
+import zlib
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 from conftest import fkp, small_competition_folder
 from hypothesis import given, settings
@@ -506,6 +512,198 @@ def test_runs_lists_a_damaged_run(runs, sample_dir, changes):
         assert result.exit_code == 0, (result.output, result.exception)
         assert re.search(r"^│ good ", result.stdout, re.MULTILINE), result.stdout
         assert_clean(result, before, snapshot(work))
+
+
+# --- fkp predict: damaged and odd photos; fkp export: damaged runs ---------------------------------
+
+
+@pytest.fixture(scope="module")
+def loaded_once(tiny_run):
+    """``export.run_model`` answered from a cache in this process, so `fkp predict` examples on the same
+    undamaged run build and trace its model once (the photos are what they vary)."""
+    from competition import export
+
+    built, original = {}, export.run_model
+
+    def cached(run, tta, allow_partial=False):
+        key = (str(run.path), tta, allow_partial)
+        if key not in built:
+            built[key] = original(run, tta, allow_partial)
+        return built[key]
+
+    export.run_model = cached
+    yield tiny_run
+    export.run_model = original
+
+
+def _image_bytes(kind: str, width: int, height: int, seed: int) -> bytes:
+    """A real image of ``kind`` (a Pillow mode and format), ``width`` x ``height``, random pixels."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    mode, format = kind.split()
+    if mode == "I;16":
+        image = Image.fromarray(rng.integers(0, 65535, (height, width), dtype=np.uint16))
+    elif mode == "P":
+        image = Image.fromarray(rng.integers(0, 255, (height, width), dtype=np.uint8)).convert("P")
+    else:
+        bands = len(Image.new(mode, (1, 1)).getbands())
+        image = Image.frombytes(mode, (width, height), rng.integers(0, 255, width * height * bands, np.uint8).tobytes())
+    buffer = io.BytesIO()
+    image.save(buffer, format)
+    return buffer.getvalue()
+
+
+def _header_claiming(format: str, width: int, height: int) -> bytes:
+    """A PNG or JPEG whose header claims ``width`` x ``height`` pixels, with a few bytes of data."""
+    if format == "PNG":
+
+        def chunk(kind: bytes, body: bytes) -> bytes:
+            return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+        header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+        data = chunk(b"IDAT", zlib.compress(b"\0" * 99))
+        return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + data + chunk(b"IEND", b"")
+    small = _image_bytes("L JPEG", 8, 8, 0)
+    at = small.index(b"\xff\xc0") + 5  # the frame header: precision, then height and width
+    return small[:at] + struct.pack(">HH", height, width) + small[at + 4 :]
+
+
+IMAGE_KINDS = ["L PNG", "RGB PNG", "RGBA PNG", "LA PNG", "P PNG", "I;16 PNG", "L JPEG", "RGB JPEG", "CMYK JPEG"]
+
+
+@st.composite
+def odd_photo(draw) -> tuple[str, bytes]:
+    """A photo's file name and bytes: an image of an odd kind or size, or one damaged, cut short, empty, named
+    with the wrong extension, or whose header claims a huge size."""
+    kind = draw(st.sampled_from(IMAGE_KINDS))
+    width, height = draw(st.integers(1, 120)), draw(st.integers(1, 120))
+    content = _image_bytes(kind, width, height, draw(st.integers(0, 9)))
+    how = draw(
+        st.sampled_from(["as made", "damaged", "truncated", "empty", "huge header", "wrong extension", "not an image"])
+    )
+    extension = ".png" if kind.endswith("PNG") else ".jpg"
+    if how == "damaged":
+        at = draw(st.integers(0, len(content) - 1))
+        content = content[:at] + draw(st.binary(min_size=1, max_size=16)) + content[at + draw(st.integers(0, 16)) :]
+    elif how == "truncated":
+        content = content[: draw(st.integers(0, len(content) - 1))]
+    elif how == "empty":
+        content = b""
+    elif how == "huge header":
+        side = st.integers(1, 65535)
+        content = _header_claiming(kind.split()[1], draw(side), draw(side))
+    elif how == "wrong extension":
+        extension = draw(st.sampled_from([".jpg", ".png", ".txt", ".gif", ""]))
+    elif how == "not an image":
+        content = draw(st.sampled_from([b"GIF89a" + bytes(20), b"BM" + bytes(60), b"%PDF-1.4\n", b"\x00" * 9]))
+    return f"photo{extension}", content
+
+
+@given(photo=odd_photo(), detect=st.booleans(), tta=st.sampled_from([[], ["--no-tta"]]))
+def test_predict_on_damaged_and_odd_photos(loaded_once, photo, detect, tta):
+    """`fkp predict` reads every photo it can (keypoints in predictions.csv, a picture) and refuses any other in
+    one line naming it, exit status 2; no traceback, nothing else written."""
+    name, content = photo
+    with workspace() as work:
+        (work / name).write_bytes(content)
+        (work / "out").mkdir()
+        (work / "out" / "mine.txt").write_text("the user's\n")
+        before = snapshot(work)
+        result = fkp(
+            "predict",
+            work / name,
+            "--run",
+            "good",
+            "--runs-dir",
+            loaded_once,
+            "--out",
+            work / "out",
+            *([] if detect else ["--no-detect"]),
+            *tta,
+        )
+        assert_clean(result, before, snapshot(work), may_write=["out/predictions.csv", "out/photo.png"])
+        if result.exit_code:
+            assert str(work / name) in result.stderr, result.stderr
+        else:
+            table = pd.read_csv(work / "out" / "predictions.csv")
+            assert table["photo"].tolist() == [str(work / name)] * len(table), table
+
+
+EXPORT_FILES = [
+    "full/fold0/model.keras",
+    "partial/fold1/model.keras",
+    "full/fold1/fold.json",
+    "head.json",
+    "run.json",
+    "config.toml",
+]
+
+
+@st.composite
+def damaged_export_run(draw, run: Path) -> dict[str, bytes | None]:
+    """New contents (None: deleted) for one of the files `fkp export` reads of a run: a fold model cut short,
+    overwritten or swapped for another fold's or specialist's, a damaged JSON record."""
+    name = draw(st.sampled_from(EXPORT_FILES))
+    content = (run / name).read_bytes()
+    how = draw(st.sampled_from(["delete", "truncate", "overwrite", "swap", "json"]))
+    if how == "delete":
+        return {name: None}
+    if how == "truncate":
+        return {name: content[: draw(st.integers(0, len(content) - 1))]}
+    if how == "overwrite":
+        at = draw(st.integers(0, len(content) - 1))
+        return {name: content[:at] + draw(st.binary(min_size=1, max_size=32)) + content[at + 32 :]}
+    if how == "swap" and name.endswith("model.keras"):
+        other = draw(st.sampled_from([n for n in ["full/fold1/model.keras", "partial/fold0/model.keras"] if n != name]))
+        return {name: (run / other).read_bytes()}
+    if name.endswith(".json"):  # a key's value replaced by something of another type
+        record = json.loads(content)
+        key = draw(st.sampled_from(sorted(record)))
+        record[key] = draw(st.sampled_from([None, "x", -1, 1e309, [], {}, [[1, 2]], {"a": 1}]))
+        return {name: json.dumps(record).encode()}
+    return {name: draw(damaged(content))} if b"\0" not in content else {name: content[: len(content) // 2]}
+
+
+@given(changes=st.data(), tta=st.booleans())
+def test_export_of_a_damaged_run(exportable, changes, tta):
+    """`fkp export` of a damaged run writes the model, or refuses in one line naming the file, exit status 2,
+    with nothing written and no temporary file left. (What it reads of the run is the same for every format;
+    tests/test_damaged_inputs.py checks each format's --out.)"""
+    format = "keras"
+    with workspace(exportable) as work:
+        run = work / "runs" / "good"
+        _damage_run(run, changes.draw(damaged_export_run(exportable / "runs" / "good")))
+        before = snapshot(work)
+        out = work / "out" / ("model.keras" if format == "keras" else "saved")
+        result = fkp(
+            "export",
+            "--run",
+            "good",
+            "--runs-dir",
+            work / "runs",
+            "--format",
+            format,
+            "--out",
+            out,
+            "--tta" if tta else "--no-tta",
+        )
+        assert_clean(result, before, snapshot(work), may_write=["out/"])
+        assert out.exists() == (result.exit_code == 0), result.output
+
+
+@pytest.fixture(scope="module")
+def exportable(tiny_run, tmp_path_factory) -> Path:
+    """A workspace holding a copy of the tiny run's folder, with re-framing recorded in a fold's fold.json (so
+    export reads it) and a fold's fold.json given one."""
+    folder = tmp_path_factory.mktemp("fuzz-export") / "work"
+    shutil.copytree(tiny_run, folder / "runs")
+    report = folder / "runs" / "good" / "full" / "fold1" / "fold.json"
+    record = json.loads(report.read_text())
+    bounds = {"eyes": [0, 1], "eye_distance": [20.0, 50.0], "angle": [-0.2, 0.2], "midpoint_x": [40.0, 56.0]}
+    record["reframe"] = {"bounds": {**bounds, "midpoint_y": [30.0, 45.0]}, "weight": 0.75}
+    report.write_text(json.dumps(record))
+    return folder
 
 
 # --- fkp cv that trains: a handful of accepted edge settings -----------------------------------------

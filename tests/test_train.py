@@ -367,3 +367,25 @@ def test_a_tuning_trial_trains_as_long_as_its_fold_would_in_fkp_cv():
     cpu = load_config("cpu")  # 60 minutes, one specialist, 5 folds: (3600 - 30) / 5 - 45 s each
     assert cpu.budget_minutes == 60 and job_minutes(cpu, 5) == pytest.approx(669 / 60)
     assert job_minutes(load_config("smoke"), 5) == 0.0  # no budget: the config's own guard
+
+
+def test_small_fold_jobs_sharing_a_process_print_no_retracing_warnings(monkeypatch, caplog):
+    """Each fold job's model traces its train and test functions once; five small jobs one after another in the
+    fold process (each function called once, as in `fkp cv --limit 40 --epochs 1`) printed "5 out of the last 5
+    calls ... triggered tf.function retracing" on TensorFlow, counting the earlier jobs' traces as retracing."""
+    import logging
+
+    from competition import train
+
+    def tiny_job(job):  # a fold job's shape: a new model, one training step, one validation pass
+        model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+        model.compile(optimizer="sgd", loss="mse")
+        x, y = np.ones((8, 4), "float32"), np.zeros((8, 2), "float32")
+        model.fit(x, y, batch_size=8, epochs=1, verbose=0)
+        model.evaluate(x, y, batch_size=8, verbose=0)
+        return job
+
+    monkeypatch.setattr(train, "train_fold", tiny_job)
+    with caplog.at_level(logging.WARNING, logger="tensorflow"):
+        assert [train_job(fold) for fold in range(5)] == list(range(5))
+    assert not [r.getMessage()[:80] for r in caplog.records if "retracing" in r.getMessage()]

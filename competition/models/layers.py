@@ -337,3 +337,33 @@ class WeightedSum(layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "coef": self.coef, "intercept": self.intercept}
+
+
+@keras.saving.register_keras_serializable(package="fkp")
+class StackViews(layers.Layer):
+    """V views (N, H, W, C) of the same faces as one batch (V * N, H, W, C), view after view, so a network answers
+    every view in one pass (``UnstackViews`` parts its answers again)."""
+
+    def call(self, views):
+        return ops.concatenate(list(views), axis=0)
+
+    def compute_output_shape(self, input_shape):
+        return (None, *input_shape[0][1:])
+
+
+@keras.saving.register_keras_serializable(package="fkp")
+class UnstackViews(layers.Layer):
+    """A network's answers (V * N, D) on ``StackViews``' batch, back to each of the ``views`` views' (N, D)."""
+
+    def __init__(self, views, **kwargs):
+        super().__init__(**kwargs)
+        self.views = int(views)
+
+    def call(self, answers):
+        return ops.split(answers, self.views, axis=0)
+
+    def compute_output_shape(self, input_shape):
+        return [(None, *input_shape[1:])] * self.views
+
+    def get_config(self):
+        return {**super().get_config(), "views": self.views}
