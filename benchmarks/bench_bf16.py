@@ -15,11 +15,10 @@ from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
 
 import keras
 import numpy as np
-from common import plain_model
+from common import cpu_flags, cpu_model, plain_model
 
 from competition.config import load_config
 from competition.machine import keep_freed_memory
@@ -30,14 +29,9 @@ FLAGS = ("amx_bf16", "amx_tile", "avx512_bf16", "avx512f")
 
 
 def cpu_facts() -> str:
-    """The CPU's model name and which of ``FLAGS`` it shows (Linux /proc/cpuinfo; 'unknown' elsewhere)."""
-    info = Path("/proc/cpuinfo")
-    if not info.exists():
-        return "unknown CPU"
-    text = info.read_text()
-    name = next((line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name")), "?")
-    flags = set(next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), []))
-    return f"{name}; flags: " + ", ".join(f"{flag} {'yes' if flag in flags else 'no'}" for flag in FLAGS)
+    """The CPU's model name and which of ``FLAGS`` it shows."""
+    flags = cpu_flags()
+    return f"{cpu_model()}; flags: " + ", ".join(f"{flag} {'yes' if flag in flags else 'no'}" for flag in FLAGS)
 
 
 def timed_epoch(model, faces, targets, batch) -> tuple[float, float]:

@@ -32,6 +32,22 @@ def default_data_dir() -> Path:
     return SHARED_DATA if (SHARED_DATA / "training.zip").exists() else bundled_sample()
 
 
+def _cpuinfo(key: str) -> str | None:
+    """The first /proc/cpuinfo line of ``key``'s value (Linux), or None."""
+    info = Path("/proc/cpuinfo")
+    lines = info.read_text().splitlines() if info.exists() else []
+    return next((line.split(":", 1)[1].strip() for line in lines if line.split(":", 1)[0].strip() == key), None)
+
+
+def cpu_model() -> str:
+    """The CPU's model name, which every timed figure names."""
+    return _cpuinfo("model name") or "unknown CPU"
+
+
+def cpu_flags() -> set[str]:
+    return set((_cpuinfo("flags") or "").split())
+
+
 @dataclass(frozen=True)
 class Timing:
     wall: float  # seconds, best run

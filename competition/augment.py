@@ -171,18 +171,23 @@ class Augmenter:
             ]
         )
 
-    def __call__(self, images: np.ndarray, points: np.ndarray, seed: int):
-        """Augment faces (N, H, W) uint8 and keypoints (N, K, 2); the same seed gives the same batch."""
+    def __call__(self, images: np.ndarray, points: np.ndarray, seed: int, labelled: np.ndarray | None = None):
+        """Augment faces (N, H, W) uint8 and keypoints (N, K, 2); the same seed gives the same batch. A point is
+        labelled where it is not NaN, or where ``labelled`` (N, K) says so when some points were filled in (by a
+        teacher); then ``labelled`` is returned too, swapped with its points on mirrored faces."""
         rng = np.random.default_rng(seed)
         images, points = images.copy(), points.copy()
+        given = labelled is not None
+        labelled = ~np.isnan(points[..., 0]) if labelled is None else labelled.copy()
         flip = rng.random(len(images)) < self.flip_probability
         if flip.any():
             images[flip], points[flip] = imgaug_flip(images[flip], points[flip], self.permutation, self.mirror_axis)
+            labelled[flip] = labelled[flip][:, self.permutation]
         reframe = rng.random(len(images)) < self.framing_probability if self.framing_probability else []
         if len(reframe) and self.framed_styles is not None:
-            labelled = np.zeros((len(points), len(COORDINATES)), bool)
-            labelled[:, self.columns] = ~np.isnan(points.reshape(len(points), -1))
-            reframe &= np.isin(style_of(labelled), self.framed_styles)
+            coordinates = np.zeros((len(points), len(COORDINATES)), bool)
+            coordinates[:, self.columns] = np.repeat(labelled, 2, axis=1)
+            reframe &= np.isin(style_of(coordinates), self.framed_styles)
         for face in np.flatnonzero(reframe):
             affine = self.framing.reframe(points[face], rng, self.framing_anywhere)
             if affine is not None:
@@ -192,4 +197,4 @@ class Augmenter:
         pipeline = self.pipeline.deepcopy()  # a private copy: batches may be made in parallel threads
         pipeline.seed_(int(rng.integers(2**31)))
         images, points = _imgaug_keypoints(images, points, pipeline)
-        return images, points
+        return (images, points, labelled) if given else (images, points)

@@ -363,6 +363,23 @@ def cv(
         f"the folds finished so far are kept in {run_dir} (none half-written, no claim left): run the same command "
         "again to train the rest"
     )
+    teachers = None
+    if config.distill.teachers:
+        from .cv import in_fresh_process
+        from .distill import fold_teachers, teacher_runs
+
+        runs = teacher_runs(runs_dir, config.distill.teachers, training, split, limit)
+        folds_left = [
+            f
+            for f in (range(split.k) if fold is None else [fold])
+            if any(not run.is_finished(name, f) for name in config.trained)
+        ]
+        began = time.perf_counter()
+        teachers = in_fresh_process(fold_teachers, runs, training, split, folds_left)
+        console.print(
+            f"teachers {' + '.join(config.distill.teachers)}: their blend's answers for folds {folds_left} "
+            f"({time.perf_counter() - began:.0f}s)"
+        )
     try:
         run_cv(
             config,
@@ -372,6 +389,7 @@ def cv(
             run,
             only_fold=fold,
             limit=limit,
+            teachers=teachers,
             log=log,
             executor=(
                 LocalFolds(verbose, console if console.is_terminal else None)

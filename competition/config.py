@@ -120,6 +120,15 @@ class InferenceConfig:
 
 
 @dataclass
+class DistillConfig:
+    """A run distilled from a blend of runs (`fkp distill`): each fold trains on its training faces' labels, and
+    where a face lacks a coordinate, on the answer of the teachers' blend made without that fold's faces."""
+
+    teachers: list[str] = setting([])  # the blended runs, by name in the runs folder (none: no distillation)
+    filled_weight: float = setting(0.5, low=0, high=1)  # a filled coordinate's weight in the loss; a label's is 1
+
+
+@dataclass
 class Config:
     name: str = "default"
     seed: int = setting(42, low=0, high=2**31 - 1)
@@ -131,6 +140,7 @@ class Config:
         default_factory=lambda: {name: SpecialistConfig() for name in SPECIALISTS}
     )
     inference: InferenceConfig = field(default_factory=InferenceConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
 
     @property
     def trained(self) -> list[str]:

@@ -18,6 +18,8 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Protocol
 
+import numpy as np
+
 from .config import Config
 from .data import TestSet, TrainingSet
 from .errors import InputError
@@ -84,9 +86,15 @@ def stop(pool: ProcessPoolExecutor) -> None:
 
 
 def in_fresh_process(function, *args):
-    """``function(*args)`` in a ``fold_process`` of its own."""
-    with fold_process() as process:
+    """``function(*args)`` in a ``fold_process`` of its own, ended at once on Ctrl-C."""
+    process = fold_process()
+    try:
         return process.submit(function, *args).result()
+    except KeyboardInterrupt:
+        stop(process)
+        raise
+    finally:
+        process.shutdown()
 
 
 class LocalFolds:
@@ -228,15 +236,17 @@ def run_cv(
     only_fold: int | None = None,
     limit: int | None = None,
     executor: FoldExecutor | None = None,
+    teachers: dict[int, np.ndarray] | None = None,
     log=print,
 ) -> list[FoldResult]:
     """Train the run's unfinished, unclaimed fold jobs with ``executor`` (``LocalFolds`` by default), a batch
-    of them at a time, each batch claimed while it trains."""
+    of them at a time, each batch claimed while it trains; a fold in ``teachers`` learns its teacher's answers
+    where labels are missing (``distill.fold_teacher``)."""
     if only_fold is not None and not 0 <= only_fold < folds.k:
         raise InputError("--fold", f"fold {only_fold} does not exist: folds are 0..{folds.k - 1}")
     run.claim(RunSpec(training.fingerprint, folds.k, folds.seed, limit, config.to_dict(), folds.flip_axis))
     jobs = [
-        FoldJob(run.path, name, fold, config, training, test, folds)
+        FoldJob(run.path, name, fold, config, training, test, folds, teacher=(teachers or {}).get(fold))
         for name in config.trained
         for fold in (range(folds.k) if only_fold is None else [only_fold])
     ]

@@ -11,7 +11,9 @@ from .augment import Augmenter
 
 
 class FaceBatches(keras.utils.PyDataset):
-    """Faces (N, 96, 96) uint8 and targets (N, 2K) in pixels, NaN where missing -> (x, y) batches.
+    """Faces (N, 96, 96) uint8 and targets (N, 2K) in pixels, NaN where missing -> (x, y) batches. With
+    ``labelled`` (N, K), the keypoints that are labels rather than a teacher's answers filled in: (x, y, w)
+    batches, each filled coordinate weighed ``filled_weight`` against a label.
 
     Shuffling and augmentation draw from seeds made of (seed, epoch, batch index), so batches are
     the same whatever the number of workers and the order they are asked for.
@@ -26,10 +28,13 @@ class FaceBatches(keras.utils.PyDataset):
         augmenter: Augmenter | None = None,
         shuffle: bool = False,
         seed: int = 0,
+        labelled: np.ndarray | None = None,
+        filled_weight: float = 1.0,
         **kwargs,
     ):
         super().__init__(**kwargs)
         self.images, self.targets = images, targets
+        self.labelled, self.filled_weight = labelled, filled_weight
         self.batch_size = batch_size
         self.augmenter, self.shuffle, self.seed = augmenter, shuffle, seed
         self.epoch = 0
@@ -46,12 +51,19 @@ class FaceBatches(keras.utils.PyDataset):
     def __getitem__(self, index: int):
         rows = self.order[index * self.batch_size : (index + 1) * self.batch_size]
         images, targets = self.images[rows], self.targets[rows]
+        labelled = None if self.labelled is None else self.labelled[rows]
         if self.augmenter is not None:
             points = targets.reshape(len(rows), -1, 2)
             seed = int(np.random.default_rng((self.seed, self.epoch, index)).integers(2**31))
-            images, points = self.augmenter(images, points, seed)
+            if labelled is None:
+                images, points = self.augmenter(images, points, seed)
+            else:
+                images, points, labelled = self.augmenter(images, points, seed, labelled)
             targets = points.reshape(len(rows), -1)
-        return images[..., None].astype(np.float32), targets.astype(np.float32)
+        batch = images[..., None].astype(np.float32), targets.astype(np.float32)
+        if labelled is None:
+            return batch
+        return *batch, np.repeat(np.where(labelled, 1.0, self.filled_weight), 2, axis=1).astype(np.float32)
 
     def on_epoch_end(self) -> None:
         self.epoch += 1

@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from .config import Config
 from .data import TestSet, TrainingSet
 from .folds import Folds
@@ -21,6 +23,8 @@ class FoldJob:
     test: TestSet
     folds: Folds
     minutes: float = 0.0  # this job's training minutes from the run's budget (0: none; cv.Budget)
+    # (N, 30) answers of the fold's teacher on its training faces, NaN elsewhere (`fkp distill`); None: labels only
+    teacher: np.ndarray | None = None
 
     @property
     def label(self) -> str:

@@ -206,10 +206,23 @@ def prepare_fold(
     training: TrainingSet,
     folds: Folds,
     seed: int,
+    teacher: np.ndarray | None = None,
+    filled_weight: float = 1.0,
 ) -> PreparedFold:
-    """The fold's training and validation rows that hold any of the specialist's keypoints, batched."""
+    """The fold's training and validation rows that hold any of the specialist's keypoints, batched. With a
+    ``teacher`` ((N, 30) answers, NaN on rows it must not teach), a training face's missing coordinates are the
+    teacher's, weighed ``filled_weight`` in the loss; validation stays on the labels alone."""
     specialist = SPECIALISTS[name]
-    train_rows = labelled_rows(training.keypoints, folds.training_rows(fold), specialist)
+    columns = specialist.columns
+    targets, labelled = training.keypoints, None
+    if teacher is not None:
+        training_rows = np.zeros(len(training), bool)
+        training_rows[folds.training_rows(fold)] = True
+        if not np.isnan(teacher[~training_rows]).all():
+            raise ValueError(f"the teacher of fold {fold} answers faces outside the fold's training rows")
+        targets = np.where(np.isnan(training.keypoints), teacher, training.keypoints)
+        labelled = ~np.isnan(training.keypoints[:, columns[::2]])
+    train_rows = labelled_rows(targets, folds.training_rows(fold), specialist)
     val_rows = labelled_rows(training.keypoints, folds.validation_rows(fold), specialist)
     if len(train_rows) == 0 or len(val_rows) == 0:
         raise InputError(
@@ -217,10 +230,9 @@ def prepare_fold(
             f"fold {fold} has {len(train_rows)} training and {len(val_rows)} validation faces "
             f"labelled for the {name} specialist: use more faces or fewer folds",
         )
-    columns = specialist.columns
     train_batches = FaceBatches(
         training.images[train_rows],
-        training.keypoints[np.ix_(train_rows, columns)],
+        targets[np.ix_(train_rows, columns)],
         settings.train.batch_size,
         augmenter=Augmenter(
             settings.augment,
@@ -233,6 +245,8 @@ def prepare_fold(
         seed=seed,
         workers=settings.train.workers,
         use_multiprocessing=False,
+        labelled=None if labelled is None else labelled[train_rows],
+        filled_weight=filled_weight,
     )
     val_batches = FaceBatches(training.images[val_rows], training.keypoints[np.ix_(val_rows, columns)], PREDICT_BATCH)
     return PreparedFold(specialist, fold, seed, train_rows, val_rows, train_batches, val_batches)
@@ -354,7 +368,16 @@ def fit_fold(job: FoldJob, logs_dir: Path, callbacks=()) -> tuple[FoldResult, Fo
     """One fold job, start to finish. Its TensorBoard logs go in ``logs_dir`` and its artifacts are returned
     rather than written: the fold process writes them into the run, a cluster's worker hands them to the driver."""
     settings = budgeted(job.config.specialist(job.specialist), job.minutes)
-    prepared = prepare_fold(job.specialist, job.fold, settings, job.training, job.folds, job.seed)
+    prepared = prepare_fold(
+        job.specialist,
+        job.fold,
+        settings,
+        job.training,
+        job.folds,
+        job.seed,
+        job.teacher,
+        job.config.distill.filled_weight,
+    )
     model = build_fold_model(prepared, settings)
     started = time.perf_counter()
     history = pd.DataFrame(

@@ -19,7 +19,6 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
-import keras_tuner as kt
 import numpy as np
 import pandas as pd
 
@@ -31,6 +30,7 @@ from .errors import InputError
 from .folds import Folds
 from .io import claim_record, write_toml
 from .jobs import fold_seed
+from .keras_tuner_compat import keras_tuner as kt
 from .machine import fresh_backend_session
 from .models import FAMILIES, family_config
 from .schema import SPECIALISTS

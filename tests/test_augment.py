@@ -85,6 +85,35 @@ def test_augmenter_always_flipping_swaps_labels(training):
     np.testing.assert_allclose(out[:, left_eye, 0], 97 - points[:, 1, 0], atol=1e-4)
 
 
+def test_a_mirrored_face_carries_which_of_its_points_are_labels_across_with_them(training):
+    """Filled-in points (a teacher's) are told from labels by a mask that swaps sides with its points."""
+    specialist = SPECIALISTS["full"]
+    rows = np.flatnonzero(training.style == "full")[:4]
+    points = training.keypoints[rows].reshape(4, 15, 2)
+    labelled = np.zeros((4, 15), bool)
+    labelled[:, COORDINATES.index("left_eye_center_x") // 2] = True
+    flip_only = AugmentConfig(flip=1.0, rotate=0, scale=0, shift=0, brightness=0, contrast=0)
+    _, out, out_labelled = Augmenter(flip_only, specialist.flip_permutation)(training.images[rows], points, 3, labelled)
+    assert out_labelled.sum() == 4 and out_labelled[:, COORDINATES.index("right_eye_center_x") // 2].all()
+    np.testing.assert_allclose(out[:, 1, 0], 97 - points[:, 0, 0], atol=1e-4)  # the labelled point went along
+    assert labelled[:, 0].all()  # the caller's mask untouched
+
+
+def test_a_partial_style_face_with_filled_points_is_still_re_framed_as_partial_style():
+    partial = np.tile(np.arange(30.0, 60.0), (1, 1))
+    partial[0, :4] = (64, 40, 32, 40)
+    labelled = np.zeros((1, 15), bool)
+    labelled[0, SPECIALISTS["partial"].columns[::2] // 2] = True  # the rest filled in by a teacher
+    framing = FramingRange((6.0, 6.0), (83.0, 83.0), (80.0, 80.0), (0.0, 0.0), (0, 1), rare=((6.0, 83.0, 80.0),))
+    config = AugmentConfig(
+        flip=0, rotate=0, scale=0, shift=0, brightness=0, contrast=0, framing=1.0, framing_styles=["partial"]
+    )
+    _, moved, _ = Augmenter(config, SPECIALISTS["full"].flip_permutation, framing)(
+        np.zeros((1, 96, 96), np.uint8), partial.reshape(1, 15, 2), 1, labelled
+    )
+    np.testing.assert_allclose(np.linalg.norm(moved[0, 0] - moved[0, 1]), 6.0, atol=0.05)
+
+
 def test_the_framing_range_is_the_spread_of_the_training_labels_eyes():
     keypoints = np.full((3, 30), np.nan)
     keypoints[0, :4] = (60, 40, 30, 40)  # distance 30, midpoint (45, 40)

@@ -17,6 +17,15 @@ def test_masked_loss_ignores_missing_labels():
     assert np.isclose(float(keras.ops.convert_to_numpy(loss)), 14 / 3)
 
 
+def test_masked_loss_weighs_each_coordinate_by_its_sample_weight():
+    y_true = np.array([[1.0, np.nan, 3.0], [5.0, np.nan, 0.0]], np.float32)
+    y_pred = np.array([[2.0, 100.0, 1.0], [1.0, -7.0, 3.0]], np.float32)
+    weight = np.array([[1.0, 1.0, 0.5], [0.0, 1.0, 1.0]], np.float32)
+    # labelled errors 1, -2 (weight 0.5), -4 (weight 0), 3 over four labelled coordinates
+    loss = MaskedMeanSquaredError()(y_true, y_pred, sample_weight=weight)
+    assert np.isclose(float(keras.ops.convert_to_numpy(loss)), (1 + 0.5 * 4 + 0 + 9) / 4)
+
+
 def test_pixel_rmse_pools_over_batches():
     metric = PixelRMSE()
     metric.update_state(np.array([[1.0, np.nan]], np.float32), np.array([[4.0, 0.0]], np.float32))

@@ -63,6 +63,34 @@ def test_a_fold_trains_on_its_labelled_training_rows_and_validates_on_its_own():
     assert list(prepared.train_rows) == [0, 4] and list(prepared.val_rows) == [1, 3]
 
 
+def test_a_fold_with_a_teacher_trains_on_its_answers_where_labels_are_missing_and_validates_on_labels():
+    keypoints = np.full((4, 30), np.nan, np.float32)
+    keypoints[:, :4] = 40.0  # the eye centres labelled on every face, nothing else
+    keypoints[0, 4:8] = 50.0
+    training = TrainingSet(np.zeros((4, 96, 96), np.uint8), keypoints, "f")
+    folds = Folds(np.array([0, 1, 0, 1]), 2, 0, "f", training.style)
+    teacher = np.full((4, 30), np.nan)
+    teacher[[0, 2]] = 33.0  # fold 1's training rows
+    still = AugmentConfigForFlips()
+    still.flip = 0.0
+    settings = SpecialistConfig(model=TINY, augment=still, train=TrainConfig(batch_size=32))
+    prepared = prepare_fold("full", 1, settings, training, folds, 0, teacher, filled_weight=0.25)
+    assert list(prepared.train_rows) == [0, 2]
+    _, targets, weights = prepared.train_batches[0]
+    order = np.argsort(prepared.train_batches.order)  # the batch's rows back in train_rows order
+    targets, weights = targets[order], weights[order]
+    np.testing.assert_allclose(targets[:, :4], 40.0, atol=1e-3)  # labels kept
+    np.testing.assert_allclose(targets[0, 4:8], 50.0, atol=1e-3)
+    np.testing.assert_allclose(targets[1, 4:], 33.0, atol=1e-3)  # the teacher's where labels are missing
+    np.testing.assert_array_equal(weights[0], [1.0] * 8 + [0.25] * 22)
+    np.testing.assert_array_equal(weights[1], [1.0] * 4 + [0.25] * 26)
+    assert np.isnan(prepared.val_batches[0][1][:, 4:]).all()  # validation: labels alone
+
+    teacher[1] = 33.0  # answers a validation face of fold 1
+    with pytest.raises(ValueError, match="outside the fold's training rows"):
+        prepare_fold("full", 1, tiny_settings(), training, folds, 0, teacher)
+
+
 def test_the_cosine_schedule_warms_up_peaks_and_ends_at_zero():
     schedule = CosineSchedule(2e-3, 10, warmup_epochs=2)
     rate = [schedule.rate(step, steps_per_epoch=5) for step in range(51)]

@@ -453,6 +453,27 @@ def test_a_search_over_families_trains_a_heatmap_trial_within_its_wall_clock_bud
     assert tuned.train.max_minutes == 1e-9 and tuned.model.convs_per_block == 1  # the cpu config's
 
 
+def test_a_search_killed_while_saving_its_state_keeps_the_previous_state_whole(tmp_path, monkeypatch):
+    """Keras Tuner writes oracle.json in place; a kill during that write once left it empty."""
+    import competition.tune  # noqa: F401  (installs the atomic writer)
+
+    oracle = kt.oracles.RandomSearchOracle(max_trials=3, seed=1)
+    oracle._set_project_dir(str(tmp_path), "project")
+    oracle.save()
+    saved = (tmp_path / "project" / "oracle.json").read_text()
+    assert json.loads(saved)["seed_state"] == 1
+
+    def killed(*args):
+        raise KeyboardInterrupt
+
+    oracle.seed_state = 2
+    monkeypatch.setattr("competition.io.os.replace", killed)
+    with pytest.raises(KeyboardInterrupt):
+        oracle.save()
+    assert (tmp_path / "project" / "oracle.json").read_text() == saved
+    assert [p.name for p in (tmp_path / "project").iterdir()] == ["oracle.json"]  # no temporary left
+
+
 @pytest.mark.slow
 def test_a_killed_search_resumes_without_redoing_finished_trials(tmp_path, data_dir, tiny_space):
     args = [

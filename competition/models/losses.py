@@ -18,16 +18,18 @@ def _mask_and_error(y_true, y_pred):
 
 @keras.saving.register_keras_serializable(package="fkp")
 class MaskedMeanSquaredError(keras.losses.Loss):
-    """Mean squared error over the labelled (non-NaN) coordinates of a batch."""
+    """Mean squared error over the labelled (non-NaN) coordinates of a batch. Kept per coordinate, so a
+    (batch, 2K) sample weight weighs each one (a teacher's filled labels less than true ones, `fkp cv` with
+    ``distill.teachers``): sum(weight * error^2) / (labelled count)."""
 
     def __init__(self, name="masked_mse", **kwargs):
         super().__init__(name=name, **kwargs)
 
     def call(self, y_true, y_pred):
         labelled, error = _mask_and_error(y_true, y_pred)
-        # Per-face sums scaled so the batch mean equals sum(error^2) / (labelled count).
-        batch = ops.cast(ops.shape(y_true)[0], y_pred.dtype)
-        return ops.sum(ops.square(error), axis=-1) * batch / ops.maximum(ops.sum(labelled), 1.0)
+        # Keras divides the (weighted) sum by the element count (batch x 2K); scale that to the labelled count.
+        elements = ops.cast(ops.size(y_true), y_pred.dtype)
+        return ops.square(error) * elements / ops.maximum(ops.sum(labelled), 1.0)
 
 
 @keras.saving.register_keras_serializable(package="fkp")
