@@ -31,10 +31,17 @@ def teachers(learned_run, run_data, tmp_path_factory):
     return runs, training, folds
 
 
-def test_a_folds_teacher_answers_its_training_faces_only_and_fills_every_coordinate(teachers):
+@pytest.fixture(scope="module")
+def fold0_teacher(teachers):
+    """Fold 0's teacher: the blend of the two teacher runs."""
     runs_dir, training, folds = teachers
-    runs = teacher_runs(runs_dir, ["learned", "copy"], training, folds, None)
-    teacher = fold_teacher(runs, 0, training, folds, BlendConfig())
+    return fold_teacher(teacher_runs(runs_dir, ["learned", "copy"], training, folds, None), 0, training, folds,
+                        BlendConfig())  # fmt: skip
+
+
+def test_a_folds_teacher_answers_its_training_faces_only_and_fills_every_coordinate(teachers, fold0_teacher):
+    _, training, folds = teachers
+    teacher = fold0_teacher
     assert teacher.shape == (len(training), len(COORDINATES))
     assert np.isnan(teacher[folds.validation_rows(0)]).all()
     answered = teacher[folds.training_rows(0)]
@@ -46,14 +53,12 @@ def test_a_folds_teacher_answers_its_training_faces_only_and_fills_every_coordin
     assert np.sqrt(np.mean((teacher[partial][labelled] - training.keypoints[partial][labelled]) ** 2)) < 4.0
 
 
-def test_no_part_of_a_folds_teacher_saw_the_folds_faces(teachers, tmp_path):
+def test_no_part_of_a_folds_teacher_saw_the_folds_faces(teachers, fold0_teacher, tmp_path):
     """Fold 0's teacher is unchanged when fold 0's labels change, when the teachers' out-of-fold predictions of
     fold 0's faces change, and when the fold-1 models (trained on fold 0's faces) are gone: it is made of the
     fold-0 models and of heads and weights fitted on the other folds' faces alone."""
     runs_dir, training, folds = teachers
-    before = fold_teacher(teacher_runs(runs_dir, ["learned", "copy"], training, folds, None), 0, training, folds,
-                          BlendConfig())  # fmt: skip
-
+    before = fold0_teacher
     damaged = tmp_path / "runs"
     shutil.copytree(runs_dir, damaged)
     held = folds.validation_rows(0)
@@ -74,13 +79,13 @@ def test_no_part_of_a_folds_teacher_saw_the_folds_faces(teachers, tmp_path):
                          BlendConfig())  # fmt: skip
     np.testing.assert_allclose(after, before, atol=1e-4)
 
-    # and it does depend on what it is made of: the other fold's labels move it
+    # and it does depend on what it is made of: the other fold's labels move it (one teacher is enough to show it)
     keypoints = training.keypoints.copy()
     keypoints[folds.training_rows(0)] += 3.0
     shifted = dataclasses.replace(training, keypoints=keypoints)
-    moved = fold_teacher(teacher_runs(runs_dir, ["learned", "copy"], shifted, folds, None), 0, shifted, folds,
-                         BlendConfig())  # fmt: skip
-    assert np.nanmean(np.abs(moved - before)) > 0.5
+    alone = fold_teacher(teacher_runs(runs_dir, ["learned"], training, folds, None), 0, training, folds, BlendConfig())
+    moved = fold_teacher(teacher_runs(runs_dir, ["learned"], shifted, folds, None), 0, shifted, folds, BlendConfig())
+    assert np.nanmean(np.abs(moved - alone)) > 0.5
 
 
 def test_teachers_on_other_folds_or_missing_are_refused_in_one_line(teachers):
@@ -98,7 +103,7 @@ def test_a_distilled_run_is_a_run_like_any_other(teachers, learned_run, run_data
     """`fkp cv` with teachers trains, scores and fits its head as any run; `fkp blend` takes it."""
     runs_dir = teachers[0]
     result = fkp(
-        "cv", "--data", run_data, "--folds", 2, "--config", "cpu", "--epochs", 2,
+        "cv", "--data", run_data, "--folds", 2, "--config", "cpu", "--epochs", 1, "--set", "inference.tta_shift=0",
         "--set", 'distill.teachers=["learned"]', "--set", "train.validate_every=1", "--run", "student",
         "--runs-dir", runs_dir, "--folds-dir", learned_run / "folds",
     )  # fmt: skip
@@ -117,8 +122,9 @@ def test_a_distilled_run_is_a_run_like_any_other(teachers, learned_run, run_data
     assert "blend_rmse=" in blended.output
 
     resumed_without_teachers = fkp(
-        "cv", "--data", run_data, "--folds", 2, "--config", "cpu", "--epochs", 2, "--set", "train.validate_every=1",
-        "--run", "student", "--runs-dir", runs_dir, "--folds-dir", learned_run / "folds",
+        "cv", "--data", run_data, "--folds", 2, "--config", "cpu", "--epochs", 1, "--set", "inference.tta_shift=0",
+        "--set", "train.validate_every=1", "--run", "student",
+        "--runs-dir", runs_dir, "--folds-dir", learned_run / "folds",
     )  # fmt: skip
     assert resumed_without_teachers.exit_code == 2
     assert "made with other config" in resumed_without_teachers.output
