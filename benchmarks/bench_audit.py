@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import subprocess
-import sys
 import tempfile
 import time
 import zipfile
@@ -24,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from common import ROOT, SHARED_DATA, verdict
+from common import FKP, ROOT, SHARED_DATA, verdict
 
 PLANTED = {"swap": 20, "misplaced": 20, "shift": 20}
 MOVE_PX, SHIFT_PX = (6.0, 15.0), (3.0, 6.0)
@@ -175,9 +174,7 @@ def main() -> None:
         planted = damaged_copy(args.data.resolve(), copy, args.seed)
         print(f"{copy}: {len(planted)} planted errors ({', '.join(f'{n} {k}' for k, n in PLANTED.items())})")
         command = [
-            sys.executable,
-            "-m",
-            "competition",
+            *FKP,
             "cv",
             "--data",
             str(copy),

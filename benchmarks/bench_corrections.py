@@ -14,20 +14,17 @@ from __future__ import annotations
 
 import argparse
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 from bench_audit import DEFAULT_SETTINGS
-from common import ROOT, SHARED_DATA
+from common import FKP, ROOT, SHARED_DATA
 
 
 def cv(data: Path, run: str, args, settings: list[str]) -> None:
     command = [
-        sys.executable,
-        "-m",
-        "competition",
+        *FKP,
         "cv",
         "--data",
         str(data),
@@ -65,9 +62,7 @@ def main() -> None:
     cv(source, args.baseline, args, settings)
     audit_dir = args.work.resolve() / "audit"
     command = [
-        sys.executable,
-        "-m",
-        "competition",
+        *FKP,
         "audit",
         "--data",
         str(source),

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 import psutil
-from common import ROOT, default_data_dir, verdict
+from common import FKP, ROOT, default_data_dir, verdict
 
 RSS_GOAL_GIB = 3.0
 KIB_PER_RSS_UNIT = 1 / 1024 if sys.platform == "darwin" else 1  # macOS reports bytes, Linux KiB
@@ -59,9 +59,7 @@ def main() -> None:
     folder = (args.data or default_data_dir()).resolve()
     with tempfile.TemporaryDirectory() as work:
         command = [
-            sys.executable,
-            "-m",
-            "competition",
+            *FKP,
             "cv",
             "--data",
             str(folder),

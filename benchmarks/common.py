@@ -19,6 +19,7 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 SHARED_DATA = ROOT.parent / "shared" / "fkp-data"
+FKP = [sys.executable, "-m", "competition"]  # `fkp` of this checkout, in a process of its own
 NOISE_NOTE = (
     "best of {n} runs each; wall seconds are noisy on a shared machine, CPU seconds (this process) "
     "much less so: ratios are given for both"
