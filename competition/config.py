@@ -121,7 +121,7 @@ class InferenceConfig:
 
 @dataclass
 class DistillConfig:
-    """A run distilled from a blend of runs (`fkp distill`): each fold trains on its training faces' labels, and
+    """A run distilled from a blend of runs (`fkp cv` with `distill.teachers`): each fold trains on its training faces' labels, and
     where a face lacks a coordinate, on the answer of the teachers' blend made without that fold's faces."""
 
     teachers: list[str] = setting([])  # the blended runs, by name in the runs folder (none: no distillation)

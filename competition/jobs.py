@@ -23,7 +23,7 @@ class FoldJob:
     test: TestSet
     folds: Folds
     minutes: float = 0.0  # this job's training minutes from the run's budget (0: none; cv.Budget)
-    # (N, 30) answers of the fold's teacher on its training faces, NaN elsewhere (`fkp distill`); None: labels only
+    # (N, 30) answers of the fold's teacher on its training faces, NaN elsewhere (`distill.teachers`); None: labels only
     teacher: np.ndarray | None = None
 
     @property
