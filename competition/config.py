@@ -121,8 +121,9 @@ class InferenceConfig:
 
 @dataclass
 class DistillConfig:
-    """A run distilled from a blend of runs (`fkp cv` with `distill.teachers`): each fold trains on its training faces' labels, and
-    where a face lacks a coordinate, on the answer of the teachers' blend made without that fold's faces."""
+    """A run distilled from a blend of runs (`fkp cv` with `distill.teachers`): each fold trains on its training
+    faces' labels and, where a face lacks a coordinate, on the answer of the teachers' blend made without that
+    fold's faces."""
 
     teachers: list[str] = setting([])  # the blended runs, by name in the runs folder (none: no distillation)
     filled_weight: float = setting(0.5, low=0, high=1)  # a filled coordinate's weight in the loss; a label's is 1
