@@ -36,7 +36,7 @@ def main() -> None:
 
     student = Run(args.student)
     plain, tta = timing(student, False), timing(student, True)
-    teachers = [timing(Run(path), Run(path).tta_used(None)) for path in args.teachers]
+    teachers = [timing(run, run.tta_used(None)) for run in map(Run, args.teachers)]
     blend_wall, blend_cpu = sum(t.wall for t in teachers), sum(t.cpu for t in teachers)
     for label, t in (("student, no TTA", plain), ("student, its TTA", tta)):
         print(f"{label}: {len(faces) / t.wall:.0f} faces/s ({t.wall:.2f} s wall, {t.cpu:.2f} s CPU)")
