@@ -91,6 +91,9 @@ DataOption = Annotated[
 ]
 FoldsDirOption = Annotated[Path, typer.Option("--folds-dir", help="Where fold assignments are stored.")]
 RunsDirOption = Annotated[Path, typer.Option("--runs-dir", help="Where runs are written.")]
+SubmissionOption = Annotated[
+    Path, typer.Option("--out", help="Submission file; weights, faces PNG and report are written beside it.")
+]
 TTAOption = Annotated[
     Optional[bool], typer.Option("--tta/--no-tta", help="Use TTA predictions (default: the run's inference.tta).")
 ]
@@ -544,46 +547,22 @@ def tune(
     print(f"best_val_rmse={best.loc['val_rmse'].iloc[0]:.5f}")
 
 
-@app.command(context_settings={"allow_extra_args": True})
-@one_line_errors
-def blend(
-    context: typer.Context,
-    data: DataOption = None,
-    runs: Annotated[
-        Optional[list[str]],
-        typer.Option("--runs", help="Runs to blend: --runs A B C (weights fitted on their out-of-fold predictions)."),
-    ] = None,
-    run: Annotated[
-        Optional[str],
-        typer.Option(
-            help="One run to blend [default: the run `fkp cv` writes on this machine: cpu, or default with a GPU]."
-        ),
-    ] = None,
-    runs_dir: RunsDirOption = Path("runs"),
-    out: Annotated[
-        Path, typer.Option(help="Submission file; weights, faces PNG and report are written beside it.")
-    ] = Path("submissions/submission.csv"),
-    blend_config: Annotated[
-        str,
-        typer.Option(
-            "--blend-config", help="Blend config: a name in configs/blend/ (nnls, ridge, elasticnet) or a TOML path."
-        ),
-    ] = "nnls",
-    tta: TTAOption = None,
-    allow_partial: Annotated[bool, typer.Option(help="Blend runs with missing folds.")] = False,
-):
-    """Blend runs (or average one run's folds) into a Kaggle submission; print each one's OOF RMSE."""
-    if context.args and not runs:
-        raise InputError("blend", f"unexpected argument {context.args[0]!r}: name runs after --runs")
-    if runs and run:
-        raise InputError("--run", "give either --run NAME or --runs A B ..., not both")
+def _blend(
+    names: list[str],
+    data: Path | None,
+    runs_dir: Path,
+    out: Path,
+    blend_config: str,
+    tta: bool | None = None,
+    allow_partial: bool = False,
+) -> None:
+    """`fkp blend` of the runs ``names``: the submission, its files beside it, the scores printed."""
     from .blend import SCORE_COLUMNS, blend_runs, output_paths, write_blend
     from .config import load_blend_config
     from .run import tta_words
 
     config = load_blend_config(blend_config)
     folder, _ = _data(data)
-    names = [*runs, *context.args] if runs else [_run_name(run)]
     training = data_module.load_training(folder)
     test = data_module.load_test(folder)
     lookup = data_module.load_lookup(folder, test)
@@ -619,6 +598,76 @@ def blend(
         f"{clipped} predicted Locations fell outside the image (0..{IMAGE_SIZE}) and were clipped to its edge"
     )
     print(f"blend_rmse={result.blend_scores['used']:.5f}")
+
+
+@app.command(context_settings={"allow_extra_args": True})
+@one_line_errors
+def blend(
+    context: typer.Context,
+    data: DataOption = None,
+    runs: Annotated[
+        Optional[list[str]],
+        typer.Option("--runs", help="Runs to blend: --runs A B C (weights fitted on their out-of-fold predictions)."),
+    ] = None,
+    run: Annotated[
+        Optional[str],
+        typer.Option(
+            help="One run to blend [default: the run `fkp cv` writes on this machine: cpu, or default with a GPU]."
+        ),
+    ] = None,
+    runs_dir: RunsDirOption = Path("runs"),
+    out: SubmissionOption = Path("submissions/submission.csv"),
+    blend_config: Annotated[
+        str,
+        typer.Option(
+            "--blend-config", help="Blend config: a name in configs/blend/ (nnls, ridge, elasticnet) or a TOML path."
+        ),
+    ] = "nnls",
+    tta: TTAOption = None,
+    allow_partial: Annotated[bool, typer.Option(help="Blend runs with missing folds.")] = False,
+):
+    """Blend runs (or average one run's folds) into a Kaggle submission; print each one's OOF RMSE."""
+    if context.args and not runs:
+        raise InputError("blend", f"unexpected argument {context.args[0]!r}: name runs after --runs")
+    if runs and run:
+        raise InputError("--run", "give either --run NAME or --runs A B ..., not both")
+    names = [*runs, *context.args] if runs else [_run_name(run)]
+    _blend(names, data, runs_dir, out, blend_config, tta, allow_partial)
+
+
+@app.command()
+@one_line_errors
+def recipe(
+    name: Annotated[str, typer.Argument(help="A recipe in configs/recipes/ (cpu-3h) or a TOML path.")],
+    data: DataOption = None,
+    runs_dir: RunsDirOption = Path("runs"),
+    folds_dir: FoldsDirOption = Path("folds"),
+    out: SubmissionOption = Path("submissions/submission.csv"),
+    verbose: VerboseOption = False,
+):
+    """Train a recipe's runs one after another on the same folds, then blend them; run it again to resume."""
+    from .config import load_recipe
+
+    plan = load_recipe(name)
+    for number, member in enumerate(plan.runs, 1):
+        settings = "".join(f" --set {setting}" for setting in member.set)
+        console.print(
+            f"recipe {name}, run {number} of {len(plan.runs)}: "
+            f"fkp cv --folds {plan.folds} --config {member.config} --run {member.name}{settings}"
+        )
+        cv(
+            data=data,
+            k=plan.folds,
+            config_name=member.config,
+            run=member.name,
+            runs_dir=runs_dir,
+            folds_dir=folds_dir,
+            overrides=member.set,
+            verbose=verbose,
+        )
+    names = [member.name for member in plan.runs]
+    console.print(f"recipe {name}: fkp blend --runs {' '.join(names)} --blend-config {plan.blend}")
+    _blend(names, data, runs_dir, out, plan.blend)
 
 
 @app.command()

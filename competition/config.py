@@ -352,3 +352,52 @@ def load_blend_config(name_or_path: str) -> BlendConfig:
     config = BlendConfig()
     _apply(config, read_toml(path), "", str(path))
     return config
+
+
+@dataclass
+class RecipeRun:
+    """One `fkp cv` of a recipe: its run name, config and ``--set`` overrides."""
+
+    name: str = ""  # the run's folder in --runs-dir
+    config: str = ""  # a config name in configs/ or a TOML path
+    set: list[str] = field(default_factory=list)  # --set KEY=VALUE overrides, as on the command line
+
+
+@dataclass
+class Recipe:
+    """Several 5-fold runs on the same folds and their blend: what `fkp recipe` trains, run by run, and blends."""
+
+    folds: int = setting(5, low=2, high=100)  # every run's K: the same stored folds for all
+    blend: str = "nnls"  # the blend config, a name in configs/blend/ or a TOML path
+    runs: list[RecipeRun] = field(default_factory=list)
+
+
+def load_recipe(name_or_path: str) -> Recipe:
+    """A recipe by path or by name in configs/recipes/, every run's config loaded with its overrides, so that a
+    mistake in the last run is refused before the first one trains."""
+    path = find_config(name_or_path, "recipes")
+    raw = read_toml(path)
+    tables = raw.pop("runs", None)
+    recipe = Recipe()
+    _apply(recipe, raw, "", str(path))
+    if not isinstance(tables, list) or not tables:
+        raise InputError(path, "needs at least one [[runs]] table (name, config, set)")
+    for index, table in enumerate(tables):
+        member, key = RecipeRun(), f"runs[{index}]"
+        _apply(member, table, f"{key}.", str(path))
+        if not member.name or member.name in (".", "..") or Path(member.name).name != member.name:
+            raise InputError(path, f"key '{key}.name' must be a run's folder name, got {member.name!r}")
+        if member.name in (run.name for run in recipe.runs):
+            raise InputError(path, f"key '{key}.name': run {member.name!r} is named twice")
+        if not member.config:
+            raise InputError(path, f"key '{key}.config' is missing: a config name or TOML path")
+        try:
+            load_config(member.config, member.set)
+        except InputError as error:
+            raise InputError(path, f"run {member.name!r}: {error}") from None
+        recipe.runs.append(member)
+    try:
+        load_blend_config(recipe.blend)
+    except InputError as error:
+        raise InputError(path, f"key 'blend': {error}") from None
+    return recipe
