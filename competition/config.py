@@ -365,7 +365,7 @@ class RecipeRun:
 
 @dataclass
 class Recipe:
-    """Several 5-fold runs on the same folds and their blend: what `fkp recipe` trains, run by run, and blends."""
+    """Several runs on the same folds and their blend: what `fkp recipe` trains, run by run, then blends."""
 
     folds: int = setting(5, low=2, high=100)  # every run's K: the same stored folds for all
     blend: str = "nnls"  # the blend config, a name in configs/blend/ or a TOML path
