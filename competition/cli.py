@@ -91,6 +91,10 @@ DataOption = Annotated[
 ]
 FoldsDirOption = Annotated[Path, typer.Option("--folds-dir", help="Where fold assignments are stored.")]
 RunsDirOption = Annotated[Path, typer.Option("--runs-dir", help="Where runs are written.")]
+RunOption = Annotated[
+    Optional[str],
+    typer.Option(help="The run [default: the run `fkp cv` writes on this machine: cpu, or default with a GPU]."),
+]
 SubmissionOption = Annotated[
     Path, typer.Option("--out", help="Submission file; weights, faces PNG and report are written beside it.")
 ]
@@ -609,12 +613,7 @@ def blend(
         Optional[list[str]],
         typer.Option("--runs", help="Runs to blend: --runs A B C (weights fitted on their out-of-fold predictions)."),
     ] = None,
-    run: Annotated[
-        Optional[str],
-        typer.Option(
-            help="One run to blend [default: the run `fkp cv` writes on this machine: cpu, or default with a GPU]."
-        ),
-    ] = None,
+    run: RunOption = None,
     runs_dir: RunsDirOption = Path("runs"),
     out: SubmissionOption = Path("submissions/submission.csv"),
     blend_config: Annotated[
@@ -674,12 +673,7 @@ def recipe(
 @one_line_errors
 def show(
     data: DataOption = None,
-    run: Annotated[
-        Optional[str],
-        typer.Option(
-            help="Run to picture [default: the run `fkp cv` writes on this machine: cpu, or default with a GPU]."
-        ),
-    ] = None,
+    run: RunOption = None,
     runs_dir: RunsDirOption = Path("runs"),
     tta: TTAOption = None,
 ):
@@ -770,10 +764,6 @@ def runs_command(data: DataOption = None, runs_dir: RunsDirOption = Path("runs")
 
 
 AllowPartialOption = Annotated[bool, typer.Option(help="Use a run whose folds are not all finished.")]
-RunOption = Annotated[
-    Optional[str],
-    typer.Option(help="The run [default: the run `fkp cv` writes on this machine: cpu, or default with a GPU]."),
-]
 
 
 def _existing_run(runs_dir: Path, name: str | None):
