@@ -82,6 +82,17 @@ def sample_copy(tmp_path, sample_dir) -> Path:
     return target
 
 
+# what `learned_run` sets on cpu-wide.toml, so a test can name the same run's config (tests/test_recipe.py)
+LEARNED_SETTINGS = [
+    "train.epochs=10",
+    "specialists.partial.enabled=true",
+    "inference.reframe=0.25",
+    "inference.prefer_by_style=true",
+    "inference.refine=linear",
+    "train.validate_every=10",
+]
+
+
 @pytest.fixture(scope="session")
 def learned_run(tmp_path_factory, run_data) -> Path:
     """A small run that has learned faces: `fkp cv --config cpu-wide` with both specialists, 2 folds, 10 epochs
@@ -102,18 +113,7 @@ def learned_run(tmp_path_factory, run_data) -> Path:
             "cpu-wide",
             "--folds",
             "2",
-            "--epochs",
-            "10",
-            "--set",
-            "specialists.partial.enabled=true",
-            "--set",
-            "inference.reframe=0.25",
-            "--set",
-            "inference.prefer_by_style=true",
-            "--set",
-            "inference.refine=linear",
-            "--set",
-            "train.validate_every=10",
+            *(part for setting in LEARNED_SETTINGS for part in ("--set", setting)),
             "--run",
             "learned",
         ],

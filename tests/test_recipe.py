@@ -6,21 +6,11 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import fkp
+from conftest import LEARNED_SETTINGS, fkp
 
 from competition.config import PROJECT_CONFIGS, load_config, load_recipe
 from competition.errors import InputError
 from competition.run import Run
-
-# the settings `learned_run` (tests/conftest.py) trained with, its --epochs 10 last
-LEARNED_SETTINGS = [
-    "specialists.partial.enabled=true",
-    "inference.reframe=0.25",
-    "inference.prefer_by_style=true",
-    "inference.refine=linear",
-    "train.validate_every=10",
-    "train.epochs=10",
-]
 
 
 def toml_list(items: list[str]) -> str:
