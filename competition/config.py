@@ -126,7 +126,7 @@ class DistillConfig:
     fold's faces."""
 
     teachers: list[str] = setting([])  # the blended runs, by name in the runs folder (none: no distillation)
-    filled_weight: float = setting(0.5, low=0, high=1)  # a filled coordinate's weight in the loss; a label's is 1
+    filled_weight: float = setting(0.25, low=0, high=1)  # a filled coordinate's weight in the loss; a label's is 1
 
 
 @dataclass
